@@ -46,6 +46,8 @@ export const O_NONBLOCK = 0o4000;
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 export const MAP_SHARED = 1;
+export const MAP_PRIVATE = 2;
+export const MAP_ANONYMOUS = 0x20;
 
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
@@ -98,7 +100,16 @@ export interface Mapping {
 }
 
 export function mmapFd(fd: number, length: number, prot: number, offset: number): Mapping {
-  const pointer = raw.mmap(null, length, prot, MAP_SHARED, fd, offset);
+  return mapMemory(length, prot, MAP_SHARED, fd, offset);
+}
+
+/** Private zero-filled memory with a stable address (for tables handed to the kernel). */
+export function mapAnonymous(length: number): Mapping {
+  return mapMemory(length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+}
+
+function mapMemory(length: number, prot: number, flags: number, fd: number, offset: number): Mapping {
+  const pointer = raw.mmap(null, length, prot, flags, fd, offset);
   const address = Number(koffi.address(pointer));
   if (address === -1 || address >= 2 ** 53) throw new SysError('mmap', koffi.errno());
   const bytes = new Uint8Array(koffi.view(pointer, length));

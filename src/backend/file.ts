@@ -1,0 +1,179 @@
+import { existsSync, rmSync, statSync } from 'node:fs';
+import { SysError } from '../sys/errors';
+import * as libc from '../sys/libc';
+import { Segment } from '../virtio/memory';
+import { BackendProvider, BlockBackend } from './types';
+
+const EOPNOTSUPP = 95;
+const EINTR = 4;
+/** iovec entries one preadv/pwritev may take (IOV_MAX). */
+const IOV_MAX = 1024;
+
+/** A sparse image file: reads of holes return zeroes, DISCARD punches holes. */
+export class FileBackend implements BlockBackend {
+  private readonly iovecs: libc.Mapping;
+  private readonly iovecWords: Uint32Array;
+
+  constructor(
+    readonly path: string,
+    private readonly fd: number,
+  ) {
+    this.iovecs = libc.mapAnonymous(IOV_MAX * 16);
+    this.iovecWords = new Uint32Array(this.iovecs.bytes.buffer, this.iovecs.bytes.byteOffset, IOV_MAX * 4);
+  }
+
+  static open(path: string, readOnly: boolean): FileBackend {
+    return new FileBackend(path, libc.openPath(path, readOnly ? libc.O_RDONLY : libc.O_RDWR));
+  }
+
+  read(offset: number, segments: readonly Segment[]): void {
+    const done = this.transfer(offset, segments, libc.raw.preadvAddr, 'preadv');
+    // Past the end of the file (a file shorter than the device): holes read as zeroes.
+    if (done >= 0) zeroFrom(segments, done);
+  }
+
+  write(offset: number, segments: readonly Segment[]): void {
+    const total = this.transfer(offset, segments, libc.raw.pwritevAddr, 'pwritev');
+    if (total >= 0) throw new Error(`short write at ${offset}`);
+  }
+
+  flush(): void {
+    libc.check(libc.raw.fdatasync(this.fd), 'fdatasync');
+  }
+
+  discard(offset: number, length: number): void {
+    this.fallocate(libc.FALLOC_FL_PUNCH_HOLE | libc.FALLOC_FL_KEEP_SIZE, offset, length, 'punch hole');
+  }
+
+  writeZeroes(offset: number, length: number, mayUnmap: boolean): void {
+    if (mayUnmap) return this.discard(offset, length);
+    try {
+      this.fallocate(libc.FALLOC_FL_ZERO_RANGE | libc.FALLOC_FL_KEEP_SIZE, offset, length, 'zero range');
+    } catch (error) {
+      if (!(error instanceof SysError) || error.errno !== EOPNOTSUPP) throw error;
+      // tmpfs and some others lack ZERO_RANGE: punch, then allocate again so the range stays reserved.
+      this.discard(offset, length);
+      this.fallocate(libc.FALLOC_FL_KEEP_SIZE, offset, length, 'allocate');
+    }
+  }
+
+  close(): void {
+    libc.closeFd(this.fd);
+    this.iovecs.unmap();
+  }
+
+  /**
+   * Moves all segments with as few system calls as possible. Returns -1 when everything moved,
+   * otherwise how many bytes moved before the file ended.
+   */
+  private transfer(
+    offset: number,
+    segments: readonly Segment[],
+    call: (fd: number, iov: number, count: number, offset: number) => number,
+    what: string,
+  ): number {
+    let moved = 0;
+    let first = 0;
+    let skip = 0;
+    while (first < segments.length) {
+      let count = 0;
+      let batch = 0;
+      for (let i = first; i < segments.length && count < IOV_MAX; i++, count++) {
+        const segment = segments[i]!;
+        const start = i === first ? skip : 0;
+        const length = segment.bytes.byteLength - start;
+        const address = segment.address + start;
+        this.iovecWords[count * 4] = address >>> 0;
+        this.iovecWords[count * 4 + 1] = Math.floor(address / 0x100000000);
+        this.iovecWords[count * 4 + 2] = length;
+        this.iovecWords[count * 4 + 3] = 0;
+        batch += length;
+      }
+      const result = call(this.fd, this.iovecs.address, count, offset + moved);
+      if (result < 0) {
+        if (libc.errno() === EINTR) continue;
+        throw new SysError(`${what} ${this.path} at ${offset + moved}`, libc.errno());
+      }
+      if (result === 0 && batch > 0) return moved;
+      moved += result;
+      // Advance past what moved; a short transfer resumes inside a segment.
+      let advance = result;
+      while (first < segments.length) {
+        const remaining = segments[first]!.bytes.byteLength - skip;
+        if (advance < remaining) {
+          skip += advance;
+          break;
+        }
+        advance -= remaining;
+        first++;
+        skip = 0;
+      }
+    }
+    return -1;
+  }
+
+  private fallocate(mode: number, offset: number, length: number, what: string): void {
+    libc.check(
+      libc.raw.fallocate(this.fd, mode, offset, length),
+      `${what} ${this.path} [${offset}, +${length})`,
+    );
+  }
+}
+
+function zeroFrom(segments: readonly Segment[], from: number): void {
+  let position = 0;
+  for (const segment of segments) {
+    const end = position + segment.bytes.byteLength;
+    if (end > from) segment.bytes.fill(0, Math.max(0, from - position));
+    position = end;
+  }
+}
+
+/** Serves an image file, creating it sparse when it does not exist. */
+export class FileBackendProvider implements BackendProvider {
+  constructor(
+    readonly path: string,
+    private readonly created: boolean,
+  ) {}
+
+  /** Creates the image (sparse) when missing; never shrinks an existing one. */
+  static create(path: string, sizeBytes: number | undefined): FileBackendProvider {
+    const created = !existsSync(path);
+    const fd = libc.openPath(path, libc.O_RDWR | libc.O_CREAT, 0o600);
+    try {
+      const current = statSync(path).size;
+      if (sizeBytes !== undefined && sizeBytes > current) {
+        libc.check(libc.raw.ftruncate(fd, sizeBytes), `truncate ${path}`);
+      }
+    } finally {
+      libc.closeFd(fd);
+    }
+    return new FileBackendProvider(path, created);
+  }
+
+  /** Undoes create() when serving could not start: an image this provider made is removed. */
+  removeIfCreated(): void {
+    if (this.created) rmSync(this.path, { force: true });
+  }
+
+  size(): number {
+    return statSync(this.path).size;
+  }
+
+  async resize(bytes: number): Promise<void> {
+    const current = this.size();
+    if (bytes < current)
+      throw new RangeError(`refusing to shrink ${this.path} from ${current} to ${bytes} bytes`);
+    const fd = libc.openPath(this.path, libc.O_RDWR);
+    try {
+      libc.check(libc.raw.ftruncate(fd, bytes), `truncate ${this.path}`);
+      libc.check(libc.raw.fdatasync(fd), `fdatasync ${this.path}`);
+    } finally {
+      libc.closeFd(fd);
+    }
+  }
+
+  open(options: { readOnly: boolean }): BlockBackend {
+    return FileBackend.open(this.path, options.readOnly);
+  }
+}

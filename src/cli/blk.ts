@@ -1,0 +1,104 @@
+import { parseArgs } from 'node:util';
+import { log, setLogLevel } from '../log';
+import { adminSocketPath, callAdmin, listenAdmin } from '../daemon/admin-socket';
+import { BlkDeviceServer, BlkServeOptions } from '../daemon/blk-device-server';
+import { validateDeviceName } from '../vdpa';
+import { parseBytes, parseInteger } from './units';
+
+export const BLK_USAGE = `usage:
+  vduse-csi blk serve --file PATH [--size BYTES] [--name NAME] [--queues N] [--queue-size N]
+                      [--block-size 512|4096] [--read-only] [--bounce-size BYTES]
+                      [--admin-dir DIR] [--log-level LEVEL]
+  vduse-csi blk resize --name NAME --size BYTES [--admin-dir DIR]`;
+
+const BLOCK_SIZES = [512, 1024, 2048, 4096];
+
+export function parseServeOptions(argv: string[]): BlkServeOptions & { adminDir: string | undefined } {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      file: { type: 'string' },
+      size: { type: 'string' },
+      name: { type: 'string', default: 'vduse-blk0' },
+      queues: { type: 'string', default: '1' },
+      'queue-size': { type: 'string', default: '256' },
+      'block-size': { type: 'string', default: '512' },
+      'read-only': { type: 'boolean', default: false },
+      'bounce-size': { type: 'string' },
+      'admin-dir': { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
+    },
+  });
+  if (!values.file) throw new Error('--file is required');
+  const queueSize = parseInteger(values['queue-size']!, '--queue-size', 2, 1024);
+  if ((queueSize & (queueSize - 1)) !== 0)
+    throw new Error(`--queue-size must be a power of two, got ${queueSize}`);
+  const blockSize = parseInteger(values['block-size']!, '--block-size', 512, 4096);
+  if (!BLOCK_SIZES.includes(blockSize))
+    throw new Error(`--block-size must be one of ${BLOCK_SIZES.join(', ')}`);
+  const options: BlkServeOptions & { adminDir: string | undefined } = {
+    name: validateDeviceName(values.name!),
+    imagePath: values.file,
+    queues: parseInteger(values.queues!, '--queues', 1, 64),
+    queueSize,
+    blockSize,
+    readOnly: values['read-only']!,
+    logLevel: values['log-level']!,
+    adminDir: values['admin-dir'],
+  };
+  if (values.size !== undefined) {
+    options.sizeBytes = parseBytes(values.size);
+    if (options.sizeBytes % blockSize !== 0 || options.sizeBytes === 0) {
+      throw new Error(`--size must be a positive multiple of the block size ${blockSize}`);
+    }
+  }
+  if (values['bounce-size'] !== undefined) options.bounceBytes = parseBytes(values['bounce-size']);
+  return options;
+}
+
+/** `vduse-csi blk serve`: serves until SIGTERM or SIGINT, then removes the device. */
+export async function serve(argv: string[]): Promise<void> {
+  const options = parseServeOptions(argv);
+  setLogLevel(options.logLevel);
+  const server = await BlkDeviceServer.start(options);
+  const socketPath = adminSocketPath(options.name, options.adminDir);
+  const admin = await listenAdmin(socketPath, async (request) => {
+    if (request.op === 'resize') await server.resize(request.bytes);
+    return { name: options.name, path: server.path, capacityBytes: server.capacityBytes };
+  });
+  process.stdout.write(`${server.path}\n${JSON.stringify({ name: options.name, path: server.path })}\n`);
+  log.info('serving', {
+    device: options.name,
+    path: server.path,
+    image: options.imagePath,
+    admin: socketPath,
+  });
+
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: string): void => {
+      log.info('stopping', { device: options.name, signal });
+      resolve();
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+  admin.close();
+  await server.stop();
+}
+
+/** `vduse-csi blk resize`: asks the running server of NAME to grow its device. */
+export async function resize(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: { name: { type: 'string' }, size: { type: 'string' }, 'admin-dir': { type: 'string' } },
+  });
+  if (!values.name || !values.size) throw new Error('--name and --size are required');
+  const name = validateDeviceName(values.name);
+  const reply = await callAdmin(adminSocketPath(name, values['admin-dir']), {
+    op: 'resize',
+    bytes: parseBytes(values.size),
+  });
+  process.stdout.write(`${JSON.stringify(reply)}\n`);
+}

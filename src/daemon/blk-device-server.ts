@@ -1,0 +1,246 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
+import { FileBackendProvider } from '../backend/file';
+import { log } from '../log';
+import * as libc from '../sys/libc';
+import { VdpaClient, waitForBlockDevice, waitForBlockDeviceGone } from '../vdpa';
+import { VduseControl } from '../vduse/control';
+import { VduseDevice } from '../vduse/device';
+import { BlkGeometry, blkFeatures, encodeBlkConfig } from '../virtio/blk/config';
+import { VIRTIO_ID_BLOCK, VIRTIO_VENDOR_ID } from '../virtio/features';
+import { ControlCommand, ControlReply } from './control-worker';
+import { SharedDeviceState } from './shared-state';
+import { DeviceThreadData } from './worker-data';
+
+export interface BlkServeOptions {
+  name: string;
+  imagePath: string;
+  /** Size of a new image; an existing image keeps its size unless this is larger. */
+  sizeBytes?: number;
+  queues: number;
+  queueSize: number;
+  blockSize: number;
+  readOnly: boolean;
+  /** Kernel bounce buffer for virtio-vdpa, in bytes (sysfs bounce_size); kernel default when unset. */
+  bounceBytes?: number;
+  logLevel: string;
+}
+
+const STOP_TIMEOUT_MS = 10_000;
+const DESTROY_RETRIES = 50;
+
+/**
+ * Serves one image file as a virtio-blk device: creates the VDUSE device, runs a control thread
+ * and one thread per queue, binds it to virtio-vdpa and tears all of it down again.
+ */
+export class BlkDeviceServer {
+  private readonly workers: Worker[] = [];
+  private commands: MessagePort | undefined;
+  private vdpaBound = false;
+  private nextCommandId = 1;
+  private blockDevicePath: string | undefined;
+
+  private constructor(
+    readonly options: BlkServeOptions,
+    private readonly provider: FileBackendProvider,
+    private readonly control: VduseControl,
+    private readonly device: VduseDevice,
+    private readonly state: SharedDeviceState,
+    private readonly wakeFds: number[],
+  ) {}
+
+  /** Starts serving; on any failure, whatever was created is removed again before the error surfaces. */
+  static async start(options: BlkServeOptions): Promise<BlkDeviceServer> {
+    const control = VduseControl.open();
+    let provider: FileBackendProvider;
+    try {
+      provider = FileBackendProvider.create(options.imagePath, options.sizeBytes);
+    } catch (error) {
+      control.close();
+      throw error;
+    }
+    const geometry: BlkGeometry = {
+      capacityBytes: provider.size(),
+      queues: options.queues,
+      queueSize: options.queueSize,
+      blockSize: options.blockSize,
+      readOnly: options.readOnly,
+      serial: options.name,
+    };
+    let server: BlkDeviceServer | undefined;
+    let created = false;
+    try {
+      if (geometry.capacityBytes < geometry.blockSize) {
+        throw new Error(`image ${options.imagePath} is smaller than one block: give --size`);
+      }
+      created = control.createDevice({
+        name: options.name,
+        deviceId: VIRTIO_ID_BLOCK,
+        vendorId: VIRTIO_VENDOR_ID,
+        features: blkFeatures(geometry),
+        queueCount: geometry.queues,
+        queueAlign: 4096,
+        config: encodeBlkConfig(geometry),
+      });
+      if (!created) throw new Error(`a VDUSE device named ${options.name} already exists`);
+      const device = VduseDevice.open(options.name);
+      const state = SharedDeviceState.create(geometry.queues);
+      state.capacityBytes = geometry.capacityBytes;
+      const wakeFds = Array.from({ length: geometry.queues + 1 }, () => libc.createEventFd());
+      server = new BlkDeviceServer(options, provider, control, device, state, wakeFds);
+      for (let queue = 0; queue < geometry.queues; queue++) device.setupQueue(queue, geometry.queueSize);
+      if (options.bounceBytes !== undefined) setBounceSize(options.name, options.bounceBytes);
+      await server.startThreads(geometry);
+      await server.bind();
+      return server;
+    } catch (error) {
+      if (server)
+        await server.stop().catch((cleanup) => log.error('cleanup failed', { error: String(cleanup) }));
+      else if (created) destroyQuietly(control, options.name);
+      if (!server) control.close();
+      provider.removeIfCreated();
+      throw error;
+    }
+  }
+
+  get path(): string {
+    return this.blockDevicePath!;
+  }
+
+  get capacityBytes(): number {
+    return this.state.capacityBytes;
+  }
+
+  /** Grows the image and tells the driver; the block device shows the new size without re-attach. */
+  async resize(bytes: number): Promise<void> {
+    const blockSize = this.options.blockSize;
+    if (bytes % blockSize !== 0) throw new RangeError(`new size ${bytes} is not a multiple of ${blockSize}`);
+    await this.provider.resize(bytes);
+    const id = this.nextCommandId++;
+    const reply = await this.command({ type: 'resize', bytes, id });
+    if (reply.type === 'failed') throw new Error(`resize of ${this.options.name} failed: ${reply.error}`);
+    log.info('device resized', { device: this.options.name, bytes, driverNotified: reply.notified });
+  }
+
+  /** Unbinds from vdpa, stops the threads and destroys the VDUSE device. */
+  async stop(): Promise<void> {
+    const name = this.options.name;
+    if (this.vdpaBound) {
+      const vdpa = await VdpaClient.open();
+      try {
+        await vdpa.removeDevice(name);
+      } finally {
+        await vdpa.close();
+      }
+      this.vdpaBound = false;
+      await waitForBlockDeviceGone(name, { timeoutMs: STOP_TIMEOUT_MS });
+    }
+    this.state.requestStop();
+    for (const fd of this.wakeFds) libc.signalEventFd(fd);
+    await Promise.all(this.workers.map((worker) => waitForExit(worker, STOP_TIMEOUT_MS)));
+    this.commands?.close();
+    this.device.close();
+    for (const fd of this.wakeFds) libc.closeFd(fd);
+    await destroyWithRetry(this.control, name);
+    this.control.close();
+    log.info('device removed', { device: name });
+  }
+
+  private async startThreads(geometry: BlkGeometry): Promise<void> {
+    const base: DeviceThreadData = {
+      name: this.options.name,
+      deviceFd: this.device.fd,
+      imagePath: this.options.imagePath,
+      geometry,
+      state: this.state.buffer,
+      wakeFds: this.wakeFds,
+      logLevel: this.options.logLevel,
+    };
+    const channel = new MessageChannel();
+    this.commands = channel.port1;
+    const started = [
+      this.spawn('control-worker.js', { ...base, commands: channel.port2 }, [channel.port2]),
+      ...Array.from({ length: geometry.queues }, (_, queue) =>
+        this.spawn('queue-worker.js', { ...base, queue }, []),
+      ),
+    ];
+    await Promise.all(started);
+  }
+
+  private spawn(script: string, data: object, transfer: MessagePort[]): Promise<void> {
+    const worker = new Worker(join(__dirname, script), { workerData: data, transferList: transfer });
+    this.workers.push(worker);
+    return new Promise((resolve, reject) => {
+      worker.once('message', () => resolve());
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`${script} exited with ${code} while starting`)));
+    });
+  }
+
+  private async bind(): Promise<void> {
+    const vdpa = await VdpaClient.open();
+    try {
+      await vdpa.addDevice(this.options.name);
+      this.vdpaBound = true;
+    } finally {
+      await vdpa.close();
+    }
+    this.blockDevicePath = await waitForBlockDevice(this.options.name);
+  }
+
+  private command(command: ControlCommand): Promise<ControlReply> {
+    const port = this.commands!;
+    return new Promise((resolve) => {
+      const onReply = (reply: ControlReply): void => {
+        if (reply.id !== command.id) return;
+        port.off('message', onReply);
+        port.unref();
+        resolve(reply);
+      };
+      port.on('message', onReply);
+      port.ref();
+      port.postMessage(command);
+      libc.signalEventFd(this.wakeFds[this.options.queues]!);
+    });
+  }
+}
+
+function setBounceSize(name: string, bytes: number): void {
+  writeFileSync(`/sys/class/vduse/${name}/bounce_size`, String(bytes));
+}
+
+function waitForExit(worker: Worker, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      log.warn('device thread did not stop in time; terminating it', { threadId: worker.threadId });
+      void worker.terminate();
+    }, timeoutMs);
+    worker.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+function destroyQuietly(control: VduseControl, name: string): void {
+  try {
+    control.destroyDevice(name);
+  } catch (error) {
+    log.error('could not destroy VDUSE device', { device: name, error: String(error) });
+  }
+}
+
+/** DESTROY_DEV answers EBUSY while the kernel still holds the device after unbinding: retry briefly. */
+async function destroyWithRetry(control: VduseControl, name: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      control.destroyDevice(name);
+      return;
+    } catch (error) {
+      if (attempt >= DESTROY_RETRIES || !(error instanceof Error && error.message.endsWith('EBUSY')))
+        throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
