@@ -2,18 +2,19 @@ import { parseArgs } from 'node:util';
 import { log, setLogLevel } from '../log';
 import { adminSocketPath, callAdmin, listenAdmin } from '../daemon/admin-socket';
 import { BlkDeviceServer, BlkServeOptions } from '../daemon/blk-device-server';
+import { DEFAULT_STATE_DIR } from '../daemon/device-record';
 import { validateDeviceName } from '../vdpa';
 import { parseBytes, parseInteger } from './units';
 
 export const BLK_USAGE = `usage:
   vduse-csi blk serve --file PATH [--size BYTES] [--name NAME] [--queues N] [--queue-size N]
                       [--block-size 512|4096] [--read-only] [--bounce-size BYTES]
-                      [--admin-dir DIR] [--log-level LEVEL]
-  vduse-csi blk resize --name NAME --size BYTES [--admin-dir DIR]`;
+                      [--state-dir DIR] [--log-level LEVEL]
+  vduse-csi blk resize --name NAME --size BYTES [--state-dir DIR]`;
 
 const BLOCK_SIZES = [512, 1024, 2048, 4096];
 
-export function parseServeOptions(argv: string[]): BlkServeOptions & { adminDir: string | undefined } {
+export function parseServeOptions(argv: string[]): BlkServeOptions {
   const { values } = parseArgs({
     args: argv,
     strict: true,
@@ -26,7 +27,7 @@ export function parseServeOptions(argv: string[]): BlkServeOptions & { adminDir:
       'block-size': { type: 'string', default: '512' },
       'read-only': { type: 'boolean', default: false },
       'bounce-size': { type: 'string' },
-      'admin-dir': { type: 'string' },
+      'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
       'log-level': { type: 'string', default: 'info' },
     },
   });
@@ -37,7 +38,7 @@ export function parseServeOptions(argv: string[]): BlkServeOptions & { adminDir:
   const blockSize = parseInteger(values['block-size']!, '--block-size', 512, 4096);
   if (!BLOCK_SIZES.includes(blockSize))
     throw new Error(`--block-size must be one of ${BLOCK_SIZES.join(', ')}`);
-  const options: BlkServeOptions & { adminDir: string | undefined } = {
+  const options: BlkServeOptions = {
     name: validateDeviceName(values.name!),
     imagePath: values.file,
     queues: parseInteger(values.queues!, '--queues', 1, 64),
@@ -45,7 +46,7 @@ export function parseServeOptions(argv: string[]): BlkServeOptions & { adminDir:
     blockSize,
     readOnly: values['read-only']!,
     logLevel: values['log-level']!,
-    adminDir: values['admin-dir'],
+    stateDir: values['state-dir']!,
   };
   if (values.size !== undefined) {
     options.sizeBytes = parseBytes(values.size);
@@ -62,7 +63,7 @@ export async function serve(argv: string[]): Promise<void> {
   const options = parseServeOptions(argv);
   setLogLevel(options.logLevel);
   const server = await BlkDeviceServer.start(options);
-  const socketPath = adminSocketPath(options.name, options.adminDir);
+  const socketPath = adminSocketPath(options.stateDir, options.name);
   const admin = await listenAdmin(socketPath, async (request) => {
     if (request.op === 'resize') await server.resize(request.bytes);
     return { name: options.name, path: server.path, capacityBytes: server.capacityBytes };
@@ -92,11 +93,15 @@ export async function resize(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     strict: true,
-    options: { name: { type: 'string' }, size: { type: 'string' }, 'admin-dir': { type: 'string' } },
+    options: {
+      name: { type: 'string' },
+      size: { type: 'string' },
+      'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
+    },
   });
   if (!values.name || !values.size) throw new Error('--name and --size are required');
   const name = validateDeviceName(values.name);
-  const reply = await callAdmin(adminSocketPath(name, values['admin-dir']), {
+  const reply = await callAdmin(adminSocketPath(values['state-dir']!, name), {
     op: 'resize',
     bytes: parseBytes(values.size),
   });

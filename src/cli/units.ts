@@ -8,9 +8,9 @@ const SUFFIXES: Record<string, number> = {
 
 /** Parses a byte count such as 4096, 64M, 1G or 1GiB (binary units). */
 export function parseBytes(text: string): number {
-  const match = /^(\d+)([kmgt]?)(i?b)?$/i.exec(text.trim());
+  const match = /^(\d+)(?:([kmgt])(?:i?b)?|b)?$/i.exec(text.trim());
   if (!match) throw new Error(`not a size: ${JSON.stringify(text)} (examples: 1048576, 64M, 1G)`);
-  const bytes = Number(match[1]) * SUFFIXES[match[2]!.toLowerCase()]!;
+  const bytes = Number(match[1]) * SUFFIXES[(match[2] ?? '').toLowerCase()]!;
   if (!Number.isSafeInteger(bytes)) throw new Error(`size too large: ${text}`);
   return bytes;
 }

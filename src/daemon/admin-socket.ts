@@ -7,10 +7,8 @@ export type AdminRequest = { op: 'resize'; bytes: number } | { op: 'status' };
 export type AdminResponse = { ok: true; [key: string]: unknown } | { ok: false; error: string };
 export type AdminHandler = (request: AdminRequest) => Promise<Record<string, unknown>>;
 
-export const DEFAULT_ADMIN_DIR = '/run/vduse-csi';
-
-export function adminSocketPath(name: string, directory = DEFAULT_ADMIN_DIR): string {
-  return join(directory, `${name}.sock`);
+export function adminSocketPath(stateDir: string, name: string): string {
+  return join(stateDir, 'sockets', `${name}.sock`);
 }
 
 /** Listens on a unix socket only root (the owner) may use. */

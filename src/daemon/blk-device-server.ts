@@ -1,15 +1,16 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
 import { FileBackendProvider } from '../backend/file';
 import { log } from '../log';
 import * as libc from '../sys/libc';
 import { VdpaClient, waitForBlockDevice, waitForBlockDeviceGone } from '../vdpa';
 import { VduseControl } from '../vduse/control';
-import { VduseDevice } from '../vduse/device';
+import { VduseDevice, devicePath } from '../vduse/device';
 import { BlkGeometry, blkFeatures, encodeBlkConfig } from '../virtio/blk/config';
 import { VIRTIO_ID_BLOCK, VIRTIO_VENDOR_ID } from '../virtio/features';
 import { ControlCommand, ControlReply } from './control-worker';
+import { DeviceRecord, readRecord, removeRecord, writeRecord } from './device-record';
 import { SharedDeviceState } from './shared-state';
 import { DeviceThreadData } from './worker-data';
 
@@ -25,6 +26,8 @@ export interface BlkServeOptions {
   /** Kernel bounce buffer for virtio-vdpa, in bytes (sysfs bounce_size); kernel default when unset. */
   bounceBytes?: number;
   logLevel: string;
+  /** Device records and admin sockets (DEFAULT_STATE_DIR). */
+  stateDir: string;
 }
 
 const STOP_TIMEOUT_MS = 10_000;
@@ -41,25 +44,41 @@ export class BlkDeviceServer {
   private nextCommandId = 1;
   private blockDevicePath: string | undefined;
 
+  private readonly state: SharedDeviceState;
+  private readonly wakeFds: number[];
+
   private constructor(
     readonly options: BlkServeOptions,
     private readonly provider: FileBackendProvider,
     private readonly control: VduseControl,
     private readonly device: VduseDevice,
-    private readonly state: SharedDeviceState,
-    private readonly wakeFds: number[],
-  ) {}
+    private readonly geometry: BlkGeometry,
+  ) {
+    this.state = SharedDeviceState.create(geometry.queues);
+    this.state.capacityBytes = geometry.capacityBytes;
+    this.wakeFds = Array.from({ length: geometry.queues + 1 }, () => libc.createEventFd());
+  }
 
-  /** Starts serving; on any failure, whatever was created is removed again before the error surfaces. */
+  /**
+   * Serves the device: creates it, or takes over a live one a previous server left (crash, kill,
+   * upgrade) when its record is in the state directory. On failure, whatever this call created is
+   * removed again before the error surfaces.
+   */
   static async start(options: BlkServeOptions): Promise<BlkDeviceServer> {
     const control = VduseControl.open();
-    let provider: FileBackendProvider;
     try {
-      provider = FileBackendProvider.create(options.imagePath, options.sizeBytes);
+      const record = readRecord(options.stateDir, options.name);
+      if (record && existsSync(devicePath(options.name)))
+        return await BlkDeviceServer.adopt(control, options, record);
+      return await BlkDeviceServer.create(control, options);
     } catch (error) {
       control.close();
       throw error;
     }
+  }
+
+  private static async create(control: VduseControl, options: BlkServeOptions): Promise<BlkDeviceServer> {
+    const provider = FileBackendProvider.create(options.imagePath, options.sizeBytes);
     const geometry: BlkGeometry = {
       capacityBytes: provider.size(),
       queues: options.queues,
@@ -83,25 +102,61 @@ export class BlkDeviceServer {
         queueAlign: 4096,
         config: encodeBlkConfig(geometry),
       });
-      if (!created) throw new Error(`a VDUSE device named ${options.name} already exists`);
+      if (!created) {
+        throw new Error(
+          `a VDUSE device named ${options.name} already exists and has no record in ${options.stateDir}: ` +
+            'it was not made by vduse-csi with this state directory',
+        );
+      }
+      writeRecord(options.stateDir, {
+        version: 1,
+        name: options.name,
+        imagePath: options.imagePath,
+        geometry,
+      });
       const device = VduseDevice.open(options.name);
-      const state = SharedDeviceState.create(geometry.queues);
-      state.capacityBytes = geometry.capacityBytes;
-      const wakeFds = Array.from({ length: geometry.queues + 1 }, () => libc.createEventFd());
-      server = new BlkDeviceServer(options, provider, control, device, state, wakeFds);
+      server = new BlkDeviceServer(options, provider, control, device, geometry);
       for (let queue = 0; queue < geometry.queues; queue++) device.setupQueue(queue, geometry.queueSize);
       if (options.bounceBytes !== undefined) setBounceSize(options.name, options.bounceBytes);
-      await server.startThreads(geometry);
+      await server.startThreads();
       await server.bind();
       return server;
     } catch (error) {
       if (server)
         await server.stop().catch((cleanup) => log.error('cleanup failed', { error: String(cleanup) }));
-      else if (created) destroyQuietly(control, options.name);
-      if (!server) control.close();
+      else if (created) {
+        destroyQuietly(control, options.name);
+        removeRecord(options.stateDir, options.name);
+      }
       provider.removeIfCreated();
       throw error;
     }
+  }
+
+  /** Takes over a device whose server is gone: same geometry, rings resumed where the used ring stands. */
+  private static async adopt(
+    control: VduseControl,
+    options: BlkServeOptions,
+    record: DeviceRecord,
+  ): Promise<BlkDeviceServer> {
+    if (resolve(record.imagePath) !== resolve(options.imagePath)) {
+      throw new Error(`VDUSE device ${options.name} serves ${record.imagePath}, not ${options.imagePath}`);
+    }
+    const device = VduseDevice.open(options.name);
+    const server = new BlkDeviceServer(
+      { ...options, ...record.geometry },
+      new FileBackendProvider(record.imagePath, false),
+      control,
+      device,
+      record.geometry,
+    );
+    server.vdpaBound = vdpaDeviceExists(options.name);
+    if (device.queueInfo(0).ready) server.state.setRunning(true);
+    log.info('taking over a live device', { device: options.name, bound: server.vdpaBound });
+    await server.startThreads();
+    if (server.vdpaBound) server.blockDevicePath = await waitForBlockDevice(options.name);
+    else await server.bind();
+    return server;
   }
 
   get path(): string {
@@ -120,6 +175,13 @@ export class BlkDeviceServer {
     const id = this.nextCommandId++;
     const reply = await this.command({ type: 'resize', bytes, id });
     if (reply.type === 'failed') throw new Error(`resize of ${this.options.name} failed: ${reply.error}`);
+    this.geometry.capacityBytes = bytes;
+    writeRecord(this.options.stateDir, {
+      version: 1,
+      name: this.options.name,
+      imagePath: this.options.imagePath,
+      geometry: this.geometry,
+    });
     log.info('device resized', { device: this.options.name, bytes, driverNotified: reply.notified });
   }
 
@@ -143,11 +205,13 @@ export class BlkDeviceServer {
     this.device.close();
     for (const fd of this.wakeFds) libc.closeFd(fd);
     await destroyWithRetry(this.control, name);
+    removeRecord(this.options.stateDir, name);
     this.control.close();
     log.info('device removed', { device: name });
   }
 
-  private async startThreads(geometry: BlkGeometry): Promise<void> {
+  private async startThreads(): Promise<void> {
+    const geometry = this.geometry;
     const base: DeviceThreadData = {
       name: this.options.name,
       deviceFd: this.device.fd,
@@ -204,6 +268,10 @@ export class BlkDeviceServer {
       libc.signalEventFd(this.wakeFds[this.options.queues]!);
     });
   }
+}
+
+function vdpaDeviceExists(name: string): boolean {
+  return existsSync(`/sys/bus/vdpa/devices/${name}`);
 }
 
 function setBounceSize(name: string, bytes: number): void {

@@ -1,5 +1,5 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { validateDeviceName } from './messages';
 
 /*
@@ -89,6 +89,23 @@ function isBlockDeviceNode(path: string, expected: { major: number; minor: numbe
   }
 }
 
+/** Why a vdpa device may have no block device: it is missing, or not bound to virtio_vdpa. */
+function driverHint(sysfsRoot: string, name: string): string {
+  const bus = join(sysfsRoot, 'bus', 'vdpa');
+  if (!existsSync(join(bus, 'devices', name))) return '; the vdpa device does not exist';
+  let driver: string | null = null;
+  try {
+    driver = basename(readlinkSync(join(bus, 'devices', name, 'driver')));
+  } catch {
+    driver = null;
+  }
+  if (driver === 'virtio_vdpa') return '';
+  if (!existsSync(join(bus, 'drivers', 'virtio_vdpa'))) {
+    return `; the virtio_vdpa driver is not loaded (modprobe virtio_vdpa)`;
+  }
+  return driver ? `; it is bound to ${driver}, not virtio_vdpa` : '; it is bound to no driver';
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -116,7 +133,7 @@ export async function waitForBlockDevice(name: string, options: WaitOptions = {}
   }
   const state = seen
     ? `sysfs shows block device ${seen} but ${join(devRoot, seen)} is not (the right) block device node`
-    : `no block device under ${join(sysfsRoot, 'bus', 'vdpa', 'devices', name)}/virtio*/block`;
+    : `no block device under ${join(sysfsRoot, 'bus', 'vdpa', 'devices', name)}/virtio*/block${driverHint(sysfsRoot, name)}`;
   throw new BlockDeviceTimeoutError(
     `vdpa device ${JSON.stringify(name)}: no block device after ${timeoutMs} ms (${state})`,
     name,

@@ -17,7 +17,6 @@ import {
   decodeManagementDevice,
   devNameAttributes,
   devNewAttributes,
-  parseMgmtDev,
 } from './messages';
 
 const ENOENT = 2;
@@ -143,13 +142,12 @@ export class VdpaClient {
     switch (command) {
       case 'DEV_NEW':
         if (code === 'EEXIST') return `a vdpa device named ${device} already exists`;
-        if (code === 'ENODEV')
-          return `no vdpa management device ${JSON.stringify(mgmtdev)} (modprobe vduse?)`;
-        if (
-          code === 'EINVAL' &&
-          parseMgmtDev(mgmtdev).devName === 'vduse' &&
-          !parseMgmtDev(mgmtdev).busName
-        ) {
+        if (code === 'ENODEV') {
+          const hint = mgmtdev === 'vduse' ? ' (modprobe vduse?)' : '';
+          return `no vdpa management device ${JSON.stringify(mgmtdev)}${hint}`;
+        }
+        if (code === 'EINVAL' && mgmtdev === 'vduse') {
+          // VDUSE answers EINVAL both for an unknown name and for a device whose virtqueues are not set up.
           return existsSync(join(this.vduseDevDir, context.device ?? ''))
             ? `VDUSE device ${device} is not ready to be added (are all its virtqueues set up?)`
             : `no VDUSE device named ${device}`;

@@ -164,6 +164,7 @@ export class SplitQueue {
     let total = 0;
     let inIndirect = false;
     let tailWritable = false;
+    let sawWritable = false;
     for (;;) {
       if (index >= tableSize)
         throw new QueueBrokenError(`descriptor ${index} outside a table of ${tableSize}`);
@@ -197,8 +198,8 @@ export class SplitQueue {
       total += length;
       if (total > MAX_CHAIN_BYTES) fault ??= 'chain larger than 4 GiB';
       const access = flags & DESC_F_WRITE ? Access.Write : Access.Read;
-      if (access === Access.Read && writable.length > 0)
-        fault ??= 'device-readable buffer after a writable one';
+      if (access === Access.Read && sawWritable) fault ??= 'device-readable buffer after a writable one';
+      if (access === Access.Write) sawWritable = true;
       tailWritable = false;
       if (length > 0) {
         const segment = this.memory.translate(address, length, access);

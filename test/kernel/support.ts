@@ -1,0 +1,118 @@
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const CLI = resolve(__dirname, '../../src/cli/main.js');
+
+/** Kernel tests need VDUSE; they fail (never skip) without it, so a rig that lost the module is seen. */
+export function requireVduse(): void {
+  if (!existsSync('/dev/vduse/control')) {
+    throw new Error(
+      '/dev/vduse/control is missing: run kernel tests through test/vm/run.sh (it loads vduse)',
+    );
+  }
+}
+
+export function scratchDir(prefix: string): string {
+  const base = process.env.VDUSE_CSI_SCRATCH ?? '/tmp';
+  return mkdtempSync(join(base, `${prefix}-`));
+}
+
+export function run(command: string, args: string[], input?: string): string {
+  return execFileSync(command, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+export function sh(script: string): string {
+  return run('bash', ['-euo', 'pipefail', '-c', script]);
+}
+
+export interface ServedDevice {
+  name: string;
+  path: string;
+  process: ChildProcess;
+  stderr: () => string;
+  /** SIGTERM and wait; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** Starts `vduse-csi blk serve` and waits for the line announcing its block device. */
+export function serve(args: string[], timeoutMs = 90_000): Promise<ServedDevice> {
+  const child = spawn(process.execPath, [CLI, 'blk', 'serve', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`blk serve did not announce a device in ${timeoutMs} ms; stderr:\n${stderr}`));
+    }, timeoutMs);
+    const check = (): void => {
+      const line = stdout.split('\n').find((candidate) => candidate.startsWith('{'));
+      if (!line) return;
+      clearTimeout(timer);
+      const announced = JSON.parse(line) as { name: string; path: string };
+      resolvePromise({
+        ...announced,
+        process: child,
+        stderr: () => stderr,
+        stop: async () => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+          return exited;
+        },
+      });
+    };
+    child.stdout.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`blk serve exited with ${code} before announcing a device; stderr:\n${stderr}`));
+    });
+  });
+}
+
+/** Runs the CLI to completion, for its error paths. */
+export function runCli(args: string[]): { code: number; stdout: string; stderr: string } {
+  try {
+    const stdout = execFileSync(process.execPath, [CLI, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return { code: 0, stdout, stderr: '' };
+  } catch (error) {
+    const failed = error as { status: number; stdout: string; stderr: string };
+    return { code: failed.status, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+export function vduseDevices(): string[] {
+  return existsSync('/dev/vduse') ? readdirSync('/dev/vduse').filter((entry) => entry !== 'control') : [];
+}
+
+export function vdpaDevices(): string[] {
+  return existsSync('/sys/bus/vdpa/devices') ? readdirSync('/sys/bus/vdpa/devices') : [];
+}
+
+/** Asserts the kernel holds no VDUSE or vdpa device: a test left nothing behind. */
+export function assertNoDevices(): void {
+  const leftovers = [...vduseDevices(), ...vdpaDevices()];
+  if (leftovers.length > 0) throw new Error(`devices left behind: ${leftovers.join(', ')}`);
+}
+
+export async function waitFor(what: string, predicate: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((done) => setTimeout(done, 50));
+  }
+}
+
+export function blockDeviceSize(path: string): number {
+  return Number(run('blockdev', ['--getsize64', path]).trim());
+}
+
+export function sha256(path: string): string {
+  return run('sha256sum', [path]).split(' ')[0]!;
+}
