@@ -6,7 +6,7 @@ mnt="$VDUSE_CSI_SCRATCH/mnt"
 step() { printf '\n== %s\n' "$*"; }
 
 step "serving $image (256 MiB, 2 queues) with vduse-csi blk serve"
-coproc SERVER { node dist/src/cli/main.js blk serve --file "$image" --size 256M --name demo --queues 2 2>"$VDUSE_CSI_SCRATCH/server.log"; }
+coproc SERVER { node dist/bundle/vduse-csi.js blk serve --file "$image" --size 256M --name demo --queues 2 2>"$VDUSE_CSI_SCRATCH/server.log"; }
 read -r device <&"${SERVER[0]}"
 read -r announcement <&"${SERVER[0]}"
 echo "$announcement"
@@ -29,7 +29,7 @@ mount "$device" "$mnt"
 [ "$(sha256sum <"$mnt/data.bin")" = "$sum" ] && echo "data intact: ${sum%% *}"
 
 step "online resize to 512 MiB"
-node dist/src/cli/main.js blk resize --name demo --size 512M
+node dist/bundle/vduse-csi.js blk resize --name demo --size 512M
 for _ in $(seq 1 100); do [ "$(blockdev --getsize64 "$device")" = 536870912 ] && break; sleep 0.1; done
 resize2fs "$device" 2>&1 | tail -1
 df -h "$mnt" | tail -1

@@ -1,18 +1,15 @@
 import { existsSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
+import { resolve } from 'node:path';
 import { FileBackendProvider } from '../backend/file';
 import { log } from '../log';
-import * as libc from '../sys/libc';
 import { VdpaClient, waitForBlockDevice, waitForBlockDeviceGone } from '../vdpa';
 import { VduseControl } from '../vduse/control';
 import { VduseDevice, devicePath } from '../vduse/device';
 import { BlkGeometry, blkFeatures, encodeBlkConfig } from '../virtio/blk/config';
 import { VIRTIO_ID_BLOCK, VIRTIO_VENDOR_ID } from '../virtio/features';
-import { ControlCommand, ControlReply } from './control-worker';
+import { DeviceThreads } from './device-threads';
 import { DeviceRecord, readRecord, removeRecord, writeRecord } from './device-record';
 import { SharedDeviceState } from './shared-state';
-import { DeviceThreadData } from './worker-data';
 
 export interface BlkServeOptions {
   name: string;
@@ -38,14 +35,11 @@ const DESTROY_RETRIES = 50;
  * and one thread per queue, binds it to virtio-vdpa and tears all of it down again.
  */
 export class BlkDeviceServer {
-  private readonly workers: Worker[] = [];
-  private commands: MessagePort | undefined;
+  private threads: DeviceThreads | undefined;
   private vdpaBound = false;
-  private nextCommandId = 1;
   private blockDevicePath: string | undefined;
 
   private readonly state: SharedDeviceState;
-  private readonly wakeFds: number[];
 
   private constructor(
     readonly options: BlkServeOptions,
@@ -56,7 +50,6 @@ export class BlkDeviceServer {
   ) {
     this.state = SharedDeviceState.create(geometry.queues);
     this.state.capacityBytes = geometry.capacityBytes;
-    this.wakeFds = Array.from({ length: geometry.queues + 1 }, () => libc.createEventFd());
   }
 
   /**
@@ -172,9 +165,7 @@ export class BlkDeviceServer {
     const blockSize = this.options.blockSize;
     if (bytes % blockSize !== 0) throw new RangeError(`new size ${bytes} is not a multiple of ${blockSize}`);
     await this.provider.resize(bytes);
-    const id = this.nextCommandId++;
-    const reply = await this.command({ type: 'resize', bytes, id });
-    if (reply.type === 'failed') throw new Error(`resize of ${this.options.name} failed: ${reply.error}`);
+    const notified = await this.threads!.resize(this.options.name, bytes);
     this.geometry.capacityBytes = bytes;
     writeRecord(this.options.stateDir, {
       version: 1,
@@ -182,7 +173,7 @@ export class BlkDeviceServer {
       imagePath: this.options.imagePath,
       geometry: this.geometry,
     });
-    log.info('device resized', { device: this.options.name, bytes, driverNotified: reply.notified });
+    log.info('device resized', { device: this.options.name, bytes, driverNotified: notified });
   }
 
   /** Unbinds from vdpa, stops the threads and destroys the VDUSE device. */
@@ -198,12 +189,8 @@ export class BlkDeviceServer {
       this.vdpaBound = false;
       await waitForBlockDeviceGone(name, { timeoutMs: STOP_TIMEOUT_MS });
     }
-    this.state.requestStop();
-    for (const fd of this.wakeFds) libc.signalEventFd(fd);
-    await Promise.all(this.workers.map((worker) => waitForExit(worker, STOP_TIMEOUT_MS)));
-    this.commands?.close();
+    if (this.threads) await this.threads.detach(name);
     this.device.close();
-    for (const fd of this.wakeFds) libc.closeFd(fd);
     await destroyWithRetry(this.control, name);
     removeRecord(this.options.stateDir, name);
     this.control.close();
@@ -211,34 +198,13 @@ export class BlkDeviceServer {
   }
 
   private async startThreads(): Promise<void> {
-    const geometry = this.geometry;
-    const base: DeviceThreadData = {
+    this.threads = deviceThreads(this.options.logLevel);
+    await this.threads.attach({
       name: this.options.name,
       deviceFd: this.device.fd,
       imagePath: this.options.imagePath,
-      geometry,
+      geometry: this.geometry,
       state: this.state.buffer,
-      wakeFds: this.wakeFds,
-      logLevel: this.options.logLevel,
-    };
-    const channel = new MessageChannel();
-    this.commands = channel.port1;
-    const started = [
-      this.spawn('control-worker.js', { ...base, commands: channel.port2 }, [channel.port2]),
-      ...Array.from({ length: geometry.queues }, (_, queue) =>
-        this.spawn('queue-worker.js', { ...base, queue }, []),
-      ),
-    ];
-    await Promise.all(started);
-  }
-
-  private spawn(script: string, data: object, transfer: MessagePort[]): Promise<void> {
-    const worker = new Worker(join(__dirname, script), { workerData: data, transferList: transfer });
-    this.workers.push(worker);
-    return new Promise((resolve, reject) => {
-      worker.once('message', () => resolve());
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new Error(`${script} exited with ${code} while starting`)));
     });
   }
 
@@ -252,22 +218,14 @@ export class BlkDeviceServer {
     }
     this.blockDevicePath = await waitForBlockDevice(this.options.name);
   }
+}
 
-  private command(command: ControlCommand): Promise<ControlReply> {
-    const port = this.commands!;
-    return new Promise((resolve) => {
-      const onReply = (reply: ControlReply): void => {
-        if (reply.id !== command.id) return;
-        port.off('message', onReply);
-        port.unref();
-        resolve(reply);
-      };
-      port.on('message', onReply);
-      port.ref();
-      port.postMessage(command);
-      libc.signalEventFd(this.wakeFds[this.options.queues]!);
-    });
-  }
+let sharedThreads: DeviceThreads | undefined;
+
+/** Every device of a process is served by the same threads. */
+function deviceThreads(logLevel: string): DeviceThreads {
+  sharedThreads ??= new DeviceThreads(logLevel);
+  return sharedThreads;
 }
 
 function vdpaDeviceExists(name: string): boolean {
@@ -276,19 +234,6 @@ function vdpaDeviceExists(name: string): boolean {
 
 function setBounceSize(name: string, bytes: number): void {
   writeFileSync(`/sys/class/vduse/${name}/bounce_size`, String(bytes));
-}
-
-function waitForExit(worker: Worker, timeoutMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      log.warn('device thread did not stop in time; terminating it', { threadId: worker.threadId });
-      void worker.terminate();
-    }, timeoutMs);
-    worker.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
 }
 
 function destroyQuietly(control: VduseControl, name: string): void {

@@ -1,4 +1,4 @@
-import { MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { log, setLogLevel } from '../log';
 import * as libc from '../sys/libc';
 import { VduseDevice } from '../vduse/device';
@@ -6,55 +6,51 @@ import { ControlRequest, DeviceStatus, RequestType, encodeResponse } from '../vd
 import { encodeCapacity } from '../virtio/blk/config';
 import { configOffset } from '../virtio/blk/spec';
 import { SharedDeviceState } from './shared-state';
-import { DeviceThreadData } from './worker-data';
+import { EventThread } from './event-thread';
+import { DeviceRegistration, ThreadData } from './worker-data';
 
 /** How long a reset waits for queue threads to let go of the rings before answering anyway. */
 const RESET_ACK_TIMEOUT_MS = 5000;
-const IDLE_POLL_MS = 1000;
-
-export type ControlCommand = { type: 'resize'; bytes: number; id: number };
-export type ControlReply =
-  { type: 'resized'; id: number; notified: boolean } | { type: 'failed'; id: number; error: string };
 
 /**
- * Answers the kernel's control messages on a thread of its own, so they are served promptly
- * (the kernel gives up on a device after msg_timeout) whatever the main thread or the queues do.
+ * Answers one device's control messages. All devices' control servers share one thread, so
+ * messages are served promptly (the kernel gives up on a device after msg_timeout) whatever the
+ * main thread or the queues do.
  */
 class ControlServer {
   private readonly state: SharedDeviceState;
   private readonly device: VduseDevice;
-  private readonly poller: libc.PollSet;
   private status = 0;
+  private brokenReported = false;
 
-  constructor(
-    private readonly data: DeviceThreadData,
-    private readonly commands: MessagePort,
-  ) {
+  constructor(private readonly data: DeviceRegistration) {
     this.state = new SharedDeviceState(data.state, data.geometry.queues);
     this.device = VduseDevice.attach(data.deviceFd);
-    this.poller = new libc.PollSet([data.deviceFd, this.wakeFd]);
+    if (this.state.running) this.status = DeviceStatus.DriverOk;
   }
 
-  private get wakeFd(): number {
-    return this.data.wakeFds[this.data.geometry.queues]!;
+  get fd(): number {
+    return this.data.deviceFd;
   }
 
-  run(): void {
-    let brokenReported = false;
-    while (!this.state.stopRequested) {
-      const [deviceEvents] = this.poller.wait(IDLE_POLL_MS);
-      libc.drainEventFd(this.wakeFd);
-      this.runCommands();
-      if (deviceEvents! & libc.POLLERR && !brokenReported) {
-        brokenReported = true;
-        log.error('the kernel reports the VDUSE device broken', { device: this.data.name });
-      }
-      for (let request = this.device.readRequest(); request; request = this.device.readRequest()) {
-        this.device.writeResponse(this.answer(request));
-      }
+  onReadable(): void {
+    for (let request = this.device.readRequest(); request; request = this.device.readRequest()) {
+      this.device.writeResponse(this.answer(request));
     }
   }
 
+  /** poll reported POLLERR: the kernel marked the device broken (a message timed out). */
+  onError(): void {
+    if (this.brokenReported) return;
+    this.brokenReported = true;
+    log.error('the kernel reports the VDUSE device broken', { device: this.data.name });
+  }
+
+  resize(bytes: number): boolean {
+    this.state.capacityBytes = bytes;
+    this.device.setConfig(configOffset.capacity, encodeCapacity(bytes, this.data.geometry.blockSize));
+    return this.device.injectConfigIrq();
+  }
   private answer(request: ControlRequest): Buffer {
     switch (request.type) {
       case RequestType.SetStatus:
@@ -88,40 +84,36 @@ class ControlServer {
     }
   }
 
-  private runCommands(): void {
-    for (
-      let message = receiveMessageOnPort(this.commands);
-      message;
-      message = receiveMessageOnPort(this.commands)
-    ) {
-      const command = message.message as ControlCommand;
-      try {
-        this.state.capacityBytes = command.bytes;
-        this.device.setConfig(
-          configOffset.capacity,
-          encodeCapacity(command.bytes, this.data.geometry.blockSize),
-        );
-        const notified = this.device.injectConfigIrq();
-        this.commands.postMessage({ type: 'resized', id: command.id, notified } satisfies ControlReply);
-      } catch (error) {
-        this.commands.postMessage({
-          type: 'failed',
-          id: command.id,
-          error: String(error),
-        } satisfies ControlReply);
-      }
-    }
-  }
-
   private wakeQueues(): void {
-    for (let queue = 0; queue < this.data.geometry.queues; queue++)
-      libc.signalEventFd(this.data.wakeFds[queue]!);
+    for (const fd of new Set(this.data.queueWakeFds)) libc.signalEventFd(fd);
   }
 }
 
-const data = workerData as DeviceThreadData & { commands: MessagePort };
+const data = workerData as ThreadData;
 setLogLevel(data.logLevel);
-const server = new ControlServer(data, data.commands);
+const servers = new Map<string, ControlServer>();
+const thread: EventThread = new EventThread(
+  data.wakeFd,
+  data.commands,
+  (command) => {
+    if (command.type === 'attach') {
+      const server = new ControlServer(command.device);
+      servers.set(command.device.name, server);
+      thread.watch(command.device.deviceFd, () => server.onReadable());
+      server.onReadable();
+    } else if (command.type === 'detach') {
+      const server = servers.get(command.name);
+      if (server) thread.unwatch(server.fd);
+      servers.delete(command.name);
+    } else if (command.type === 'resize') {
+      const server = servers.get(command.name);
+      if (!server) throw new Error(`no device ${command.name}`);
+      return { notified: server.resize(command.bytes) };
+    }
+    return undefined;
+  },
+  () => undefined,
+  () => false,
+);
 parentPort!.postMessage({ type: 'ready' });
-server.run();
-parentPort!.postMessage({ type: 'stopped' });
+void thread.run();

@@ -9,58 +9,58 @@ import { BlkRequestHandler, Completion } from '../virtio/blk/request-handler';
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, hasFeature } from '../virtio/features';
 import { QueueBrokenError, SplitQueue } from '../virtio/split-queue';
 import { SharedDeviceState } from './shared-state';
-import { QueueThreadData } from './worker-data';
-
-const IDLE_POLL_MS = 1000;
+import { EventThread } from './event-thread';
+import { DeviceRegistration, ThreadData } from './worker-data';
 
 /**
- * Serves one virtqueue on its own thread: waits for kicks, runs every available chain through the
- * virtio-blk handler and returns it on the used ring, with one interrupt per batch at most.
+ * Serves one virtqueue: on each kick, runs every available chain through the virtio-blk handler
+ * and returns it on the used ring, with one interrupt per batch at most.
  */
 class QueueServer {
   private readonly state: SharedDeviceState;
   private readonly device: VduseDevice;
   private readonly memory: IotlbMemory;
+  private readonly backend: FileBackend;
   private readonly handler: BlkRequestHandler;
-  private readonly kickFd = libc.createEventFd();
-  private readonly poller: libc.PollSet;
+  readonly kickFd = libc.createEventFd();
   private queue: SplitQueue | null = null;
   private epoch = 0;
   private iotlbGeneration = 0;
-  private inFlight = 0;
+  inFlight = 0;
   private kickFdInstalled = false;
 
-  constructor(private readonly data: QueueThreadData) {
+  constructor(
+    private readonly data: DeviceRegistration,
+    private readonly index: number,
+  ) {
     this.state = new SharedDeviceState(data.state, data.geometry.queues);
     this.device = VduseDevice.attach(data.deviceFd);
     this.memory = new IotlbMemory(this.device);
-    const backend = FileBackend.open(data.imagePath, data.geometry.readOnly);
+    this.backend = FileBackend.open(data.imagePath, data.geometry.readOnly);
     this.handler = new BlkRequestHandler(
-      backend,
+      this.backend,
       blkLimits(data.geometry),
       () => this.state.capacityBytes,
       (head, message) =>
-        log.warn('request failed', { device: data.name, queue: data.queue, head, error: message }),
+        log.warn('request failed', { device: data.name, queue: index, head, error: message }),
     );
-    this.poller = new libc.PollSet([this.kickFd, this.wakeFd]);
   }
 
-  private get wakeFd(): number {
-    return this.data.wakeFds[this.data.queue]!;
+  onKick(): void {
+    libc.drainEventFd(this.kickFd);
+    if (this.queue) this.serve();
   }
 
-  async run(): Promise<void> {
-    while (!this.state.stopRequested) {
-      this.followControl();
-      if (this.queue) this.serve();
-      await this.waitForWork();
-    }
-    this.device.setKickFd(this.data.queue, -1);
+  close(): void {
+    this.queue = null;
+    if (this.kickFdInstalled) this.device.setKickFd(this.index, -1);
     libc.closeFd(this.kickFd);
+    this.memory.clear();
+    this.backend.close();
   }
 
   /** Applies what the control thread published: start, stop (reset) or an IOTLB invalidation. */
-  private followControl(): void {
+  followControl(): void {
     const generation = this.state.iotlbGeneration;
     if (generation !== this.iotlbGeneration) {
       this.iotlbGeneration = generation;
@@ -75,11 +75,13 @@ class QueueServer {
     this.queue = null;
     this.memory.clear();
     if (this.state.running) this.attachQueue(undefined);
-    this.state.acknowledge(this.data.queue, epoch);
+    this.state.acknowledge(this.index, epoch);
+    // Kicks that came before the kick eventfd was installed are not repeated: look now.
+    if (this.queue) this.serve();
   }
 
   private attachQueue(lastAvailIdx: number | undefined): void {
-    const index = this.data.queue;
+    const index = this.index;
     try {
       const info = this.device.queueInfo(index);
       if (!info.ready) return;
@@ -119,7 +121,7 @@ class QueueServer {
           this.complete(queue, chain.head, this.handler.handle(chain));
           chain = queue.pop();
         }
-        this.state.setLastAvailIdx(this.data.queue, queue.lastAvailIdx);
+        this.state.setLastAvailIdx(this.index, queue.lastAvailIdx);
         this.interruptIfWanted(queue);
       } while (!queue.armKicks());
     } catch (error) {
@@ -146,7 +148,7 @@ class QueueServer {
   }
 
   private interruptIfWanted(queue: SplitQueue): void {
-    if (queue.needsInterrupt()) this.device.injectQueueIrq(this.data.queue);
+    if (queue.needsInterrupt()) this.device.injectQueueIrq(this.index);
   }
 
   private markBroken(error: unknown): void {
@@ -154,35 +156,48 @@ class QueueServer {
     if (error instanceof QueueBrokenError || error instanceof Error) {
       log.error('queue broken: no more requests are served on it until the driver resets the device', {
         device: this.data.name,
-        queue: this.data.queue,
+        queue: this.index,
         error: message,
       });
     }
     this.queue = null;
-    this.state.setBroken(this.data.queue, true);
-  }
-
-  /** Sleeps until a kick or a wake-up; lets the event loop run while asynchronous I/O is in flight. */
-  private async waitForWork(): Promise<void> {
-    if (this.inFlight === 0) {
-      this.poller.wait(IDLE_POLL_MS);
-    } else {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      this.poller.wait(0);
-    }
-    libc.drainEventFd(this.kickFd);
-    libc.drainEventFd(this.wakeFd);
+    this.state.setBroken(this.index, true);
   }
 }
 
-const data = workerData as QueueThreadData;
+const data = workerData as ThreadData;
 setLogLevel(data.logLevel);
-const server = new QueueServer(data);
-parentPort!.postMessage({ type: 'ready' });
-server.run().then(
-  () => parentPort!.postMessage({ type: 'stopped' }),
-  (error: unknown) => {
-    log.error('queue thread failed', { device: data.name, queue: data.queue, error: String(error) });
-    process.exitCode = 1;
+const servers = new Map<string, QueueServer[]>();
+const thread: EventThread = new EventThread(
+  data.wakeFd,
+  data.commands,
+  (command) => {
+    if (command.type === 'attach') {
+      const server = new QueueServer(command.device, command.queue);
+      const list = servers.get(command.device.name) ?? [];
+      list.push(server);
+      servers.set(command.device.name, list);
+      thread.watch(server.kickFd, () => server.onKick());
+      server.followControl();
+    } else if (command.type === 'detach') {
+      for (const server of servers.get(command.name) ?? []) {
+        thread.unwatch(server.kickFd);
+        server.close();
+      }
+      servers.delete(command.name);
+    }
+    return undefined;
+  },
+  () => {
+    for (const list of servers.values()) for (const server of list) server.followControl();
+  },
+  () => {
+    for (const list of servers.values()) for (const server of list) if (server.inFlight > 0) return true;
+    return false;
   },
 );
+parentPort!.postMessage({ type: 'ready' });
+thread.run().catch((error: unknown) => {
+  log.error('queue thread failed', { error: String(error) });
+  process.exitCode = 1;
+});

@@ -1,17 +1,29 @@
+import { MessagePort } from 'node:worker_threads';
 import { BlkGeometry } from '../virtio/blk/config';
 
-/** What every thread serving a device gets at start (structured-clone friendly). */
-export interface DeviceThreadData {
+/** What the threads serving a device need to know of it (structured-clone friendly). */
+export interface DeviceRegistration {
   name: string;
   deviceFd: number;
   imagePath: string;
   geometry: BlkGeometry;
   state: SharedArrayBuffer;
-  /** One eventfd per queue thread (then one for the control thread): written to wake it. */
-  wakeFds: number[];
-  logLevel: string;
+  /** The wake eventfd of the thread serving each queue. */
+  queueWakeFds: number[];
 }
 
-export interface QueueThreadData extends DeviceThreadData {
-  queue: number;
+export type ThreadCommand =
+  | { type: 'attach'; id: number; device: DeviceRegistration; queue: number }
+  | { type: 'detach'; id: number; name: string }
+  | { type: 'resize'; id: number; name: string; bytes: number }
+  | { type: 'exit'; id: number };
+
+export type ThreadReply =
+  { type: 'done'; id: number; notified?: boolean } | { type: 'failed'; id: number; error: string };
+
+/** workerData of a device thread. */
+export interface ThreadData {
+  wakeFd: number;
+  commands: MessagePort;
+  logLevel: string;
 }

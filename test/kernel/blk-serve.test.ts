@@ -204,7 +204,10 @@ describe('vduse-csi blk serve on the real kernel', function () {
     assertNoDevices();
 
     served = await serve(['--file', image, '--size', '16M', '--name', 'dup']);
-    const second = runCli([
+    const second = runCli(['blk', 'serve', '--file', image, '--name', 'dup']);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /already served by another process/);
+    const other = runCli([
       'blk',
       'serve',
       '--file',
@@ -214,11 +217,33 @@ describe('vduse-csi blk serve on the real kernel', function () {
       '--name',
       'dup',
     ]);
-    assert.equal(second.code, 1);
-    assert.match(second.stderr, /already exists/);
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /dup serves .*dup\.img, not .*other\.img/);
+    assert.deepEqual(readdirSync(dir), ['dup.img']);
     assert.deepEqual(vduseDevices(), ['dup']);
     assert.deepEqual(vdpaDevices(), ['dup']);
     sh(`dd if=${served.path} of=/dev/null bs=1M count=1 iflag=direct status=none`);
+  });
+
+  it('serves several devices from one process and removes them all on SIGTERM', async () => {
+    const names = ['multi0', 'multi1', 'multi2', 'multi3'];
+    const args = names.flatMap((name) => ['--file', join(dir, `${name}.img`), '--name', name]);
+    served = await serve([...args, '--size', '16M', '--queues', '2']);
+    await waitFor('four devices', () => vdpaDevices().length === 4);
+    const threads = readdirSync(`/proc/${served.process.pid}/task`).length;
+    for (const name of names) {
+      const disk = readdirSync(`/sys/bus/vdpa/devices/${name}`).find((entry) => entry.startsWith('virtio'));
+      const block = readdirSync(`/sys/bus/vdpa/devices/${name}/${disk}/block`)[0]!;
+      sh(`echo ${name} | dd of=/dev/${block} oflag=direct,sync bs=512 conv=sync status=none`);
+      assert.equal(
+        sh(`dd if=/dev/${block} bs=512 count=1 iflag=direct status=none | head -c ${name.length}`),
+        name,
+      );
+    }
+    assert.ok(threads < 20, `one process, shared threads (${threads} tasks)`);
+    assert.equal(await served.stop(), 0);
+    served = undefined;
+    assertNoDevices();
   });
 
   it('releases every descriptor and device when stopped (library use)', async () => {

@@ -2,7 +2,7 @@ import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-export const CLI = resolve(__dirname, '../../src/cli/main.js');
+export const CLI = resolve(__dirname, '../../bundle/vduse-csi.js');
 
 /** Kernel tests need VDUSE; they fail (never skip) without it, so a rig that lost the module is seen. */
 export function requireVduse(): void {

@@ -113,14 +113,33 @@ else
   guest_cmd=$(printf 'bash %q %q %q' "$GUEST_SCRIPT" "$OUT" "$ROOT")
   log "booting $KERNEL_VER in a VM (tcg, ${MEMORY}, ${CPUS} cpus, timeout ${TIMEOUT}s); output dir $OUT"
   start=$(date +%s)
-  set +e
+  # timeout(1) puts vng and qemu in a process group of their own (so that it can kill them all on
+  # expiry); a signal to this script is therefore forwarded to it explicitly, or qemu would live on.
+  fifo="$OUT/.console.fifo"
+  rm -f "$fifo"
+  mkfifo "$fifo"
+  tee "$OUT/console.log" <"$fifo" &
+  tee_pid=$!
   # The guest path of --rwdir is given explicitly (guest=host): vng 1.35 checks a relative guest
   # path against the host's cwd and rejects it.
-  (cd "$ROOT" && timeout -k 30 "$TIMEOUT" vng --run "$kernel" --disable-kvm \
-    --memory "$MEMORY" --cpus "$CPUS" --rwdir="$OUT=$OUT" -- "$guest_cmd" </dev/null) 2>&1 |
-    tee "$OUT/console.log"
-  vng_rc=${PIPESTATUS[0]}
-  set -e
+  (cd "$ROOT" && exec timeout -k 30 "$TIMEOUT" vng --run "$kernel" --disable-kvm \
+    --memory "$MEMORY" --cpus "$CPUS" --rwdir="$OUT=$OUT" -- "$guest_cmd") </dev/null >"$fifo" 2>&1 &
+  vm_pid=$!
+  interrupted=0
+  trap 'interrupted=1; kill -TERM "$vm_pid" 2>/dev/null || true' INT TERM HUP
+  vng_rc=0
+  wait "$vm_pid" || vng_rc=$?
+  while kill -0 "$vm_pid" 2>/dev/null; do # a trapped signal interrupted the wait
+    vng_rc=0
+    wait "$vm_pid" || vng_rc=$?
+  done
+  trap - INT TERM HUP
+  wait "$tee_pid" || true
+  rm -f "$fifo"
+  if [ "$interrupted" = 1 ]; then
+    log "interrupted: VM stopped; output kept in $OUT"
+    exit 130
+  fi
   log "VM finished after $(($(date +%s) - start))s (vng exit $vng_rc)"
   if [ "$vng_rc" = 124 ] || [ "$vng_rc" = 137 ]; then
     log "VM timed out after ${TIMEOUT}s"

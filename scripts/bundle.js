@@ -1,0 +1,22 @@
+// Bundles the runtime (CLI and device threads) into one file each under dist/bundle: a process
+// then reads one file instead of resolving hundreds of modules (node's start-up cost on slow
+// filesystems such as the VM rig's 9p root). koffi stays external for its native binary.
+const esbuild = require('esbuild');
+const path = require('node:path');
+
+const root = path.join(__dirname, '..');
+esbuild.buildSync({
+  entryPoints: {
+    'vduse-csi': path.join(root, 'src/cli/main.ts'),
+    'queue-worker': path.join(root, 'src/daemon/queue-worker.ts'),
+    'control-worker': path.join(root, 'src/daemon/control-worker.ts'),
+  },
+  outdir: path.join(root, 'dist/bundle'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  external: ['koffi'],
+  sourcemap: true,
+  logLevel: 'warning',
+});

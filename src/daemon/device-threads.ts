@@ -1,0 +1,124 @@
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
+import { log } from '../log';
+import * as libc from '../sys/libc';
+import { DeviceRegistration, ThreadCommand, ThreadData, ThreadReply } from './worker-data';
+
+const EXIT_TIMEOUT_MS = 10_000;
+
+type CommandBody<T = ThreadCommand> = T extends ThreadCommand ? Omit<T, 'id'> : never;
+
+/** One device thread as the main thread sees it: a worker, its command port and its wake eventfd. */
+class DeviceThread {
+  readonly worker: Worker;
+  readonly wakeFd = libc.createEventFd();
+  private readonly port: MessagePort;
+  private readonly pending = new Map<number, (reply: ThreadReply) => void>();
+  private nextId = 1;
+  readonly ready: Promise<void>;
+  /** Queues (or devices, for the control thread) this thread serves. */
+  load = 0;
+
+  constructor(script: string, logLevel: string) {
+    const channel = new MessageChannel();
+    this.port = channel.port1;
+    const data: ThreadData = { wakeFd: this.wakeFd, commands: channel.port2, logLevel };
+    this.worker = new Worker(join(__dirname, script), { workerData: data, transferList: [channel.port2] });
+    this.port.on('message', (reply: ThreadReply) => {
+      this.pending.get(reply.id)?.(reply);
+      this.pending.delete(reply.id);
+      if (this.pending.size === 0) this.port.unref();
+    });
+    this.port.unref();
+    this.worker.on('error', (error) => log.error('device thread failed', { script, error: String(error) }));
+    this.ready = new Promise((resolve, reject) => {
+      this.worker.once('message', () => resolve());
+      this.worker.once('exit', (code) => reject(new Error(`${script} exited with ${code} while starting`)));
+    });
+  }
+
+  async call(body: CommandBody): Promise<ThreadReply & { type: 'done' }> {
+    await this.ready;
+    const id = this.nextId++;
+    const reply = new Promise<ThreadReply>((resolve) => this.pending.set(id, resolve));
+    this.port.ref();
+    this.port.postMessage({ ...body, id } as ThreadCommand);
+    libc.signalEventFd(this.wakeFd);
+    const answer = await reply;
+    if (answer.type === 'failed') throw new Error(answer.error);
+    return answer;
+  }
+
+  async exit(): Promise<void> {
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    const timer = setTimeout(() => void this.worker.terminate(), EXIT_TIMEOUT_MS);
+    await this.call({ type: 'exit' }).catch(() => undefined);
+    await exited;
+    clearTimeout(timer);
+    this.port.close();
+    libc.closeFd(this.wakeFd);
+  }
+}
+
+/**
+ * The threads that serve every device of this process: one control thread for all devices and a
+ * pool of queue threads (up to one per CPU), each serving the queues given to it. Sharing them
+ * keeps a process with many devices small; spreading one device's queues keeps them parallel.
+ */
+export class DeviceThreads {
+  private control: DeviceThread | undefined;
+  private readonly queueThreads: DeviceThread[] = [];
+  private readonly placement = new Map<string, DeviceThread[]>();
+
+  constructor(
+    private readonly logLevel: string,
+    private readonly maxQueueThreads = availableParallelism(),
+  ) {}
+
+  /** Starts serving a device: its queues go to the least loaded queue threads. */
+  async attach(device: Omit<DeviceRegistration, 'queueWakeFds'>): Promise<void> {
+    this.control ??= new DeviceThread('control-worker.js', this.logLevel);
+    const hosts = Array.from({ length: device.geometry.queues }, () => this.pickQueueThread());
+    for (const host of hosts) host.load++;
+    this.placement.set(device.name, hosts);
+    const registration: DeviceRegistration = { ...device, queueWakeFds: hosts.map((host) => host.wakeFd) };
+    await Promise.all(hosts.map((host, queue) => host.call({ type: 'attach', device: registration, queue })));
+    await this.control.call({ type: 'attach', device: registration, queue: -1 });
+  }
+
+  /** Stops serving a device; afterwards no thread touches its fd, rings or image. */
+  async detach(name: string): Promise<void> {
+    const hosts = this.placement.get(name) ?? [];
+    this.placement.delete(name);
+    await this.control?.call({ type: 'detach', name });
+    await Promise.all([...new Set(hosts)].map((host) => host.call({ type: 'detach', name })));
+    for (const host of hosts) host.load--;
+    if (this.placement.size === 0) await this.shutdown();
+  }
+
+  async resize(name: string, bytes: number): Promise<boolean> {
+    if (!this.control) throw new Error(`no device ${name}`);
+    const reply = await this.control.call({ type: 'resize', name, bytes });
+    return reply.notified ?? false;
+  }
+
+  private pickQueueThread(): DeviceThread {
+    const idle = this.queueThreads.find((thread) => thread.load === 0);
+    if (idle) return idle;
+    if (this.queueThreads.length < this.maxQueueThreads) {
+      const thread = new DeviceThread('queue-worker.js', this.logLevel);
+      this.queueThreads.push(thread);
+      return thread;
+    }
+    return this.queueThreads.reduce((least, thread) => (thread.load < least.load ? thread : least));
+  }
+
+  /** With no device left, the threads end, so a process that served its last device can exit. */
+  private async shutdown(): Promise<void> {
+    const threads = [...this.queueThreads, ...(this.control ? [this.control] : [])];
+    this.queueThreads.length = 0;
+    this.control = undefined;
+    await Promise.all(threads.map((thread) => thread.exit()));
+  }
+}

@@ -1,0 +1,76 @@
+import { MessagePort, receiveMessageOnPort } from 'node:worker_threads';
+import * as libc from '../sys/libc';
+import { ThreadCommand, ThreadReply } from './worker-data';
+
+const IDLE_POLL_MS = 1000;
+
+/**
+ * The loop of a device thread: sleeps in poll(2) on a wake eventfd and the descriptors its
+ * servers registered, runs the commands the main thread posted, and calls the handler of each
+ * descriptor that became ready. The loop is synchronous, so commands arrive through
+ * receiveMessageOnPort rather than message events.
+ */
+export class EventThread {
+  private readonly handlers = new Map<number, () => void>();
+  private poller: libc.PollSet;
+  private running = true;
+
+  constructor(
+    private readonly wakeFd: number,
+    private readonly commands: MessagePort,
+    private readonly onCommand: (command: ThreadCommand) => { notified?: boolean } | undefined,
+    /** Called on every wake-up, before descriptor handlers (shared-state changes arrive this way). */
+    private readonly onWake: () => void,
+    /** True while asynchronous work is in flight: the event loop must get a turn between polls. */
+    private readonly busy: () => boolean,
+  ) {
+    this.poller = new libc.PollSet([wakeFd]);
+  }
+
+  watch(fd: number, onReady: () => void): void {
+    this.handlers.set(fd, onReady);
+    this.poller = new libc.PollSet([this.wakeFd, ...this.handlers.keys()]);
+  }
+
+  unwatch(fd: number): void {
+    this.handlers.delete(fd);
+    this.poller = new libc.PollSet([this.wakeFd, ...this.handlers.keys()]);
+  }
+
+  async run(): Promise<void> {
+    while (this.running) {
+      const busy = this.busy();
+      if (busy) await new Promise<void>((resolve) => setImmediate(resolve));
+      const poller = this.poller;
+      const events = poller.wait(busy ? 0 : IDLE_POLL_MS);
+      if (events[0]) libc.drainEventFd(this.wakeFd);
+      this.runCommands();
+      this.onWake();
+      for (let i = 1; i < events.length; i++) {
+        if (events[i]) this.handlers.get(poller.fds[i]!)?.();
+      }
+    }
+  }
+
+  private runCommands(): void {
+    for (
+      let message = receiveMessageOnPort(this.commands);
+      message;
+      message = receiveMessageOnPort(this.commands)
+    ) {
+      const command = message.message as ThreadCommand;
+      let reply: ThreadReply;
+      try {
+        if (command.type === 'exit') this.running = false;
+        reply = { type: 'done', ...this.onCommand(command), id: command.id };
+      } catch (error) {
+        reply = {
+          type: 'failed',
+          id: command.id,
+          error: error instanceof Error ? error.message : String(error),
+        };
+      }
+      this.commands.postMessage(reply);
+    }
+  }
+}
