@@ -31,7 +31,7 @@ Configuration (environment):
   VDUSE_CSI_BENCH_JOBS      subset of job names (all)      VDUSE_CSI_BENCH_SIZE_MIB image MiB (1024)
   VDUSE_CSI_BENCH_DAEMONS   "qemu ours"                    VDUSE_CSI_BENCH_MEMORY  1/0 memory figure (1)
   VDUSE_CSI_BENCH_MEM_DEVICES devices for the memory figure (16), VDUSE_CSI_BENCH_MEM_SIZE_MIB (64)
-  VDUSE_CSI_BENCH_OURS_MAIN  our CLI's main.js (default ROOT/dist/src/cli/main.js)
+  VDUSE_CSI_BENCH_OURS_MAIN  our CLI (default ROOT/dist/bundle/vduse-csi.js)
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ class QemuDaemon(Daemon):
 
 
 class OursDaemon(Daemon):
-    """`node dist/src/cli/main.js blk serve --file IMG --name NAME --queues N`: prints a JSON line
+    """`node dist/bundle/vduse-csi.js blk serve --file IMG --name NAME --queues N`: prints a JSON line
     {"name","path"} when ready, serves until SIGTERM, then removes its device.
     With several (image, name) pairs it passes repeated --file/--name options to one process."""
 
@@ -579,7 +579,7 @@ def main() -> int:
         return 1
 
     requested = list(kinds)
-    OursDaemon.main_js = os.environ.get("VDUSE_CSI_BENCH_OURS_MAIN") or os.path.join(args.root, "dist", "src", "cli", "main.js")
+    OursDaemon.main_js = os.environ.get("VDUSE_CSI_BENCH_OURS_MAIN") or os.path.join(args.root, "dist", "bundle", "vduse-csi.js")
     if "ours" in kinds and not os.path.exists(OursDaemon.main_js):
         msg = f"ours: SKIPPED: {OursDaemon.main_js} does not exist (run `npm run build` once the CLI exists)"
         log(msg)

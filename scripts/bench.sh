@@ -5,7 +5,7 @@
 #   scripts/bench.sh                 full run (~8 min qemu only, ~15 min with ours, in TCG)
 #   VDUSE_CSI_BENCH_RUNTIME=3 VDUSE_CSI_BENCH_RAMP=1 VDUSE_CSI_BENCH_REPEATS=1 scripts/bench.sh   quick
 #
-# Our side needs dist/src/cli/main.js (`npm run build`); without it that side is skipped with a note.
+# Installs and builds first (scripts/install-deps.sh, npm run build), like the README's commands.
 # Results (results.json, results.md, raw fio JSON and daemon logs) go to .vm-out/bench-<timestamp>/
 # or to $VDUSE_CSI_BENCH_OUT. Other knobs: see the header of bench/bench.py.
 set -euo pipefail
@@ -16,9 +16,8 @@ out=${VDUSE_CSI_BENCH_OUT:-$ROOT/.vm-out/bench-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-if [ ! -f dist/src/cli/main.js ]; then
-  echo "[bench] dist/src/cli/main.js missing: our daemon will be skipped (run 'npm run build' first)" >&2
-fi
+scripts/install-deps.sh >/dev/null
+npm run --silent build
 
 # The guest's python3 is the distribution's; a host PATH may put another one (pyenv) first.
 py=python3

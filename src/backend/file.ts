@@ -2,39 +2,128 @@ import { existsSync, rmSync, statSync } from 'node:fs';
 import { SysError } from '../sys/errors';
 import * as libc from '../sys/libc';
 import { Segment } from '../virtio/memory';
-import { BackendProvider, BlockBackend } from './types';
+import { BackendProvider, BlockBackend, IoResult } from './types';
 
 const EOPNOTSUPP = 95;
 const EINTR = 4;
 /** iovec entries one preadv/pwritev may take (IOV_MAX). */
 const IOV_MAX = 1024;
+/**
+ * Requests this large are copied on a helper thread while the queue goes on with the next ones:
+ * several large copies then run in parallel, as a C server's thread pool would run them. Smaller
+ * ones are cheaper done at once than handed over.
+ */
+const OFFLOAD_BYTES = 128 * 1024;
+/** Large requests one backend has on helper threads at most; more wait their turn synchronously. */
+const OFFLOAD_SLOTS = 8;
+
+type VectorCall = (fd: number, iov: number, count: number, offset: number) => number;
+
+/** A table of struct iovec in memory with a stable address, for preadv/pwritev. */
+class IovecTable {
+  private readonly memory = libc.mapAnonymous(IOV_MAX * 16);
+  private readonly words = new Uint32Array(
+    this.memory.bytes.buffer,
+    this.memory.bytes.byteOffset,
+    IOV_MAX * 4,
+  );
+
+  get address(): number {
+    return this.memory.address;
+  }
+
+  /** Describes segments from `first` (skipping `skip` bytes of it); returns the entries and bytes used. */
+  fill(segments: readonly Segment[], first: number, skip: number): { count: number; bytes: number } {
+    let count = 0;
+    let bytes = 0;
+    for (let i = first; i < segments.length && count < IOV_MAX; i++, count++) {
+      const segment = segments[i]!;
+      const start = i === first ? skip : 0;
+      const length = segment.bytes.byteLength - start;
+      const address = segment.address + start;
+      this.words[count * 4] = address >>> 0;
+      this.words[count * 4 + 1] = Math.floor(address / 0x100000000);
+      this.words[count * 4 + 2] = length;
+      this.words[count * 4 + 3] = 0;
+      bytes += length;
+    }
+    return { count, bytes };
+  }
+
+  free(): void {
+    this.memory.unmap();
+  }
+}
 
 /** A sparse image file: reads of holes return zeroes, DISCARD punches holes. */
 export class FileBackend implements BlockBackend {
-  private readonly iovecs: libc.Mapping;
-  private readonly iovecWords: Uint32Array;
+  private readonly table = new IovecTable();
+  private readonly spareTables: IovecTable[] = [];
+  private offloaded = 0;
 
   constructor(
     readonly path: string,
     private readonly fd: number,
-  ) {
-    this.iovecs = libc.mapAnonymous(IOV_MAX * 16);
-    this.iovecWords = new Uint32Array(this.iovecs.bytes.buffer, this.iovecs.bytes.byteOffset, IOV_MAX * 4);
-  }
+  ) {}
 
   static open(path: string, readOnly: boolean): FileBackend {
     return new FileBackend(path, libc.openPath(path, readOnly ? libc.O_RDONLY : libc.O_RDWR));
   }
 
-  read(offset: number, segments: readonly Segment[]): void {
+  read(offset: number, segments: readonly Segment[]): IoResult {
+    return this.offload(offset, segments, libc.raw.preadvAddr) ?? this.readNow(offset, segments);
+  }
+
+  write(offset: number, segments: readonly Segment[]): IoResult {
+    return this.offload(offset, segments, libc.raw.pwritevAddr) ?? this.writeNow(offset, segments);
+  }
+
+  private readNow(offset: number, segments: readonly Segment[]): void {
     const done = this.transfer(offset, segments, libc.raw.preadvAddr, 'preadv');
     // Past the end of the file (a file shorter than the device): holes read as zeroes.
     if (done >= 0) zeroFrom(segments, done);
   }
 
-  write(offset: number, segments: readonly Segment[]): void {
+  private writeNow(offset: number, segments: readonly Segment[]): void {
     const total = this.transfer(offset, segments, libc.raw.pwritevAddr, 'pwritev');
     if (total >= 0) throw new Error(`short write at ${offset}`);
+  }
+
+  /**
+   * Runs a large transfer on a helper thread; undefined when it should run now instead. Anything
+   * but a complete transfer (an error, a short count at the end of the file) is redone
+   * synchronously, which is safe because positioned reads and writes can be repeated.
+   */
+  private offload(offset: number, segments: readonly Segment[], call: VectorCall): Promise<void> | undefined {
+    if (this.offloaded >= OFFLOAD_SLOTS || segments.length > IOV_MAX) return undefined;
+    let total = 0;
+    for (const segment of segments) total += segment.bytes.byteLength;
+    if (total < OFFLOAD_BYTES) return undefined;
+    const table = this.spareTables.pop() ?? new IovecTable();
+    const { count } = table.fill(segments, 0, 0);
+    this.offloaded++;
+    const redo =
+      call === libc.raw.preadvAddr
+        ? () => this.readNow(offset, segments)
+        : () => this.writeNow(offset, segments);
+    return new Promise((resolve, reject) => {
+      (call as unknown as { async: (...args: unknown[]) => void }).async(
+        this.fd,
+        table.address,
+        count,
+        offset,
+        (error: unknown, moved: number) => {
+          this.offloaded--;
+          this.spareTables.push(table);
+          try {
+            if (error || moved !== total) redo();
+            resolve();
+          } catch (failure) {
+            reject(failure);
+          }
+        },
+      );
+    });
   }
 
   flush(): void {
@@ -59,37 +148,21 @@ export class FileBackend implements BlockBackend {
 
   close(): void {
     libc.closeFd(this.fd);
-    this.iovecs.unmap();
+    this.table.free();
+    for (const table of this.spareTables) table.free();
   }
 
   /**
    * Moves all segments with as few system calls as possible. Returns -1 when everything moved,
    * otherwise how many bytes moved before the file ended.
    */
-  private transfer(
-    offset: number,
-    segments: readonly Segment[],
-    call: (fd: number, iov: number, count: number, offset: number) => number,
-    what: string,
-  ): number {
+  private transfer(offset: number, segments: readonly Segment[], call: VectorCall, what: string): number {
     let moved = 0;
     let first = 0;
     let skip = 0;
     while (first < segments.length) {
-      let count = 0;
-      let batch = 0;
-      for (let i = first; i < segments.length && count < IOV_MAX; i++, count++) {
-        const segment = segments[i]!;
-        const start = i === first ? skip : 0;
-        const length = segment.bytes.byteLength - start;
-        const address = segment.address + start;
-        this.iovecWords[count * 4] = address >>> 0;
-        this.iovecWords[count * 4 + 1] = Math.floor(address / 0x100000000);
-        this.iovecWords[count * 4 + 2] = length;
-        this.iovecWords[count * 4 + 3] = 0;
-        batch += length;
-      }
-      const result = call(this.fd, this.iovecs.address, count, offset + moved);
+      const { count, bytes: batch } = this.table.fill(segments, first, skip);
+      const result = call(this.fd, this.table.address, count, offset + moved);
       if (result < 0) {
         if (libc.errno() === EINTR) continue;
         throw new SysError(`${what} ${this.path} at ${offset + moved}`, libc.errno());

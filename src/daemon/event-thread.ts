@@ -21,7 +21,7 @@ export class EventThread {
     private readonly onCommand: (command: ThreadCommand) => { notified?: boolean } | undefined,
     /** Called on every wake-up, before descriptor handlers (shared-state changes arrive this way). */
     private readonly onWake: () => void,
-    /** True while asynchronous work is in flight: the event loop must get a turn between polls. */
+    /** True while asynchronous work is in flight: the event loop must run while the thread waits. */
     private readonly busy: () => boolean,
   ) {
     this.poller = new libc.PollSet([wakeFd]);
@@ -39,10 +39,8 @@ export class EventThread {
 
   async run(): Promise<void> {
     while (this.running) {
-      const busy = this.busy();
-      if (busy) await new Promise<void>((resolve) => setImmediate(resolve));
       const poller = this.poller;
-      const events = poller.wait(busy ? 0 : IDLE_POLL_MS);
+      const events = this.busy() ? await poller.waitAsync(IDLE_POLL_MS) : poller.wait(IDLE_POLL_MS);
       if (events[0]) libc.drainEventFd(this.wakeFd);
       this.runCommands();
       this.onWake();

@@ -28,6 +28,8 @@ class QueueServer {
   private iotlbGeneration = 0;
   inFlight = 0;
   private kickFdInstalled = false;
+  private closing = false;
+  private closed = false;
 
   constructor(
     private readonly data: DeviceRegistration,
@@ -51,12 +53,24 @@ class QueueServer {
     if (this.queue) this.serve();
   }
 
+  /** Stops serving; the backend and the mappings go once no request is in flight any more. */
   close(): void {
     this.queue = null;
+    this.closing = true;
     if (this.kickFdInstalled) this.device.setKickFd(this.index, -1);
     libc.closeFd(this.kickFd);
     this.memory.clear();
-    this.backend.close();
+    this.settle();
+  }
+
+  /** With nothing in flight, retired mappings (and, when closing, the backend) can go. */
+  private settle(): void {
+    if (this.inFlight > 0) return;
+    this.memory.release();
+    if (this.closing && !this.closed) {
+      this.closed = true;
+      this.backend.close();
+    }
   }
 
   /** Applies what the control thread published: start, stop (reset) or an IOTLB invalidation. */
@@ -67,6 +81,7 @@ class QueueServer {
       const lastAvail = this.queue?.lastAvailIdx;
       this.queue = null;
       this.memory.clear();
+      this.settle();
       if (this.state.running && lastAvail !== undefined) this.attachQueue(lastAvail);
     }
     const epoch = this.state.runEpoch;
@@ -74,6 +89,7 @@ class QueueServer {
     this.epoch = epoch;
     this.queue = null;
     this.memory.clear();
+    this.settle();
     if (this.state.running) this.attachQueue(undefined);
     this.state.acknowledge(this.index, epoch);
     // Kicks that came before the kick eventfd was installed are not repeated: look now.
@@ -135,16 +151,18 @@ class QueueServer {
       return;
     }
     this.inFlight++;
-    completion.then(
-      (written) => {
-        this.inFlight--;
+    completion
+      .then((written) => {
         // A reset or invalidation in between retired this queue: the driver no longer waits for it.
         if (this.queue !== queue) return;
         queue.pushUsed(head, written);
         this.interruptIfWanted(queue);
-      },
-      (error: unknown) => this.markBroken(error),
-    );
+      })
+      .catch((error: unknown) => this.markBroken(error))
+      .finally(() => {
+        this.inFlight--;
+        this.settle();
+      });
   }
 
   private interruptIfWanted(queue: SplitQueue): void {
@@ -168,6 +186,8 @@ class QueueServer {
 const data = workerData as ThreadData;
 setLogLevel(data.logLevel);
 const servers = new Map<string, QueueServer[]>();
+/** Detached servers whose last requests are still in flight. */
+const draining = new Set<QueueServer>();
 const thread: EventThread = new EventThread(
   data.wakeFd,
   data.commands,
@@ -183,15 +203,18 @@ const thread: EventThread = new EventThread(
       for (const server of servers.get(command.name) ?? []) {
         thread.unwatch(server.kickFd);
         server.close();
+        if (server.inFlight > 0) draining.add(server);
       }
       servers.delete(command.name);
     }
     return undefined;
   },
   () => {
+    for (const server of draining) if (server.inFlight === 0) draining.delete(server);
     for (const list of servers.values()) for (const server of list) server.followControl();
   },
   () => {
+    if (draining.size > 0) return true;
     for (const list of servers.values()) for (const server of list) if (server.inFlight > 0) return true;
     return false;
   },

@@ -159,10 +159,28 @@ export class PollSet {
 
   /** Waits up to `timeoutMs`; returns the revents of each descriptor (0 = nothing). */
   wait(timeoutMs: number): number[] {
+    this.clearEvents();
+    return this.events(raw.poll(this.table, this.fds.length, timeoutMs), koffi.errno());
+  }
+
+  /** The same wait on a helper thread, so this thread's event loop runs meanwhile. */
+  waitAsync(timeoutMs: number): Promise<number[]> {
+    this.clearEvents();
+    return new Promise((resolve, reject) => {
+      raw.poll.async(this.table, this.fds.length, timeoutMs, (error: unknown, ready: number) => {
+        if (error) reject(error instanceof Error ? error : new Error(String(error)));
+        // errno stays on the helper thread; a failed wait reads as "nothing ready" and is retried.
+        else resolve(this.events(Math.max(ready, 0), 0));
+      });
+    });
+  }
+
+  private clearEvents(): void {
     for (let i = 0; i < this.fds.length; i++) this.table.writeInt16LE(0, i * 8 + 6);
-    const ready = raw.poll(this.table, this.fds.length, timeoutMs);
+  }
+
+  private events(ready: number, code: number): number[] {
     if (ready < 0) {
-      const code = koffi.errno();
       if (code === 4 /* EINTR */) return this.fds.map(() => 0);
       throw new SysError('poll', code);
     }

@@ -16,6 +16,7 @@ interface MappedRegion {
  */
 export class IotlbMemory implements GuestMemory {
   private regions: MappedRegion[] = [];
+  private retired: MappedRegion[] = [];
   private recent: MappedRegion | undefined;
 
   constructor(private readonly device: VduseDevice) {}
@@ -34,12 +35,15 @@ export class IotlbMemory implements GuestMemory {
     };
   }
 
-  /** Drops every mapping overlapping [start, last]; the next access maps afresh. */
+  /**
+   * Stops using every mapping overlapping [start, last]; the next access maps afresh. The old
+   * mappings stay until release(): I/O still in flight may be writing into them.
+   */
   invalidate(start: number, last: number): void {
     const kept: MappedRegion[] = [];
     for (const region of this.regions) {
       if (region.last < start || region.start > last) kept.push(region);
-      else region.mapping.unmap();
+      else this.retired.push(region);
     }
     this.regions = kept;
     this.recent = undefined;
@@ -47,6 +51,11 @@ export class IotlbMemory implements GuestMemory {
 
   clear(): void {
     this.invalidate(0, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** Unmaps what invalidate() retired; call when no I/O uses those buffers any more. */
+  release(): void {
+    for (const region of this.retired.splice(0)) region.mapping.unmap();
   }
 
   private find(iova: number, last: number): MappedRegion | undefined {

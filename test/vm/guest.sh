@@ -8,12 +8,15 @@ OUT=$1
 ROOT=$2
 rc=1
 scratch=""
+dmesg_pid=""
 
 # shellcheck disable=SC2317  # invoked through the EXIT trap
 finish() {
   # Record the result before anything else can fail.
   echo "$rc" >"$OUT/exit_code.tmp" && mv -f "$OUT/exit_code.tmp" "$OUT/exit_code"
+  [ -z "$dmesg_pid" ] || kill "$dmesg_pid" 2>/dev/null
   dmesg >"$OUT/dmesg.txt" 2>&1 || true
+  rm -f "$OUT/dmesg.live"
   if [ -n "$scratch" ]; then
     umount "$scratch" 2>/dev/null && rmdir "$scratch" 2>/dev/null
   fi
@@ -24,6 +27,10 @@ trap finish EXIT
 
 # shellcheck source=/dev/null
 . "$OUT/env.sh"
+
+# A copy of the kernel log every 10 s, for a guest that hangs and is killed by the host's timeout.
+(while sleep 10; do dmesg >"$OUT/dmesg.live" 2>/dev/null; done) &
+dmesg_pid=$!
 cd "$ROOT" || { echo "[guest] cannot cd to $ROOT" >&2; exit 1; }
 
 if ! { modprobe vduse && modprobe virtio_vdpa; }; then

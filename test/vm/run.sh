@@ -13,7 +13,7 @@
 # The guest also writes there: exit_code, dmesg.txt; the host writes console.log.
 #
 # Exits with COMMAND's exit status (read from the result file, never trusted from vng; no result file
-# means failure). On failure the output directory is kept and the paths of the console log and dmesg
+# means failure: 124 if the VM timed out, else 1; 130 if this script was interrupted). On failure the output directory is kept and the paths of the console log and dmesg
 # are printed with the last 80 lines of dmesg. On success the directory is deleted, unless it was
 # given through VDUSE_CSI_VM_OUT or VDUSE_CSI_KEEP_OUT=1.
 #
@@ -79,6 +79,9 @@ on_failure() {
   if [ -s "$OUT/dmesg.txt" ]; then
     log "dmesg:       $OUT/dmesg.txt (last 80 lines follow)"
     tail -n 80 "$OUT/dmesg.txt" >&2
+  elif [ -s "$OUT/dmesg.live" ]; then
+    log "dmesg:       $OUT/dmesg.live (copied every 10 s before the guest stopped; last 80 lines follow)"
+    tail -n 80 "$OUT/dmesg.live" >&2
   else
     log "no dmesg was written (guest did not finish); last 80 lines of the console log follow"
     tail -n 80 "$OUT/console.log" >&2 || true
@@ -143,10 +146,12 @@ else
   log "VM finished after $(($(date +%s) - start))s (vng exit $vng_rc)"
   if [ "$vng_rc" = 124 ] || [ "$vng_rc" = 137 ]; then
     log "VM timed out after ${TIMEOUT}s"
+    timed_out=1
   fi
 fi
 
 rc=1
+[ "${timed_out:-0}" = 1 ] && rc=124
 if [ -s "$OUT/exit_code" ]; then
   rc=$(tr -dc '0-9' <"$OUT/exit_code")
   rc=${rc:-1}
