@@ -69,7 +69,7 @@ describe('vduse-csi blk serve on the real kernel', function () {
     });
   }
 
-  for (const bs of ['4k', '64k']) {
+  for (const bs of ['4k', '64k', '1m']) {
     it(`passes fio crc32c verification of ${bs} random writes at iodepth 32 on 2 queues`, async () => {
       served = await serve([
         '--file',
