@@ -6,10 +6,16 @@ mnt="$VDUSE_CSI_SCRATCH/mnt"
 step() { printf '\n== %s\n' "$*"; }
 
 step "serving $image (256 MiB, 2 queues) with vduse-csi blk serve"
-coproc SERVER { node dist/bundle/vduse-csi.js blk serve --file "$image" --size 256M --name demo --queues 2 2>"$VDUSE_CSI_SCRATCH/server.log"; }
-read -r device <&"${SERVER[0]}"
-read -r announcement <&"${SERVER[0]}"
-echo "$announcement"
+announced="$VDUSE_CSI_SCRATCH/server.out"
+node dist/bundle/vduse-csi.js blk serve --file "$image" --size 256M --name demo --queues 2 \
+  >"$announced" 2>"$VDUSE_CSI_SCRATCH/server.log" &
+server=$!
+until grep -q '^{' "$announced"; do
+  kill -0 "$server" 2>/dev/null || { cat "$VDUSE_CSI_SCRATCH/server.log"; exit 1; }
+  sleep 0.2
+done
+device=$(head -n 1 "$announced")
+grep '^{' "$announced"
 step "the kernel sees $device"
 lsblk -o NAME,SIZE,RO,TYPE,LOG-SEC "$device"
 echo "serial: $(cat "/sys/block/${device#/dev/}/serial")"
@@ -31,12 +37,12 @@ mount "$device" "$mnt"
 step "online resize to 512 MiB"
 node dist/bundle/vduse-csi.js blk resize --name demo --size 512M
 for _ in $(seq 1 100); do [ "$(blockdev --getsize64 "$device")" = 536870912 ] && break; sleep 0.1; done
-resize2fs "$device" 2>&1 | tail -1
+resize2fs "$device" 2>&1 | grep -i 'resiz'
 df -h "$mnt" | tail -1
 
 step "unmount and stop the server (it removes the device)"
 umount "$mnt"
-kill -TERM "$SERVER_PID"
-wait "$SERVER_PID"
+kill -TERM "$server"
+wait "$server"
 echo "left in /dev/vduse: $(ls /dev/vduse)"
 echo "left on the vdpa bus: $(ls /sys/bus/vdpa/devices | wc -l) devices"
