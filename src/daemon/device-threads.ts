@@ -6,6 +6,7 @@ import * as libc from '../sys/libc';
 import { DeviceRegistration, ThreadCommand, ThreadData, ThreadReply } from './worker-data';
 
 const EXIT_TIMEOUT_MS = 10_000;
+const YOUNG_GENERATION_MB = 4;
 
 type CommandBody<T = ThreadCommand> = T extends ThreadCommand ? Omit<T, 'id'> : never;
 
@@ -24,7 +25,12 @@ class DeviceThread {
     const channel = new MessageChannel();
     this.port = channel.port1;
     const data: ThreadData = { wakeFd: this.wakeFd, commands: channel.port2, logLevel };
-    this.worker = new Worker(join(__dirname, script), { workerData: data, transferList: [channel.port2] });
+    this.worker = new Worker(join(__dirname, script), {
+      workerData: data,
+      transferList: [channel.port2],
+      // Device threads allocate little per request; a small young generation keeps many devices small.
+      resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
+    });
     this.port.on('message', (reply: ThreadReply) => {
       this.pending.get(reply.id)?.(reply);
       this.pending.delete(reply.id);
