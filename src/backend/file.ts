@@ -2,21 +2,12 @@ import { existsSync, rmSync, statSync } from 'node:fs';
 import { SysError } from '../sys/errors';
 import * as libc from '../sys/libc';
 import { Segment } from '../virtio/memory';
-import { BackendProvider, BlockBackend, IoResult } from './types';
+import { BackendProvider, BlockBackend } from './types';
 
 const EOPNOTSUPP = 95;
 const EINTR = 4;
 /** iovec entries one preadv/pwritev may take (IOV_MAX). */
 const IOV_MAX = 1024;
-/**
- * Requests this large are copied on a helper thread while the queue goes on with the next ones:
- * several large copies then run in parallel, as a C server's thread pool would run them. Smaller
- * ones are cheaper done at once than handed over.
- */
-const OFFLOAD_BYTES = 128 * 1024;
-/** Large requests one backend has on helper threads at most; more wait their turn synchronously. */
-const OFFLOAD_SLOTS = 8;
-
 type VectorCall = (fd: number, iov: number, count: number, offset: number) => number;
 
 /** A table of struct iovec in memory with a stable address, for preadv/pwritev. */
@@ -58,8 +49,6 @@ class IovecTable {
 /** A sparse image file: reads of holes return zeroes, DISCARD punches holes. */
 export class FileBackend implements BlockBackend {
   private readonly table = new IovecTable();
-  private readonly spareTables: IovecTable[] = [];
-  private offloaded = 0;
 
   constructor(
     readonly path: string,
@@ -70,60 +59,15 @@ export class FileBackend implements BlockBackend {
     return new FileBackend(path, libc.openPath(path, readOnly ? libc.O_RDONLY : libc.O_RDWR));
   }
 
-  read(offset: number, segments: readonly Segment[]): IoResult {
-    return this.offload(offset, segments, libc.raw.preadvAddr) ?? this.readNow(offset, segments);
-  }
-
-  write(offset: number, segments: readonly Segment[]): IoResult {
-    return this.offload(offset, segments, libc.raw.pwritevAddr) ?? this.writeNow(offset, segments);
-  }
-
-  private readNow(offset: number, segments: readonly Segment[]): void {
+  read(offset: number, segments: readonly Segment[]): void {
     const done = this.transfer(offset, segments, libc.raw.preadvAddr, 'preadv');
     // Past the end of the file (a file shorter than the device): holes read as zeroes.
     if (done >= 0) zeroFrom(segments, done);
   }
 
-  private writeNow(offset: number, segments: readonly Segment[]): void {
+  write(offset: number, segments: readonly Segment[]): void {
     const total = this.transfer(offset, segments, libc.raw.pwritevAddr, 'pwritev');
     if (total >= 0) throw new Error(`short write at ${offset}`);
-  }
-
-  /**
-   * Runs a large transfer on a helper thread; undefined when it should run now instead. Anything
-   * but a complete transfer (an error, a short count at the end of the file) is redone
-   * synchronously, which is safe because positioned reads and writes can be repeated.
-   */
-  private offload(offset: number, segments: readonly Segment[], call: VectorCall): Promise<void> | undefined {
-    if (this.offloaded >= OFFLOAD_SLOTS || segments.length > IOV_MAX) return undefined;
-    let total = 0;
-    for (const segment of segments) total += segment.bytes.byteLength;
-    if (total < OFFLOAD_BYTES) return undefined;
-    const table = this.spareTables.pop() ?? new IovecTable();
-    const { count } = table.fill(segments, 0, 0);
-    this.offloaded++;
-    const redo =
-      call === libc.raw.preadvAddr
-        ? () => this.readNow(offset, segments)
-        : () => this.writeNow(offset, segments);
-    return new Promise((resolve, reject) => {
-      (call as unknown as { async: (...args: unknown[]) => void }).async(
-        this.fd,
-        table.address,
-        count,
-        offset,
-        (error: unknown, moved: number) => {
-          this.offloaded--;
-          this.spareTables.push(table);
-          try {
-            if (error || moved !== total) redo();
-            resolve();
-          } catch (failure) {
-            reject(failure);
-          }
-        },
-      );
-    });
   }
 
   flush(): void {
@@ -149,7 +93,6 @@ export class FileBackend implements BlockBackend {
   close(): void {
     libc.closeFd(this.fd);
     this.table.free();
-    for (const table of this.spareTables) table.free();
   }
 
   /**
