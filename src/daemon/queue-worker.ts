@@ -55,12 +55,10 @@ class QueueServer {
 
   /** Stops serving; the backend and the mappings go once no request is in flight any more. */
   close(): void {
-    this.queue = null;
     this.closing = true;
     if (this.kickFdInstalled) this.device.setKickFd(this.index, -1);
     libc.closeFd(this.kickFd);
-    this.memory.clear();
-    this.settle();
+    this.dropQueue();
   }
 
   /** With nothing in flight, retired mappings (and, when closing, the backend) can go. */
@@ -79,21 +77,24 @@ class QueueServer {
     if (generation !== this.iotlbGeneration) {
       this.iotlbGeneration = generation;
       const lastAvail = this.queue?.lastAvailIdx;
-      this.queue = null;
-      this.memory.clear();
-      this.settle();
+      this.dropQueue();
       if (this.state.running && lastAvail !== undefined) this.attachQueue(lastAvail);
     }
     const epoch = this.state.runEpoch;
     if (epoch === this.epoch) return;
     this.epoch = epoch;
-    this.queue = null;
-    this.memory.clear();
-    this.settle();
+    this.dropQueue();
     if (this.state.running) this.attachQueue(undefined);
     this.state.acknowledge(this.index, epoch);
     // Kicks that came before the kick eventfd was installed are not repeated: look now.
     if (this.queue) this.serve();
+  }
+
+  /** Forgets the rings and their mappings (they are mapped afresh when the queue attaches again). */
+  private dropQueue(): void {
+    this.queue = null;
+    this.memory.clear();
+    this.settle();
   }
 
   private attachQueue(lastAvailIdx: number | undefined): void {
