@@ -8,6 +8,7 @@ import { VduseDevice, devicePath } from '../vduse/device';
 import { BlkGeometry, blkFeatures, encodeBlkConfig } from '../virtio/blk/config';
 import { VIRTIO_ID_BLOCK, VIRTIO_VENDOR_ID } from '../virtio/features';
 import { DeviceThreads } from './device-threads';
+import { isErrno } from '../sys/errors';
 import { DeviceRecord, readRecord, removeRecord, writeRecord } from './device-record';
 import { SharedDeviceState } from './shared-state';
 
@@ -101,12 +102,7 @@ export class BlkDeviceServer {
             'it was not made by vduse-csi with this state directory',
         );
       }
-      writeRecord(options.stateDir, {
-        version: 1,
-        name: options.name,
-        imagePath: options.imagePath,
-        geometry,
-      });
+      writeRecord(options.stateDir, deviceRecord(options, geometry));
       const device = VduseDevice.open(options.name);
       server = new BlkDeviceServer(options, provider, control, device, geometry);
       for (let queue = 0; queue < geometry.queues; queue++) device.setupQueue(queue, geometry.queueSize);
@@ -167,12 +163,7 @@ export class BlkDeviceServer {
     await this.provider.resize(bytes);
     const notified = await this.threads!.resize(this.options.name, bytes);
     this.geometry.capacityBytes = bytes;
-    writeRecord(this.options.stateDir, {
-      version: 1,
-      name: this.options.name,
-      imagePath: this.options.imagePath,
-      geometry: this.geometry,
-    });
+    writeRecord(this.options.stateDir, deviceRecord(this.options, this.geometry));
     log.info('device resized', { device: this.options.name, bytes, driverNotified: notified });
   }
 
@@ -228,6 +219,10 @@ function deviceThreads(logLevel: string): DeviceThreads {
   return sharedThreads;
 }
 
+function deviceRecord(options: BlkServeOptions, geometry: BlkGeometry): DeviceRecord {
+  return { version: 1, name: options.name, imagePath: options.imagePath, geometry };
+}
+
 function vdpaDeviceExists(name: string): boolean {
   return existsSync(`/sys/bus/vdpa/devices/${name}`);
 }
@@ -251,8 +246,7 @@ async function destroyWithRetry(control: VduseControl, name: string): Promise<vo
       control.destroyDevice(name);
       return;
     } catch (error) {
-      if (attempt >= DESTROY_RETRIES || !(error instanceof Error && error.message.endsWith('EBUSY')))
-        throw error;
+      if (attempt >= DESTROY_RETRIES || !isErrno(error, 'EBUSY')) throw error;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }

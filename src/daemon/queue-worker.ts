@@ -7,7 +7,7 @@ import { IotlbMemory } from '../vduse/iotlb';
 import { blkLimits } from '../virtio/blk/config';
 import { BlkRequestHandler, Completion } from '../virtio/blk/request-handler';
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, hasFeature } from '../virtio/features';
-import { QueueBrokenError, SplitQueue } from '../virtio/split-queue';
+import { SplitQueue } from '../virtio/split-queue';
 import { SharedDeviceState } from './shared-state';
 import { EventThread } from './event-thread';
 import { DeviceRegistration, ThreadData } from './worker-data';
@@ -117,7 +117,6 @@ class QueueServer {
           ...(lastAvailIdx === undefined ? {} : { lastAvailIdx }),
         },
       );
-      this.state.setBroken(index, false);
       if (!this.kickFdInstalled) {
         this.device.setKickFd(index, this.kickFd);
         this.kickFdInstalled = true;
@@ -171,16 +170,12 @@ class QueueServer {
   }
 
   private markBroken(error: unknown): void {
-    const message = error instanceof Error ? error.message : String(error);
-    if (error instanceof QueueBrokenError || error instanceof Error) {
-      log.error('queue broken: no more requests are served on it until the driver resets the device', {
-        device: this.data.name,
-        queue: this.index,
-        error: message,
-      });
-    }
+    log.error('queue broken: no more requests are served on it until the driver resets the device', {
+      device: this.data.name,
+      queue: this.index,
+      error: error instanceof Error ? error.message : String(error),
+    });
     this.queue = null;
-    this.state.setBroken(this.index, true);
   }
 }
 

@@ -5,12 +5,10 @@
 const RUN_EPOCH = 0;
 const RUNNING = 1;
 const IOTLB_GENERATION = 2;
-const STOP = 3;
 const QUEUE_BASE = 8;
 const QUEUE_STRIDE = 4;
 const QUEUE_ACK = 0;
 const QUEUE_LAST_AVAIL = 1;
-const QUEUE_BROKEN = 2;
 
 export class SharedDeviceState {
   private readonly cells: Int32Array;
@@ -52,14 +50,6 @@ export class SharedDeviceState {
     Atomics.add(this.cells, IOTLB_GENERATION, 1);
   }
 
-  get stopRequested(): boolean {
-    return Atomics.load(this.cells, STOP) === 1;
-  }
-
-  requestStop(): void {
-    Atomics.store(this.cells, STOP, 1);
-  }
-
   get capacityBytes(): number {
     return this.capacity[0]!;
   }
@@ -95,14 +85,6 @@ export class SharedDeviceState {
 
   setLastAvailIdx(queue: number, index: number): void {
     Atomics.store(this.cells, this.queueCell(queue, QUEUE_LAST_AVAIL), index);
-  }
-
-  isBroken(queue: number): boolean {
-    return Atomics.load(this.cells, this.queueCell(queue, QUEUE_BROKEN)) === 1;
-  }
-
-  setBroken(queue: number, broken: boolean): void {
-    Atomics.store(this.cells, this.queueCell(queue, QUEUE_BROKEN), broken ? 1 : 0);
   }
 
   private queueCell(queue: number, field: number): number {

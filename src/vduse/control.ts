@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { SysError } from '../sys/errors';
+import { isErrno } from '../sys/errors';
 import * as libc from '../sys/libc';
 import { CONTROL_PATH, DeviceSpec, VDUSE_API_VERSION, encodeDeviceConfig, encodeName, ioctls } from './uapi';
 
@@ -32,7 +32,7 @@ export class VduseControl {
       libc.ioctl(this.fd, ioctls.CREATE_DEV, encodeDeviceConfig(spec), `VDUSE_CREATE_DEV ${spec.name}`);
       return true;
     } catch (error) {
-      if (error instanceof SysError && error.code === 'EEXIST') return false;
+      if (isErrno(error, 'EEXIST')) return false;
       throw error;
     }
   }

@@ -1,4 +1,4 @@
-import { SysError } from '../sys/errors';
+import { SysError, isErrno } from '../sys/errors';
 import * as libc from '../sys/libc';
 import {
   ControlRequest,
@@ -33,7 +33,7 @@ export class VduseDevice {
     try {
       return new VduseDevice(libc.openPath(devicePath(name), libc.O_RDWR | libc.O_NONBLOCK));
     } catch (error) {
-      if (error instanceof SysError && error.code === 'EBUSY') {
+      if (isErrno(error, 'EBUSY')) {
         throw new Error(`VDUSE device ${name} is already served by another process`);
       }
       throw error;
