@@ -10,4 +10,5 @@ npm run lint
 npx mocha 'dist/test/unit/**/*.test.js'
 # mocha is started directly, not through npx: in the VM every file lookup crosses 9p, and npm's
 # own start-up alone costs thousands of them (minutes under software emulation).
-VDUSE_CSI_VM_TIMEOUT=${VDUSE_CSI_VM_TIMEOUT:-2700} test/vm/run.sh "node node_modules/mocha/bin/mocha.js --timeout 300000 'dist/test/kernel/**/*.test.js'"
+# 4G: the CSI tests run 16 volumes, each served by its own process and a standby.
+VDUSE_CSI_VM_MEMORY=${VDUSE_CSI_VM_MEMORY:-4G} VDUSE_CSI_VM_TIMEOUT=${VDUSE_CSI_VM_TIMEOUT:-3000} test/vm/run.sh "node node_modules/mocha/bin/mocha.js --timeout 1800000 'dist/test/kernel/**/*.test.js'"

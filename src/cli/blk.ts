@@ -1,9 +1,12 @@
 import { Server } from 'node:net';
 import { parseArgs } from 'node:util';
 import { log, setLogLevel } from '../log';
-import { adminSocketPath, callAdmin, listenAdmin } from '../daemon/admin-socket';
+import { AdminRequest, adminSocketPath, callAdmin, listenAdmin } from '../daemon/admin-socket';
+import { spawnSuccessor, stopSuccessor } from '../daemon/successor';
 import { BlkDeviceServer, BlkServeOptions } from '../daemon/blk-device-server';
 import { DEFAULT_STATE_DIR } from '../daemon/device-record';
+import { copyImage } from '../storage/image-copy';
+import { buildId } from './build-id';
 import { validateDeviceName } from '../vdpa';
 import { parseBytes, parseInteger } from './units';
 
@@ -11,13 +14,26 @@ export const BLK_USAGE = `usage:
   vduse-csi blk serve --file PATH [--name NAME] [--file PATH --name NAME ...] [--size BYTES]
                       [--queues N] [--queue-size N] [--block-size 512|4096] [--read-only]
                       [--bounce-size BYTES] [--state-dir DIR] [--log-level LEVEL]
-      (several --file/--name pairs: one process serves them all, sharing its threads)
-  vduse-csi blk resize --name NAME --size BYTES [--state-dir DIR]`;
+                      [--keep-standby] [--standby]
+      (several --file/--name pairs: one process serves them all, sharing its threads;
+       --keep-standby keeps a warm standby server that takes over within milliseconds if this one
+       dies; --standby waits for the live server of the device to go, then takes over)
+  vduse-csi blk resize --name NAME --size BYTES [--state-dir DIR]
+  vduse-csi blk handover --name NAME [--state-dir DIR]
+      (the live server lets go of the device without removing it, for a standby to take over)`;
 
 const BLOCK_SIZES = [512, 1024, 2048, 4096];
 
-/** One BlkServeOptions per --file; --name pairs with --file in order (default vduse-blk<i>). */
-export function parseServeOptions(argv: string[]): BlkServeOptions[] {
+export interface ServeCommand {
+  /** One per --file; --name pairs with --file in order (default vduse-blk<i>). */
+  devices: BlkServeOptions[];
+  /** Wait for the device's live server to let go of it, then take over (--standby). */
+  standby: boolean;
+  /** Keep a warm standby server running beside this one (--keep-standby). */
+  keepStandby: boolean;
+}
+
+export function parseServeOptions(argv: string[]): ServeCommand {
   const { values } = parseArgs({
     args: argv,
     strict: true,
@@ -32,9 +48,13 @@ export function parseServeOptions(argv: string[]): BlkServeOptions[] {
       'bounce-size': { type: 'string' },
       'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
       'log-level': { type: 'string', default: 'info' },
+      standby: { type: 'boolean', default: false },
+      'keep-standby': { type: 'boolean', default: false },
     },
   });
   const files = values.file ?? [];
+  if ((values.standby || values['keep-standby']) && files.length > 1)
+    throw new Error('--standby and --keep-standby serve a single device');
   const names = values.name ?? files.map((_, index) => `vduse-blk${index}`);
   if (files.length === 0) throw new Error('--file is required');
   if (names.length !== files.length) throw new Error('give one --name per --file (or none)');
@@ -60,14 +80,31 @@ export function parseServeOptions(argv: string[]): BlkServeOptions[] {
     }
   }
   if (values['bounce-size'] !== undefined) shared.bounceBytes = parseBytes(values['bounce-size']);
-  return files.map((imagePath, index) => ({ ...shared, name: validateDeviceName(names[index]!), imagePath }));
+  return {
+    devices: files.map((imagePath, index) => ({
+      ...shared,
+      name: validateDeviceName(names[index]!),
+      imagePath,
+    })),
+    standby: values.standby!,
+    keepStandby: values['keep-standby']!,
+  };
 }
 
-/** `vduse-csi blk serve`: serves until SIGTERM or SIGINT, then removes the devices. */
+const STARTED_AT_MS = Date.now();
+
+/** The line a standby prints once it is warm, whatever the log level: supervisors wait for it. */
+export function announceStandby(name: string): void {
+  process.stdout.write(`${JSON.stringify({ standby: name, pid: process.pid })}\n`);
+}
+
+/** `vduse-csi blk serve`: serves until SIGTERM or SIGINT (then removes the devices) or a hand-over. */
 export async function serve(argv: string[]): Promise<void> {
-  const devices = parseServeOptions(argv);
+  const { devices, standby, keepStandby } = parseServeOptions(argv);
   setLogLevel(devices[0]!.logLevel);
   const running: Array<{ server: BlkDeviceServer; admin: Server }> = [];
+  let handOverRequested!: () => void;
+  const handOver = new Promise<string>((resolve) => (handOverRequested = () => resolve('hand-over')));
   const stopAll = async (): Promise<void> => {
     for (const { server, admin } of running.splice(0)) {
       admin.close();
@@ -76,47 +113,96 @@ export async function serve(argv: string[]): Promise<void> {
   };
   try {
     for (const options of devices) {
-      const server = await BlkDeviceServer.start(options);
-      const socketPath = adminSocketPath(options.stateDir, options.name);
-      const admin = await listenAdmin(socketPath, async (request) => {
-        if (request.op === 'resize') await server.resize(request.bytes);
-        return { name: options.name, path: server.path, capacityBytes: server.capacityBytes };
-      });
+      const server = standby
+        ? await BlkDeviceServer.standBy(options, () => announceStandby(options.name))
+        : await BlkDeviceServer.start(options);
+      if (!server) {
+        log.info('the device was removed while standing by', { device: options.name });
+        return;
+      }
+      const admin = await listenAdmin(adminSocketPath(options.stateDir, options.name), (request) =>
+        answerAdmin(server, request, handOverRequested),
+      );
       running.push({ server, admin });
       process.stdout.write(`${server.path}\n${JSON.stringify({ name: options.name, path: server.path })}\n`);
-      log.info('serving', {
-        device: options.name,
-        path: server.path,
-        image: options.imagePath,
-        admin: socketPath,
-      });
+      log.info('serving', { device: options.name, path: server.path, image: options.imagePath });
     }
   } catch (error) {
     await stopAll();
     throw error;
   }
-  const signal = await new Promise<string>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
+  const successor = keepStandby ? spawnSuccessor(argv) : undefined;
+  const reason = await Promise.race([
+    handOver,
+    new Promise<string>((resolve) => {
+      process.once('SIGTERM', resolve);
+      process.once('SIGINT', resolve);
+    }),
+  ]);
+  log.info(reason === 'hand-over' ? 'handing the devices over' : 'stopping', {
+    devices: devices.map((options) => options.name),
+    reason,
   });
-  log.info('stopping', { devices: devices.map((options) => options.name), signal });
-  await stopAll();
+  await stopSuccessor(successor);
+  if (reason !== 'hand-over') return stopAll();
+  for (const { server, admin } of running.splice(0)) {
+    admin.close();
+    await server.handOver();
+  }
 }
 
-/** `vduse-csi blk resize`: asks the running server of NAME to grow its device. */
-export async function resize(argv: string[]): Promise<void> {
+async function answerAdmin(
+  server: BlkDeviceServer,
+  request: AdminRequest,
+  handOverRequested: () => void,
+): Promise<Record<string, unknown>> {
+  const { name, imagePath } = server.options;
+  if (request.op === 'resize') await server.resize(request.bytes);
+  if (request.op === 'copy') {
+    const { method } = await server.whilePaused(() => copyImage(imagePath, request.target));
+    log.info('image copied while the queues were paused', { device: name, target: request.target, method });
+  }
+  if (request.op === 'handover') handOverRequested();
+  return {
+    name,
+    path: server.path,
+    capacityBytes: server.capacityBytes,
+    pid: process.pid,
+    build: buildId(),
+    startedAtMs: STARTED_AT_MS,
+  };
+}
+
+/** `vduse-csi blk handover`: the running server of NAME lets go of it, for a standby to take over. */
+export async function handover(argv: string[]): Promise<void> {
+  const { name, stateDir } = parseNameOption(argv);
+  process.stdout.write(
+    `${JSON.stringify(await callAdmin(adminSocketPath(stateDir, name), { op: 'handover' }))}\n`,
+  );
+}
+
+function parseNameOption(
+  argv: string[],
+  extra: string[] = [],
+): { name: string; stateDir: string; values: Record<string, string | undefined> } {
   const { values } = parseArgs({
     args: argv,
     strict: true,
     options: {
       name: { type: 'string' },
-      size: { type: 'string' },
       'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
+      ...Object.fromEntries(extra.map((option) => [option, { type: 'string' as const }])),
     },
   });
-  if (!values.name || !values.size) throw new Error('--name and --size are required');
-  const name = validateDeviceName(values.name);
-  const reply = await callAdmin(adminSocketPath(values['state-dir']!, name), {
+  if (!values.name) throw new Error('--name is required');
+  return { name: validateDeviceName(values.name), stateDir: values['state-dir']!, values };
+}
+
+/** `vduse-csi blk resize`: asks the running server of NAME to grow its device. */
+export async function resize(argv: string[]): Promise<void> {
+  const { name, stateDir, values } = parseNameOption(argv, ['size']);
+  if (!values.size) throw new Error('--size is required');
+  const reply = await callAdmin(adminSocketPath(stateDir, name), {
     op: 'resize',
     bytes: parseBytes(values.size),
   });

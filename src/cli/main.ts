@@ -1,23 +1,17 @@
 #!/usr/bin/env node
-import { BLK_USAGE, resize, serve } from './blk';
+import { BLK_USAGE, runBlkCommand } from './blk-commands';
+import { PLUGIN_USAGE, plugin } from './plugin';
+import { runMain } from './run-main';
 
-const USAGE = `vduse-csi: virtio-blk volumes served from user space through VDUSE\n\n${BLK_USAGE}`;
+const USAGE = `vduse-csi: virtio-blk volumes served from user space through VDUSE\n\n${BLK_USAGE}\n${PLUGIN_USAGE}`;
 
-async function main(argv: string[]): Promise<void> {
+runMain('vduse-csi', async (argv) => {
   const [group, command, ...rest] = argv;
-  if (group === 'blk' && command === 'serve') return serve(rest);
-  if (group === 'blk' && command === 'resize') return resize(rest);
+  if (group === 'blk' && (await runBlkCommand(command, rest))) return;
+  if (group === 'plugin') return plugin(argv.slice(1));
   if (group === undefined || group === '--help' || group === 'help') {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
   throw new Error(`unknown command: ${argv.join(' ')}\n${USAGE}`);
-}
-
-main(process.argv.slice(2)).then(
-  () => process.exit(0),
-  (error: unknown) => {
-    process.stderr.write(`vduse-csi: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(1);
-  },
-);
+});

@@ -3,7 +3,8 @@ import { Server, createConnection, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 
 /** Operations a running device server accepts on its admin socket (one JSON object per line). */
-export type AdminRequest = { op: 'resize'; bytes: number } | { op: 'status' };
+export type AdminRequest =
+  { op: 'resize'; bytes: number } | { op: 'status' } | { op: 'copy'; target: string } | { op: 'handover' };
 export type AdminResponse = { ok: true; [key: string]: unknown } | { ok: false; error: string };
 export type AdminHandler = (request: AdminRequest) => Promise<Record<string, unknown>>;
 
@@ -41,7 +42,9 @@ async function answer(line: string, handler: AdminHandler): Promise<AdminRespons
     const request = JSON.parse(line) as AdminRequest;
     if (request.op === 'resize' && !Number.isSafeInteger(request.bytes))
       throw new Error('resize needs integer bytes');
-    if (request.op !== 'resize' && request.op !== 'status') throw new Error('unknown op');
+    if (request.op === 'copy' && !(typeof request.target === 'string' && request.target.startsWith('/')))
+      throw new Error('copy needs an absolute target path');
+    if (!['resize', 'status', 'copy', 'handover'].includes(request.op)) throw new Error('unknown op');
     return { ok: true, ...(await handler(request)) };
   } catch (error) {
     return { ok: false, error: error instanceof Error ? error.message : String(error) };

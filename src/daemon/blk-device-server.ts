@@ -10,6 +10,14 @@ import { VIRTIO_ID_BLOCK, VIRTIO_VENDOR_ID } from '../virtio/features';
 import { DeviceThreads } from './device-threads';
 import { isErrno } from '../sys/errors';
 import { DeviceRecord, readRecord, removeRecord, writeRecord } from './device-record';
+import {
+  createEmptyInflightLog,
+  createInflightLog,
+  inflightLogFits,
+  inflightLogPath,
+  removeInflightLog,
+} from './inflight-log';
+import { DevicePause } from './pause';
 import { SharedDeviceState } from './shared-state';
 
 export interface BlkServeOptions {
@@ -24,12 +32,14 @@ export interface BlkServeOptions {
   /** Kernel bounce buffer for virtio-vdpa, in bytes (sysfs bounce_size); kernel default when unset. */
   bounceBytes?: number;
   logLevel: string;
-  /** Device records and admin sockets (DEFAULT_STATE_DIR). */
+  /** Device records, in-flight logs and admin sockets (DEFAULT_STATE_DIR). */
   stateDir: string;
 }
 
 const STOP_TIMEOUT_MS = 10_000;
 const DESTROY_RETRIES = 50;
+/** How often a standby server tries to open the device it waits for (EBUSY while another holds it). */
+const STANDBY_POLL_MS = 20;
 
 /**
  * Serves one image file as a virtio-blk device: creates the VDUSE device, runs a control thread
@@ -41,6 +51,7 @@ export class BlkDeviceServer {
   private blockDevicePath: string | undefined;
 
   private readonly state: SharedDeviceState;
+  private readonly pause: DevicePause;
 
   private constructor(
     readonly options: BlkServeOptions,
@@ -51,6 +62,7 @@ export class BlkDeviceServer {
   ) {
     this.state = SharedDeviceState.create(geometry.queues);
     this.state.capacityBytes = geometry.capacityBytes;
+    this.pause = new DevicePause(options.name, this.state, () => this.threads?.wakeQueues(options.name));
   }
 
   /**
@@ -58,6 +70,39 @@ export class BlkDeviceServer {
    * upgrade) when its record is in the state directory. On failure, whatever this call created is
    * removed again before the error surfaces.
    */
+  /**
+   * Waits, warmed up, until the live server of an existing device lets go of it (it died, or handed
+   * the device over), then takes the device over. Resolves null when the device is removed instead.
+   */
+  static async standBy(options: BlkServeOptions, onWarm: () => void): Promise<BlkDeviceServer | null> {
+    const record = readRecord(options.stateDir, options.name);
+    if (!record)
+      throw new Error(`no record of device ${options.name} in ${options.stateDir}: nothing to stand by for`);
+    await deviceThreads(options.logLevel).warm(record.geometry.queues);
+    log.info('standing by', { device: options.name, pid: process.pid });
+    onWarm();
+    for (;;) {
+      let device: VduseDevice | null;
+      try {
+        device = VduseDevice.openIfFree(options.name);
+      } catch (error) {
+        if (isErrno(error, 'ENOENT')) return null;
+        throw error;
+      }
+      if (!device) {
+        await new Promise((resolve) => setTimeout(resolve, STANDBY_POLL_MS));
+        continue;
+      }
+      const control = VduseControl.open();
+      try {
+        return await BlkDeviceServer.adopt(control, options, record, device);
+      } catch (error) {
+        control.close();
+        throw error;
+      }
+    }
+  }
+
   static async start(options: BlkServeOptions): Promise<BlkDeviceServer> {
     const control = VduseControl.open();
     try {
@@ -81,12 +126,17 @@ export class BlkDeviceServer {
       readOnly: options.readOnly,
       serial: options.name,
     };
+    const logPath = inflightLogPath(options.stateDir, options.name);
     let server: BlkDeviceServer | undefined;
     let created = false;
     try {
       if (geometry.capacityBytes < geometry.blockSize) {
         throw new Error(`image ${options.imagePath} is smaller than one block: give --size`);
       }
+      // Log and record before the device: a server killed right after CREATE_DEV leaves a device
+      // the next start can take over (and finish binding) instead of a nameless orphan.
+      createInflightLog(logPath, geometry.queues, geometry.queueSize);
+      writeRecord(options.stateDir, deviceRecord(options, geometry));
       created = control.createDevice({
         name: options.name,
         deviceId: VIRTIO_ID_BLOCK,
@@ -102,36 +152,41 @@ export class BlkDeviceServer {
             'it was not made by vduse-csi with this state directory',
         );
       }
-      writeRecord(options.stateDir, deviceRecord(options, geometry));
       const device = VduseDevice.open(options.name);
       server = new BlkDeviceServer(options, provider, control, device, geometry);
       for (let queue = 0; queue < geometry.queues; queue++) device.setupQueue(queue, geometry.queueSize);
       if (options.bounceBytes !== undefined) setBounceSize(options.name, options.bounceBytes);
-      await server.startThreads();
+      await server.startThreads(false);
       await server.bind();
       return server;
     } catch (error) {
       if (server)
         await server.stop().catch((cleanup) => log.error('cleanup failed', { error: String(cleanup) }));
-      else if (created) {
-        destroyQuietly(control, options.name);
+      else {
+        if (created) destroyQuietly(control, options.name);
         removeRecord(options.stateDir, options.name);
+        removeInflightLog(logPath);
       }
       provider.removeIfCreated();
       throw error;
     }
   }
 
-  /** Takes over a device whose server is gone: same geometry, rings resumed where the used ring stands. */
+  /**
+   * Takes over a device whose server is gone: same geometry; each queue in use goes on from the
+   * in-flight log, serving again what the previous server took and did not return.
+   */
   private static async adopt(
     control: VduseControl,
     options: BlkServeOptions,
     record: DeviceRecord,
+    openDevice?: VduseDevice,
   ): Promise<BlkDeviceServer> {
     if (resolve(record.imagePath) !== resolve(options.imagePath)) {
+      openDevice?.close();
       throw new Error(`VDUSE device ${options.name} serves ${record.imagePath}, not ${options.imagePath}`);
     }
-    const device = VduseDevice.open(options.name);
+    const device = openDevice ?? VduseDevice.open(options.name);
     const server = new BlkDeviceServer(
       { ...options, ...record.geometry },
       new FileBackendProvider(record.imagePath, false),
@@ -142,7 +197,18 @@ export class BlkDeviceServer {
     server.vdpaBound = vdpaDeviceExists(options.name);
     if (device.queueInfo(0).ready) server.state.setRunning(true);
     log.info('taking over a live device', { device: options.name, bound: server.vdpaBound });
-    await server.startThreads();
+    const { queues, queueSize } = record.geometry;
+    const logPath = inflightLogPath(options.stateDir, options.name);
+    if (!inflightLogFits(logPath, queues, queueSize)) {
+      log.error('in-flight log missing or of the wrong size: queues in use cannot be resumed', {
+        device: options.name,
+        path: logPath,
+      });
+      createEmptyInflightLog(logPath, queues, queueSize);
+    }
+    // A server killed between creating and binding the device: finish what it started.
+    if (!server.vdpaBound) for (let queue = 0; queue < queues; queue++) device.setupQueue(queue, queueSize);
+    await server.startThreads(true);
     if (server.vdpaBound) server.blockDevicePath = await waitForBlockDevice(options.name);
     else await server.bind();
     return server;
@@ -167,6 +233,29 @@ export class BlkDeviceServer {
     log.info('device resized', { device: this.options.name, bytes, driverNotified: notified });
   }
 
+  /**
+   * Runs `action` while the device takes no request: every queue stops taking chains from the
+   * driver and finishes those in flight first; afterwards the queues serve what came meanwhile,
+   * whether `action` succeeded or not. Rejects if a queue still holds requests after 10 s.
+   * Control messages are answered throughout (a driver reset included).
+   */
+  whilePaused<T>(action: () => Promise<T>): Promise<T> {
+    if (!this.threads) return Promise.reject(new Error(`device ${this.options.name} is not served`));
+    return this.pause.whilePaused(action);
+  }
+
+  /**
+   * Lets go of the device without removing it: the threads stop and the fd closes, and a standby
+   * server (a newer build, say) takes over where this one left off.
+   */
+  async handOver(): Promise<void> {
+    if (this.threads) await this.threads.detach(this.options.name);
+    this.threads = undefined;
+    this.device.close();
+    this.control.close();
+    log.info('device handed over', { device: this.options.name });
+  }
+
   /** Unbinds from vdpa, stops the threads and destroys the VDUSE device. */
   async stop(): Promise<void> {
     const name = this.options.name;
@@ -184,11 +273,12 @@ export class BlkDeviceServer {
     this.device.close();
     await destroyWithRetry(this.control, name);
     removeRecord(this.options.stateDir, name);
+    removeInflightLog(inflightLogPath(this.options.stateDir, name));
     this.control.close();
     log.info('device removed', { device: name });
   }
 
-  private async startThreads(): Promise<void> {
+  private async startThreads(takeover: boolean): Promise<void> {
     this.threads = deviceThreads(this.options.logLevel);
     await this.threads.attach({
       name: this.options.name,
@@ -196,6 +286,8 @@ export class BlkDeviceServer {
       imagePath: this.options.imagePath,
       geometry: this.geometry,
       state: this.state.buffer,
+      inflightLogPath: inflightLogPath(this.options.stateDir, this.options.name),
+      takeover,
     });
   }
 

@@ -1,13 +1,5 @@
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { writeFileAtomic } from '../sys/atomic-file';
 import { join } from 'node:path';
 import { BlkGeometry } from '../virtio/blk/config';
 
@@ -28,26 +20,8 @@ function recordPath(stateDir: string, name: string): string {
   return join(stateDir, 'devices', `${name}.json`);
 }
 
-/** Atomic and durable: a crash leaves either the old record or the new one, never a torn file. */
 export function writeRecord(stateDir: string, record: DeviceRecord): void {
-  const path = recordPath(stateDir, record.name);
-  const directory = join(stateDir, 'devices');
-  mkdirSync(directory, { recursive: true, mode: 0o700 });
-  const temporary = `${path}.tmp`;
-  writeFileSync(temporary, `${JSON.stringify(record)}\n`, { mode: 0o600 });
-  const fd = openSync(temporary, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
-  const directoryFd = openSync(directory, 'r');
-  try {
-    fsyncSync(directoryFd);
-  } finally {
-    closeSync(directoryFd);
-  }
+  writeFileAtomic(recordPath(stateDir, record.name), `${JSON.stringify(record)}\n`);
 }
 
 export function readRecord(stateDir: string, name: string): DeviceRecord | null {

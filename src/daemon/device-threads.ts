@@ -93,6 +93,18 @@ export class DeviceThreads {
     await this.control.call({ type: 'attach', device: registration, queue: -1 });
   }
 
+  /**
+   * Starts the threads `queues` queues of a device will need before there is a device, so a
+   * standby server takes over without waiting for threads to load.
+   */
+  async warm(queues: number): Promise<void> {
+    this.control ??= new DeviceThread('control-worker.js', this.logLevel);
+    while (this.queueThreads.length < Math.min(queues, this.maxQueueThreads)) {
+      this.queueThreads.push(new DeviceThread('queue-worker.js', this.logLevel));
+    }
+    await Promise.all([this.control, ...this.queueThreads].map((thread) => thread.ready));
+  }
+
   /** Stops serving a device; afterwards no thread touches its fd, rings or image. */
   async detach(name: string): Promise<void> {
     const hosts = this.placement.get(name) ?? [];
@@ -101,6 +113,11 @@ export class DeviceThreads {
     await Promise.all([...new Set(hosts)].map((host) => host.call({ type: 'detach', name })));
     for (const host of hosts) host.load--;
     if (this.placement.size === 0) await this.shutdown();
+  }
+
+  /** Makes the threads serving `name`'s queues look at its shared state now. */
+  wakeQueues(name: string): void {
+    for (const host of new Set(this.placement.get(name))) libc.signalEventFd(host.wakeFd);
   }
 
   async resize(name: string, bytes: number): Promise<boolean> {

@@ -10,11 +10,14 @@ import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, hasFeature } from '../virti
 import { SplitQueue } from '../virtio/split-queue';
 import { SharedDeviceState } from './shared-state';
 import { EventThread } from './event-thread';
+import { InflightLog } from './inflight-log';
+import { QueuePause } from './pause';
 import { DeviceRegistration, ThreadData } from './worker-data';
 
 /**
  * Serves one virtqueue: on each kick, runs every available chain through the virtio-blk handler
- * and returns it on the used ring, with one interrupt per batch at most.
+ * and returns it on the used ring, with one interrupt per batch at most. Every chain taken and
+ * returned is recorded in the device's in-flight log, so a successor can finish the run.
  */
 class QueueServer {
   private readonly state: SharedDeviceState;
@@ -22,11 +25,16 @@ class QueueServer {
   private readonly memory: IotlbMemory;
   private readonly backend: FileBackend;
   private readonly handler: BlkRequestHandler;
+  private readonly inflight: InflightLog;
+  private readonly pause: QueuePause;
+  /** The run a takeover found the queue in: it goes on from the in-flight log. */
+  private readonly takeoverEpoch: number | undefined;
   readonly kickFd = libc.createEventFd();
   private queue: SplitQueue | null = null;
   private epoch = 0;
   private iotlbGeneration = 0;
   inFlight = 0;
+  private kickedWhilePaused = false;
   private kickFdInstalled = false;
   private closing = false;
   private closed = false;
@@ -46,11 +54,14 @@ class QueueServer {
       (head, message) =>
         log.warn('request failed', { device: data.name, queue: index, head, error: message }),
     );
+    this.inflight = InflightLog.open(data.inflightLogPath, index, data.geometry.queueSize);
+    this.pause = new QueuePause(this.state, index);
+    this.takeoverEpoch = data.takeover && this.state.running ? this.state.runEpoch : undefined;
   }
 
   onKick(): void {
     libc.drainEventFd(this.kickFd);
-    if (this.queue) this.serve();
+    this.serve();
   }
 
   /** Stops serving; the backend and the mappings go once no request is in flight any more. */
@@ -59,11 +70,16 @@ class QueueServer {
     if (this.kickFdInstalled) this.device.setKickFd(this.index, -1);
     libc.closeFd(this.kickFd);
     this.dropQueue();
+    this.inflight.close();
   }
 
-  /** With nothing in flight, retired mappings (and, when closing, the backend) can go. */
+  /**
+   * With nothing in flight, a pause is acknowledged and retired mappings (and, when closing, the
+   * backend) can go.
+   */
   private settle(): void {
     if (this.inFlight > 0) return;
+    this.pause.acknowledgeIdle();
     this.memory.release();
     if (this.closing && !this.closed) {
       this.closed = true;
@@ -71,7 +87,10 @@ class QueueServer {
     }
   }
 
-  /** Applies what the control thread published: start, stop (reset) or an IOTLB invalidation. */
+  /**
+   * Applies what the control and main threads published: start, stop (reset), an IOTLB
+   * invalidation, a pause or its end.
+   */
   followControl(): void {
     const generation = this.state.iotlbGeneration;
     if (generation !== this.iotlbGeneration) {
@@ -81,13 +100,21 @@ class QueueServer {
       if (this.state.running && lastAvail !== undefined) this.attachQueue(lastAvail);
     }
     const epoch = this.state.runEpoch;
-    if (epoch === this.epoch) return;
-    this.epoch = epoch;
-    this.dropQueue();
-    if (this.state.running) this.attachQueue(undefined);
-    this.state.acknowledge(this.index, epoch);
-    // Kicks that came before the kick eventfd was installed are not repeated: look now.
-    if (this.queue) this.serve();
+    if (epoch !== this.epoch) {
+      this.epoch = epoch;
+      this.dropQueue();
+      if (!this.state.running) this.inflight.idle();
+      else if (epoch === this.takeoverEpoch) this.resumeRun();
+      else this.startRun();
+      this.state.acknowledge(this.index, epoch);
+      // Kicks that came before the kick eventfd was installed are not repeated: look now.
+      this.serve();
+    }
+    if (this.kickedWhilePaused && !this.pause.requested) {
+      this.kickedWhilePaused = false;
+      this.serve();
+    }
+    this.settle();
   }
 
   /** Forgets the rings and their mappings (they are mapped afresh when the queue attaches again). */
@@ -95,6 +122,47 @@ class QueueServer {
     this.queue = null;
     this.memory.clear();
     this.settle();
+  }
+
+  /** The driver started the queue: a new run, nothing in flight. */
+  private startRun(): void {
+    this.attachQueue(undefined);
+    const queue = this.queue;
+    if (!queue) return;
+    try {
+      this.inflight.start(queue.size, queue.usedIndex);
+    } catch (error) {
+      this.markBroken(error);
+    }
+  }
+
+  /**
+   * The queue of a device taken over: settles the in-flight log against the used ring, serves
+   * again what the previous server took and did not return (oldest first; re-reading or
+   * re-writing a buffer the driver does not touch until it is used is harmless), and goes on from
+   * the first chain it did not take.
+   */
+  private resumeRun(): void {
+    this.attachQueue(undefined);
+    const queue = this.queue;
+    if (!queue) return;
+    try {
+      const { lastAvailIdx, inFlight } = this.inflight.recover(queue);
+      queue.resumeAt(lastAvailIdx);
+      this.state.setLastAvailIdx(this.index, lastAvailIdx);
+      log.info('queue resumed from the in-flight log', {
+        device: this.data.name,
+        queue: this.index,
+        usedIndex: queue.usedIndex,
+        lastAvailIdx,
+        inFlight: inFlight.length,
+      });
+      for (const head of inFlight) this.complete(queue, head, this.handler.handle(queue.chainAt(head)));
+      // The previous server may have died between returning chains and interrupting the driver.
+      this.device.injectQueueIrq(this.index);
+    } catch (error) {
+      this.markBroken(error);
+    }
   }
 
   private attachQueue(lastAvailIdx: number | undefined): void {
@@ -114,6 +182,7 @@ class QueueServer {
         {
           eventIdx: hasFeature(features, VIRTIO_F_EVENT_IDX),
           indirect: hasFeature(features, VIRTIO_F_INDIRECT_DESC),
+          tracker: this.inflight,
           ...(lastAvailIdx === undefined ? {} : { lastAvailIdx }),
         },
       );
@@ -127,8 +196,14 @@ class QueueServer {
     }
   }
 
+  /** Takes and serves every available chain, unless the queue is paused (then later). */
   private serve(): void {
-    const queue = this.queue!;
+    const queue = this.queue;
+    if (!queue) return;
+    if (this.pause.requested) {
+      this.kickedWhilePaused = true;
+      return;
+    }
     try {
       queue.suppressKicks();
       do {
@@ -151,12 +226,15 @@ class QueueServer {
       return;
     }
     this.inFlight++;
+    const epoch = this.epoch;
     completion
       .then((written) => {
-        // A reset or invalidation in between retired this queue: the driver no longer waits for it.
-        if (this.queue !== queue) return;
-        queue.pushUsed(head, written);
-        this.interruptIfWanted(queue);
+        // After a reset the driver no longer waits for it; after an IOTLB invalidation the run
+        // goes on with the rings mapped afresh.
+        const current = this.queue;
+        if (this.epoch !== epoch || !current) return;
+        current.pushUsed(head, written);
+        this.interruptIfWanted(current);
       })
       .catch((error: unknown) => this.markBroken(error))
       .finally(() => {

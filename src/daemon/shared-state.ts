@@ -1,14 +1,20 @@
+/// <reference lib="es2024.sharedmemory" />
+
 /**
  * State the threads serving one device share through a SharedArrayBuffer: the control thread
- * publishes the driver's status and IOTLB invalidations, queue threads publish their progress.
+ * publishes the driver's status and IOTLB invalidations, the main thread pauses, queue threads
+ * publish their progress.
  */
 const RUN_EPOCH = 0;
 const RUNNING = 1;
 const IOTLB_GENERATION = 2;
+/** Odd while the queues are paused; each pause and each resume adds one. */
+const PAUSE_GENERATION = 3;
 const QUEUE_BASE = 8;
 const QUEUE_STRIDE = 4;
 const QUEUE_ACK = 0;
 const QUEUE_LAST_AVAIL = 1;
+const QUEUE_PAUSE_ACK = 2;
 
 export class SharedDeviceState {
   private readonly cells: Int32Array;
@@ -77,6 +83,59 @@ export class SharedDeviceState {
       }
     }
     return true;
+  }
+
+  /** The generation of the pause in force, or 0 when the queues run. */
+  get pauseGeneration(): number {
+    const generation = Atomics.load(this.cells, PAUSE_GENERATION);
+    return generation % 2 === 1 ? generation : 0;
+  }
+
+  /**
+   * Asks the queues to stop taking chains; returns the generation they acknowledge once idle.
+   * Only the main thread pauses and resumes, one pause at a time.
+   */
+  beginPause(): number {
+    const current = Atomics.load(this.cells, PAUSE_GENERATION);
+    if (current % 2 === 1) throw new Error('the queues are already paused');
+    Atomics.store(this.cells, PAUSE_GENERATION, current + 1);
+    return current + 1;
+  }
+
+  endPause(): void {
+    const current = Atomics.load(this.cells, PAUSE_GENERATION);
+    if (current % 2 === 1) Atomics.store(this.cells, PAUSE_GENERATION, current + 1);
+  }
+
+  /** A queue took no chain since pause `generation` began and has none in flight. */
+  acknowledgePause(queue: number, generation: number): void {
+    const cell = this.queueCell(queue, QUEUE_PAUSE_ACK);
+    Atomics.store(this.cells, cell, generation);
+    Atomics.notify(this.cells, cell);
+  }
+
+  /**
+   * Waits, without blocking the thread, until every queue acknowledged pause `generation`;
+   * returns the queues that did not in time.
+   */
+  async awaitPaused(generation: number, timeoutMs: number): Promise<number[]> {
+    const deadline = Date.now() + timeoutMs;
+    const late: number[] = [];
+    for (let queue = 0; queue < this.queueCount; queue++) {
+      const cell = this.queueCell(queue, QUEUE_PAUSE_ACK);
+      for (;;) {
+        const seen = Atomics.load(this.cells, cell);
+        if (seen >= generation) break;
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          late.push(queue);
+          break;
+        }
+        const wait = Atomics.waitAsync(this.cells, cell, seen, left);
+        if (wait.async) await wait.value;
+      }
+    }
+    return late;
   }
 
   lastAvailIdx(queue: number): number {

@@ -8,6 +8,10 @@ export interface DeviceRegistration {
   imagePath: string;
   geometry: BlkGeometry;
   state: SharedArrayBuffer;
+  /** The device's in-flight log (one region per queue). */
+  inflightLogPath: string;
+  /** A previous server left the device running: queues go on from the in-flight log. */
+  takeover: boolean;
   /** The wake eventfd of the thread serving each queue. */
   queueWakeFds: number[];
 }

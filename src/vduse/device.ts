@@ -30,12 +30,17 @@ export class VduseDevice {
   private constructor(readonly fd: number) {}
 
   static open(name: string): VduseDevice {
+    const device = VduseDevice.openIfFree(name);
+    if (!device) throw new Error(`VDUSE device ${name} is already served by another process`);
+    return device;
+  }
+
+  /** Opens the device, or returns null while another process holds it open. */
+  static openIfFree(name: string): VduseDevice | null {
     try {
       return new VduseDevice(libc.openPath(devicePath(name), libc.O_RDWR | libc.O_NONBLOCK));
     } catch (error) {
-      if (isErrno(error, 'EBUSY')) {
-        throw new Error(`VDUSE device ${name} is already served by another process`);
-      }
+      if (isErrno(error, 'EBUSY')) return null;
       throw error;
     }
   }

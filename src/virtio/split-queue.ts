@@ -21,6 +21,16 @@ export interface QueueOptions {
   indirect: boolean;
   /** Where the device resumes: normally the ring's used index, more after a restart. */
   lastAvailIdx?: number;
+  /** Told of every chain taken and returned, so a successor can finish what was in flight. */
+  tracker?: InflightTracker;
+}
+
+/** Records which chains the device holds (the in-flight log of a restartable server). */
+export interface InflightTracker {
+  /** A chain was taken from the avail ring; called before pop() hands it out. */
+  taken(head: number): void;
+  /** A chain is on the used ring and used.idx, now `usedIdx`, is published. */
+  returned(head: number, usedIdx: number): void;
 }
 
 /** A descriptor chain taken from the avail ring. */
@@ -58,6 +68,7 @@ export class SplitQueue {
   private signalledUsed: number;
   private readonly eventIdx: boolean;
   private readonly indirect: boolean;
+  private readonly tracker: InflightTracker | undefined;
 
   constructor(
     private readonly memory: GuestMemory,
@@ -71,6 +82,7 @@ export class SplitQueue {
     this.size = size;
     this.eventIdx = options.eventIdx;
     this.indirect = options.indirect;
+    this.tracker = options.tracker;
     const desc = this.mapRing(layout.descAddr, DESC_SIZE * size, Access.Read, 'descriptor table');
     const avail = this.mapRing(layout.availAddr, 6 + 2 * size, Access.Read, 'avail ring');
     const used = this.mapRing(layout.usedAddr, 6 + 8 * size, Access.Write, 'used ring');
@@ -95,6 +107,16 @@ export class SplitQueue {
     return this.usedIdx;
   }
 
+  /** The driver's avail.idx: chains it has made available so far (modulo 2^16). */
+  get availIndex(): number {
+    return Atomics.load(this.availIdx, 1);
+  }
+
+  /** Continues taking chains at avail index `lastAvailIdx` (after a restart: see the in-flight log). */
+  resumeAt(lastAvailIdx: number): void {
+    this.lastAvail = lastAvailIdx & 0xffff;
+  }
+
   /** Number of chains the driver has made available and the device has not taken yet. */
   pending(): number {
     const pending = (Atomics.load(this.availIdx, 1) - this.lastAvail) & 0xffff;
@@ -109,6 +131,18 @@ export class SplitQueue {
     const head = this.availRing.getUint16(4 + 2 * (this.lastAvail % this.size), true);
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
     if (head >= this.size) throw new QueueBrokenError(`avail ring names descriptor ${head} of ${this.size}`);
+    const chain = this.walk(head);
+    this.tracker?.taken(head);
+    return chain;
+  }
+
+  /**
+   * Walks the chain at `head` again, with every check pop() makes: a chain a previous server took
+   * and did not return. Nothing is recorded: the chain is still in flight.
+   */
+  chainAt(head: number): Chain {
+    if (head >= this.size)
+      throw new QueueBrokenError(`in-flight head ${head} outside a ring of ${this.size}`);
     return this.walk(head);
   }
 
@@ -120,6 +154,12 @@ export class SplitQueue {
     this.usedIdx = (this.usedIdx + 1) & 0xffff;
     // A sequentially consistent store orders the element writes before the index the driver polls.
     Atomics.store(this.usedFlagsIdx, 1, this.usedIdx);
+    this.tracker?.returned(head, this.usedIdx);
+  }
+
+  /** The head in used-ring entry `index` (modulo 2^16), as the device wrote it. */
+  usedHead(index: number): number {
+    return this.used.getUint32(4 + 8 * (index % this.size), true);
   }
 
   /** Whether the driver wants an interrupt for what was pushed since the last one (2.7.10). */

@@ -265,6 +265,84 @@ describe('SplitQueue', () => {
     });
   });
 
+  describe('restart support', () => {
+    it('tells the tracker of a chain before pop() returns it, faulty chains included', () => {
+      const events: string[] = [];
+      const q = queue({
+        tracker: {
+          taken: (head) => events.push(`taken ${head} at ${q.lastAvailIdx}`),
+          returned: (head, usedIdx) => events.push(`returned ${head} ${usedIdx}`),
+        },
+      });
+      ring.setDesc(2, { addr: GAP, len: 8, flags: F_WRITE, next: 0 });
+      ring.publish(ring.addChain([{ addr: DATA, len: 1 }]), 2);
+      const chain = popOne(q);
+      events.push(`popped ${chain.head}`);
+      assert.match(popOne(q).fault ?? '', /not mapped/);
+      assert.deepEqual(events, ['taken 0 at 1', 'popped 0', 'taken 2 at 2']);
+    });
+
+    it('tells the tracker of a returned chain once used.idx is published', () => {
+      const seen: Array<[number, number, number, { id: number; len: number }]> = [];
+      const q = queue({
+        tracker: {
+          taken: () => undefined,
+          returned: (head, usedIdx) => seen.push([head, usedIdx, ring.usedIdx(), ring.usedElem(0)]),
+        },
+      });
+      q.pushUsed(6, 9);
+      assert.deepEqual(seen, [[6, 1, 1, { id: 6, len: 9 }]]);
+    });
+
+    it('does not tell the tracker of a chain that breaks the queue', () => {
+      let taken = 0;
+      const q = queue({ tracker: { taken: () => taken++, returned: () => undefined } });
+      ring.setDesc(1, { addr: DATA, len: 1, flags: F_NEXT, next: 1 });
+      ring.publish(1);
+      assert.throws(() => q.pop(), QueueBrokenError);
+      assert.equal(taken, 0);
+    });
+
+    it('walks a chain again by its head with the checks of pop(), telling nobody', () => {
+      let taken = 0;
+      const q = queue({ tracker: { taken: () => taken++, returned: () => undefined } });
+      const head = ring.addChain([
+        { addr: DATA, len: 16 },
+        { addr: DATA + 0x100, len: 512, write: true },
+      ]);
+      ring.publish(head);
+      const first = popOne(q);
+      const again = q.chainAt(head);
+      assert.deepEqual(shape(again.readable), shape(first.readable));
+      assert.deepEqual(shape(again.writable), shape(first.writable));
+      assert.equal(taken, 1);
+      assert.equal(q.lastAvailIdx, 1);
+      assert.throws(() => q.chainAt(8), /in-flight head 8 outside a ring of 8/);
+      ring.setDesc(5, { addr: DATA, len: 1, flags: F_NEXT, next: 5 });
+      assert.throws(() => q.chainAt(5), /loops or is too long/);
+    });
+
+    it('resumes taking chains where it is told, modulo 2^16', () => {
+      const heads = [0, 1, 2].map((i) => ring.addChain([{ addr: DATA + 16 * i, len: 16 }]));
+      ring.publish(...heads);
+      const q = queue();
+      assert.equal(q.availIndex, 3);
+      q.resumeAt(65536 + 2);
+      assert.equal(q.lastAvailIdx, 2);
+      assert.equal(q.pending(), 1);
+      assert.equal(popOne(q).head, heads[2]);
+    });
+
+    it('reads back the heads it put on the used ring, by used index', () => {
+      ring.setUsedIdx(65535);
+      const q = queue();
+      q.pushUsed(3, 0);
+      q.pushUsed(5, 0);
+      assert.equal(q.usedHead(65535), 3);
+      assert.equal(q.usedHead(0), 5);
+    });
+  });
+
   describe('interrupts', () => {
     it('never asks for one when nothing was used', () => {
       assert.equal(queue({ eventIdx: true }).needsInterrupt(), false);

@@ -1,0 +1,98 @@
+{{/*
+The driver name: fixed, since volumes, topology keys and CRDs all carry it.
+*/}}
+{{- define "vduse-csi.driverName" -}}
+csi.vduse.dev
+{{- end }}
+
+{{/* The topology key the plugin reports in NodeGetInfo and CreateVolume. */}}
+{{- define "vduse-csi.topologyKey" -}}
+topology.csi.vduse.dev/node
+{{- end }}
+
+{{/*
+The ConfigMap in the release namespace where each node plugin reports its free space (cluster
+mode): fixed in the plugin (src/k8s/node-capacity.ts).
+*/}}
+{{- define "vduse-csi.capacityConfigMap" -}}
+vduse-csi-capacity
+{{- end }}
+
+{{- define "vduse-csi.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every object's name: the release name, or release-chart when the release name does
+not already contain the chart name. Kept short enough for the suffixes added below.
+*/}}
+{{- define "vduse-csi.fullname" -}}
+{{- if contains .Chart.Name .Release.Name }}
+{{- .Release.Name | trunc 45 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 45 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "vduse-csi.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "vduse-csi.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vduse-csi.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "vduse-csi.labels" -}}
+helm.sh/chart: {{ include "vduse-csi.chart" . }}
+{{ include "vduse-csi.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: vduse-csi
+{{- end }}
+
+{{/* Labels of one component's objects: (dict "context" $ "component" "controller"). */}}
+{{- define "vduse-csi.componentLabels" -}}
+{{ include "vduse-csi.labels" .context }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "vduse-csi.componentSelectorLabels" -}}
+{{ include "vduse-csi.selectorLabels" .context }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* repository:tag of an image block ({repository, tag}); our own image defaults to appVersion. */}}
+{{- define "vduse-csi.image" -}}
+{{- $tag := .image.tag | default .default -}}
+{{- printf "%s:%s" .image.repository $tag -}}
+{{- end }}
+
+{{- define "vduse-csi.pluginImage" -}}
+{{- include "vduse-csi.image" (dict "image" .Values.image "default" .Chart.AppVersion) -}}
+{{- end }}
+
+{{- define "vduse-csi.controllerServiceAccount" -}}
+{{- printf "%s-controller" (include "vduse-csi.fullname" .) -}}
+{{- end }}
+
+{{- define "vduse-csi.nodeServiceAccount" -}}
+{{- printf "%s-node" (include "vduse-csi.fullname" .) -}}
+{{- end }}
+
+{{/* Where the node plugin's per-pod socket directories live on the host. */}}
+{{- define "vduse-csi.pluginDir" -}}
+{{- printf "%s/plugins/%s" (trimSuffix "/" .Values.kubeletDir) (include "vduse-csi.driverName" .) -}}
+{{- end }}
+
+{{/* Fails the render when more than one StorageClass claims to be the default. */}}
+{{- define "vduse-csi.checkStorageClasses" -}}
+{{- $defaults := 0 -}}
+{{- $names := dict -}}
+{{- range .Values.storageClasses -}}
+{{- if .default }}{{ $defaults = add1 $defaults }}{{ end -}}
+{{- if hasKey $names .name }}{{ fail (printf "storageClasses: %s is listed twice" .name) }}{{ end -}}
+{{- $_ := set $names .name true -}}
+{{- end -}}
+{{- if gt $defaults 1 }}{{ fail "storageClasses: at most one class may have default: true" }}{{ end -}}
+{{- end }}

@@ -1,0 +1,180 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { log, setLogLevel } from '../log';
+import { ControllerService } from '../csi/controller';
+import { IdentityService } from '../csi/identity';
+import { LocalRealizer } from '../csi/local-realizer';
+import { LocalStore } from '../csi/local-store';
+import { NodeService } from '../csi/node';
+import { OperationLocks } from '../csi/operation-locks';
+import { SingleNode } from '../csi/placement';
+import { loadCsiServices } from '../csi/proto';
+import { ServiceBinding, serveCsi, shutdownCsi } from '../csi/server';
+import { VolumeServers } from '../csi/volume-servers';
+import type { Cluster } from '../k8s/cluster';
+import type { NodeAgent } from '../k8s/node-agent';
+import { ImageDirectory } from '../storage/images';
+import { parseBytes, parseInteger } from './units';
+
+export const PLUGIN_USAGE = `  vduse-csi plugin --mode controller|node|all --endpoint unix:///PATH --node-id ID
+                   --data-dir DIR --state-dir DIR [--max-volumes N] [--max-volume-size BYTES]
+                   [--log-level LEVEL] [--no-standby] [--store local|kubernetes] [--kube-namespace NS]
+      (CSI driver csi.vduse.dev; "all" serves every service on one socket: the single-host setup;
+       --store kubernetes keeps volumes as VduseVolume objects and runs the node agent in --mode node)`;
+
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export interface PluginOptions {
+  mode: 'controller' | 'node' | 'all';
+  endpoint: string;
+  nodeId: string;
+  dataDir: string;
+  stateDir: string;
+  maxVolumes: number;
+  maxVolumeBytes: number;
+  logLevel: string;
+  /** A warm standby device server per staged volume (default; --no-standby turns it off). */
+  standby: boolean;
+  /** Records in <state-dir> (single host, the default) or as Kubernetes custom resources (cluster). */
+  store?: 'local' | 'kubernetes';
+  /** The driver's namespace, for the node capacity ConfigMap (--store kubernetes). */
+  kubeNamespace?: string;
+}
+
+export function parsePluginOptions(argv: string[]): PluginOptions {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      mode: { type: 'string', default: 'all' },
+      endpoint: { type: 'string' },
+      'node-id': { type: 'string' },
+      'data-dir': { type: 'string' },
+      'state-dir': { type: 'string' },
+      'max-volumes': { type: 'string', default: '64' },
+      'max-volume-size': { type: 'string', default: '16T' },
+      'log-level': { type: 'string', default: 'info' },
+      'no-standby': { type: 'boolean', default: false },
+      store: { type: 'string', default: 'local' },
+      'kube-namespace': { type: 'string', default: 'default' },
+    },
+  });
+  const mode = values.mode!;
+  if (mode !== 'controller' && mode !== 'node' && mode !== 'all')
+    throw new Error(`--mode must be controller, node or all, got ${mode}`);
+  const store = values.store!;
+  if (store !== 'local' && store !== 'kubernetes')
+    throw new Error(`--store must be local or kubernetes, got ${store}`);
+  for (const flag of ['endpoint', 'node-id', 'data-dir', 'state-dir'] as const) {
+    if (!values[flag]) throw new Error(`--${flag} is required`);
+  }
+  if (!NODE_ID.test(values['node-id']!))
+    throw new Error(`--node-id ${values['node-id']} is not a valid node name`);
+  return {
+    mode,
+    endpoint: values.endpoint!,
+    nodeId: values['node-id']!,
+    dataDir: values['data-dir']!,
+    stateDir: values['state-dir']!,
+    maxVolumes: parseInteger(values['max-volumes']!, '--max-volumes', 1, 4096),
+    maxVolumeBytes: parseBytes(values['max-volume-size']!),
+    logLevel: values['log-level']!,
+    standby: !values['no-standby'],
+    store,
+    kubeNamespace: values['kube-namespace']!,
+  };
+}
+
+export interface RunningPlugin {
+  /** Lets in-flight calls finish and closes the socket; device servers keep running. */
+  stop(): Promise<void>;
+}
+
+/** Starts the CSI services `options` ask for on their socket. */
+export async function startPlugin(options: PluginOptions, cliCommand: string[]): Promise<RunningPlugin> {
+  const withController = options.mode !== 'node';
+  const withNode = options.mode !== 'controller';
+  const images = new ImageDirectory(options.dataDir);
+  const locks = new OperationLocks();
+  const servers = new VolumeServers({
+    stateDir: options.stateDir,
+    command: cliCommand,
+    logLevel: options.logLevel,
+    standby: options.standby,
+  });
+  const localRealizer = new LocalRealizer(images, servers);
+  const cluster = options.store === 'kubernetes' ? await connectCluster(options) : null;
+  const store = cluster?.store ?? new LocalStore(options.stateDir);
+  const services = loadCsiServices();
+  const bindings: ServiceBinding[] = [
+    {
+      definition: services.identity,
+      handlers: new IdentityService({ controller: withController, node: withNode, dataDir: options.dataDir }),
+    },
+  ];
+  if (withController) {
+    mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    if (!cluster) {
+      images.removeLeftovers('volumes');
+      images.removeLeftovers('snapshots');
+    }
+    const controller = new ControllerService({
+      store,
+      realizer: cluster?.realizer() ?? localRealizer,
+      placement: cluster?.placement() ?? new SingleNode(options.nodeId, images),
+      locks,
+      maximumVolumeBytes: options.maxVolumeBytes,
+    });
+    bindings.push({ definition: services.controller, handlers: controller });
+  }
+  let node: NodeService | undefined;
+  let agent: NodeAgent | undefined;
+  if (withNode) {
+    node = new NodeService({
+      store,
+      images,
+      servers,
+      locks,
+      stateDir: options.stateDir,
+      nodeId: options.nodeId,
+      maxVolumes: options.maxVolumes,
+    });
+    bindings.push({ definition: services.node, handlers: node });
+    agent = cluster?.nodeAgent(options.nodeId, images, localRealizer);
+  }
+  const server = await serveCsi(options.endpoint, bindings);
+  node?.startSupervising();
+  agent?.start();
+  log.info('csi plugin serving', { mode: options.mode, endpoint: options.endpoint, node: options.nodeId });
+  return {
+    stop: async () => {
+      node?.stopSupervising();
+      await agent?.stop();
+      await shutdownCsi(server);
+    },
+  };
+}
+
+/** Loaded on demand: the Kubernetes client is big, and the single-host plugin never needs it. */
+async function connectCluster(options: PluginOptions): Promise<Cluster> {
+  const { Cluster } = await import('../k8s/cluster');
+  return Cluster.fromDefaultConfig(options.kubeNamespace ?? 'default', options.nodeId);
+}
+
+/** `vduse-csi plugin`: serves CSI until SIGTERM or SIGINT; volumes' device servers keep running. */
+export async function plugin(argv: string[]): Promise<void> {
+  const options = parsePluginOptions(argv);
+  setLogLevel(options.logLevel);
+  // Device servers run the blk-only bundle next to this one (it starts faster).
+  const running = await startPlugin(options, [
+    process.execPath,
+    join(dirname(process.argv[1]!), 'vduse-blk.js'),
+  ]);
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  log.info('csi plugin stopping: in-flight calls finish, device servers keep running', { signal });
+  await running.stop();
+}

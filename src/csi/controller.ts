@@ -1,0 +1,429 @@
+import { status } from '@grpc/grpc-js';
+import { log } from '../log';
+import { CsiError, invalidArgument, alreadyExists, notFound, outOfRange } from './errors';
+import { isSnapshotId, isVolumeId, snapshotIdFor, volumeIdFor } from './ids';
+import {
+  CapacityRange,
+  Snapshot,
+  Topology,
+  TopologyRequirement,
+  Volume,
+  VolumeCapability,
+  VolumeContentSource,
+} from './messages';
+import { OperationLocks } from './operation-locks';
+import { paginate } from './pagination';
+import { VolumeParameters, parametersContext, parseParameters, sameParameters } from './parameters';
+import { NodePlacement } from './placement';
+import { VolumeRealizer } from './realizer';
+import { SnapshotRecord, VolumeRecord, VolumeSource, VolumeStore } from './store';
+import { nodeTopology } from './topology';
+import {
+  XFS_MINIMUM_BYTES,
+  capabilityProblem,
+  chooseCapacity,
+  fitsRange,
+  requireCapabilities,
+  requireField,
+  requireName,
+  roundUp,
+} from './validate';
+
+const MiB = 1024 * 1024;
+export const DEFAULT_VOLUME_BYTES = 1024 * MiB;
+export const MINIMUM_VOLUME_BYTES = MiB;
+
+export const CONTROLLER_CAPABILITIES = [
+  'CREATE_DELETE_VOLUME',
+  'LIST_VOLUMES',
+  'GET_CAPACITY',
+  'CREATE_DELETE_SNAPSHOT',
+  'LIST_SNAPSHOTS',
+  'CLONE_VOLUME',
+  'EXPAND_VOLUME',
+  'GET_VOLUME',
+  'VOLUME_CONDITION',
+  'SINGLE_NODE_MULTI_WRITER',
+] as const;
+
+export interface ControllerOptions {
+  /** The volumes and snapshots as they should be. */
+  store: VolumeStore;
+  /** Makes them so on their node. */
+  realizer: VolumeRealizer;
+  placement: NodePlacement;
+  locks: OperationLocks;
+  maximumVolumeBytes: number;
+}
+
+interface ResolvedSource {
+  source: VolumeSource;
+  bytes: number;
+  nodeId: string;
+}
+
+const PVC_NAME = 'csi.storage.k8s.io/pvc/name';
+const PVC_NAMESPACE = 'csi.storage.k8s.io/pvc/namespace';
+
+interface CreateVolumeRequest {
+  name?: string;
+  capacity_range?: CapacityRange | null;
+  volume_capabilities?: VolumeCapability[];
+  parameters?: Record<string, string>;
+  volume_content_source?: VolumeContentSource | null;
+  accessibility_requirements?: TopologyRequirement | null;
+  mutable_parameters?: Record<string, string>;
+}
+
+interface ListRequest {
+  max_entries?: number;
+  starting_token?: string;
+}
+
+/**
+ * The CSI Controller service: volume and snapshot lifecycle. A record goes into the store before
+ * its image is made (so a retry after a crash finishes the job) and leaves it after the image is gone.
+ */
+export class ControllerService {
+  constructor(private readonly options: ControllerOptions) {}
+
+  async CreateVolume(request: CreateVolumeRequest): Promise<{ volume: Volume }> {
+    const name = requireName(request.name, 'name');
+    const capabilities = requireCapabilities(request.volume_capabilities);
+    const parameters = parseParameters(request.parameters);
+    if (Object.keys(request.mutable_parameters ?? {}).length > 0)
+      throw invalidArgument('mutable_parameters are not supported');
+    const resolved = await this.resolveSource(request.volume_content_source);
+    const source = resolved?.source ?? null;
+    const sourceBytes = resolved?.bytes ?? 0;
+    const wantsXfs = capabilities.some((capability) => capability.mount?.fs_type === 'xfs');
+    if (
+      sourceBytes > 0 &&
+      (request.capacity_range?.required_bytes ?? 0) > 0 &&
+      request.capacity_range!.required_bytes! < sourceBytes
+    )
+      throw outOfRange(
+        `the source is ${sourceBytes} bytes, more than the requested ${request.capacity_range!.required_bytes}`,
+      );
+    const id = volumeIdFor(name);
+    return this.options.locks.run([`name:${name}`, id, ...(source ? [source.id] : [])], async () => {
+      const existing = await this.options.store.findVolumeByName(name);
+      if (existing) {
+        const volume = this.describeExisting(existing, request.capacity_range, parameters, source);
+        await this.realize(existing.id, () => this.options.realizer.createVolume(existing));
+        return { volume };
+      }
+      const capacityBytes = chooseCapacity(request.capacity_range, {
+        blockSize: parameters.blockSize,
+        defaultBytes: source ? sourceBytes : DEFAULT_VOLUME_BYTES,
+        minimumBytes: Math.max(wantsXfs ? XFS_MINIMUM_BYTES : MINIMUM_VOLUME_BYTES, sourceBytes),
+        maximumBytes: this.options.maximumVolumeBytes,
+      });
+      const nodeId = await this.options.placement.nodeFor(
+        request.accessibility_requirements,
+        resolved?.nodeId ?? null,
+      );
+      const record: VolumeRecord = {
+        id,
+        name,
+        capacityBytes,
+        parameters,
+        source,
+        nodeId,
+        createdAtMs: Date.now(),
+        claim: claimOf(request.parameters),
+      };
+      await this.options.store.putVolume(record);
+      await this.realize(id, () => this.options.realizer.createVolume(record));
+      return { volume: this.describe(record) };
+    });
+  }
+
+  async DeleteVolume(request: { volume_id?: string }): Promise<object> {
+    const id = requireField(request.volume_id, 'volume_id');
+    if (!isVolumeId(id)) return {};
+    return this.options.locks.run([id], async () => {
+      await this.options.realizer.deleteVolume(id);
+      await this.options.store.deleteVolume(id);
+      return {};
+    });
+  }
+
+  async ValidateVolumeCapabilities(request: {
+    volume_id?: string;
+    volume_context?: Record<string, string>;
+    volume_capabilities?: VolumeCapability[];
+    parameters?: Record<string, string>;
+    mutable_parameters?: Record<string, string>;
+  }): Promise<object> {
+    const id = requireField(request.volume_id, 'volume_id');
+    const capabilities = request.volume_capabilities ?? [];
+    if (capabilities.length === 0) throw invalidArgument('volume_capabilities are required');
+    const volume = await this.requireVolume(id);
+    const problems = capabilities
+      .map(capabilityProblem)
+      .filter((problem): problem is string => problem !== null);
+    const context = parametersContext(volume.parameters);
+    for (const [key, value] of Object.entries(request.volume_context ?? {})) {
+      if (context[key] !== value) problems.push(`volume_context ${key}=${value} does not match the volume's`);
+    }
+    try {
+      if (
+        Object.keys(request.parameters ?? {}).length > 0 &&
+        !sameParameters(parseParameters(request.parameters), volume.parameters)
+      )
+        problems.push("parameters differ from the volume's");
+    } catch (error) {
+      problems.push(error instanceof Error ? error.message : String(error));
+    }
+    if (problems.length > 0) return { message: problems.join('; ') };
+    return {
+      confirmed: {
+        volume_context: request.volume_context ?? {},
+        volume_capabilities: capabilities,
+        parameters: request.parameters ?? {},
+        mutable_parameters: request.mutable_parameters ?? {},
+      },
+    };
+  }
+
+  async ListVolumes(request: ListRequest): Promise<object> {
+    const volumes = await this.options.store.listVolumes();
+    const page = paginate(volumes, (volume) => volume.id, isVolumeId, request);
+    const conditions = await this.options.realizer.volumeConditions(page.entries);
+    return {
+      entries: page.entries.map((volume, index) => ({
+        volume: this.describe(volume),
+        status: { published_node_ids: [], volume_condition: conditions[index] },
+      })),
+      next_token: page.next_token,
+    };
+  }
+
+  async GetCapacity(request: {
+    volume_capabilities?: VolumeCapability[];
+    parameters?: Record<string, string>;
+    accessible_topology?: Topology | null;
+  }): Promise<object> {
+    parseParameters(request.parameters);
+    const maximum = {
+      maximum_volume_size: { value: this.options.maximumVolumeBytes },
+      minimum_volume_size: { value: MINIMUM_VOLUME_BYTES },
+    };
+    const unsupported = (request.volume_capabilities ?? []).some(
+      (capability) => capabilityProblem(capability) !== null,
+    );
+    if (unsupported) return { available_capacity: 0, ...maximum };
+    return {
+      available_capacity: await this.options.placement.availableBytes(request.accessible_topology),
+      ...maximum,
+    };
+  }
+
+  ControllerGetCapabilities(): Promise<object> {
+    return Promise.resolve({ capabilities: CONTROLLER_CAPABILITIES.map((type) => ({ rpc: { type } })) });
+  }
+
+  async ControllerGetVolume(request: { volume_id?: string }): Promise<object> {
+    const volume = await this.requireVolume(requireField(request.volume_id, 'volume_id'));
+    const [condition] = await this.options.realizer.volumeConditions([volume]);
+    return {
+      volume: this.describe(volume),
+      status: { published_node_ids: [], volume_condition: condition },
+    };
+  }
+
+  async ControllerExpandVolume(request: {
+    volume_id?: string;
+    capacity_range?: CapacityRange | null;
+    volume_capability?: VolumeCapability | null;
+  }): Promise<object> {
+    const id = requireField(request.volume_id, 'volume_id');
+    const range = request.capacity_range;
+    if (!range || ((range.required_bytes ?? 0) <= 0 && (range.limit_bytes ?? 0) <= 0))
+      throw invalidArgument('capacity_range is required');
+    return this.options.locks.run([id], async () => {
+      const volume = await this.requireVolume(id);
+      const wanted = roundUp(
+        Math.max(range.required_bytes ?? 0, volume.capacityBytes),
+        volume.parameters.blockSize,
+      );
+      if ((range.limit_bytes ?? 0) > 0 && wanted > range.limit_bytes!) {
+        throw outOfRange(
+          `volume ${id} is ${volume.capacityBytes} bytes; it cannot shrink to fit limit_bytes ${range.limit_bytes}`,
+        );
+      }
+      if (wanted > this.options.maximumVolumeBytes)
+        throw outOfRange(
+          `${wanted} bytes is more than the largest volume, ${this.options.maximumVolumeBytes} bytes`,
+        );
+      const grown = { ...volume, capacityBytes: wanted };
+      if (wanted > volume.capacityBytes) await this.options.store.putVolume(grown);
+      await this.options.realizer.growVolume(grown);
+      return {
+        capacity_bytes: wanted,
+        node_expansion_required: request.volume_capability?.access_type !== 'block',
+      };
+    });
+  }
+
+  async CreateSnapshot(request: {
+    source_volume_id?: string;
+    name?: string;
+    parameters?: Record<string, string>;
+  }): Promise<object> {
+    const sourceId = requireField(request.source_volume_id, 'source_volume_id');
+    const name = requireName(request.name, 'name');
+    const unknown = Object.keys(request.parameters ?? {}).filter(
+      (key) => !key.startsWith('csi.storage.k8s.io/'),
+    );
+    if (unknown.length > 0) throw invalidArgument(`unknown snapshot parameters: ${unknown.join(', ')}`);
+    const id = snapshotIdFor(name);
+    return this.options.locks.run([`snapshot-name:${name}`, id, sourceId], async () => {
+      const existing = await this.options.store.findSnapshotByName(name);
+      if (existing && existing.sourceVolumeId !== sourceId)
+        throw alreadyExists(`snapshot ${name} exists with source volume ${existing.sourceVolumeId}`);
+      let record = existing;
+      if (!record) {
+        const volume = await this.requireVolume(sourceId);
+        record = {
+          id,
+          name,
+          sourceVolumeId: sourceId,
+          nodeId: volume.nodeId,
+          sizeBytes: volume.capacityBytes,
+          createdAtMs: Date.now(),
+        };
+        await this.options.store.putSnapshot(record);
+      }
+      const made = record;
+      const snapshot = await this.realize(id, () => this.options.realizer.createSnapshot(made));
+      return { snapshot: describeSnapshot(snapshot) };
+    });
+  }
+
+  async DeleteSnapshot(request: { snapshot_id?: string }): Promise<object> {
+    const id = requireField(request.snapshot_id, 'snapshot_id');
+    if (!isSnapshotId(id)) return {};
+    return this.options.locks.run([id], async () => {
+      await this.options.realizer.deleteSnapshot(id);
+      await this.options.store.deleteSnapshot(id);
+      return {};
+    });
+  }
+
+  async ListSnapshots(
+    request: ListRequest & { source_volume_id?: string; snapshot_id?: string },
+  ): Promise<object> {
+    let snapshots = await this.options.store.listSnapshots();
+    if (request.snapshot_id) snapshots = snapshots.filter((snapshot) => snapshot.id === request.snapshot_id);
+    if (request.source_volume_id)
+      snapshots = snapshots.filter((snapshot) => snapshot.sourceVolumeId === request.source_volume_id);
+    const page = paginate(snapshots, (snapshot) => snapshot.id, isSnapshotId, request);
+    return {
+      entries: page.entries.map((snapshot) => ({ snapshot: describeSnapshot(snapshot) })),
+      next_token: page.next_token,
+    };
+  }
+
+  private async requireVolume(id: string): Promise<VolumeRecord> {
+    const volume = isVolumeId(id) ? await this.options.store.getVolume(id) : null;
+    if (!volume) throw notFound(`volume ${JSON.stringify(id)} does not exist`);
+    return volume;
+  }
+
+  private async resolveSource(
+    source: VolumeContentSource | null | undefined,
+  ): Promise<ResolvedSource | null> {
+    if (!source?.type) return null;
+    if (source.type === 'snapshot') {
+      const id = requireField(source.snapshot?.snapshot_id, 'volume_content_source.snapshot.snapshot_id');
+      const snapshot = isSnapshotId(id) ? await this.options.store.getSnapshot(id) : null;
+      if (!snapshot) throw notFound(`source snapshot ${JSON.stringify(id)} does not exist`);
+      return { source: { kind: 'snapshot', id }, bytes: snapshot.sizeBytes, nodeId: snapshot.nodeId };
+    }
+    const id = requireField(source.volume?.volume_id, 'volume_content_source.volume.volume_id');
+    const volume = await this.requireVolume(id);
+    return { source: { kind: 'volume', id }, bytes: volume.capacityBytes, nodeId: volume.nodeId };
+  }
+
+  /**
+   * Runs a realizer call for a new record. When it fails for good the record is dropped, so the
+   * CO's retry starts afresh; when it is still under way (DEADLINE_EXCEEDED, ABORTED) it stays.
+   */
+  private async realize<T>(id: string, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      const underWay =
+        error instanceof CsiError &&
+        (error.code === status.DEADLINE_EXCEEDED || error.code === status.ABORTED);
+      if (!underWay) {
+        const drop = isVolumeId(id)
+          ? this.options.store.deleteVolume(id)
+          : this.options.store.deleteSnapshot(id);
+        await drop.catch((dropError: unknown) =>
+          log.warn('dropping the record of a failed create failed', { id, error: String(dropError) }),
+        );
+      }
+      throw error;
+    }
+  }
+
+  private describeExisting(
+    existing: VolumeRecord,
+    range: CapacityRange | null | undefined,
+    parameters: VolumeParameters,
+    source: VolumeSource | null,
+  ): Volume {
+    const problems: string[] = [];
+    if (!fitsRange(existing.capacityBytes, range))
+      problems.push(`its size is ${existing.capacityBytes} bytes`);
+    if (!sameParameters(existing.parameters, parameters)) problems.push('its parameters differ');
+    if (
+      (existing.source?.kind ?? null) !== (source?.kind ?? null) ||
+      (existing.source?.id ?? null) !== (source?.id ?? null)
+    )
+      problems.push('its content source differs');
+    if (problems.length > 0)
+      throw alreadyExists(`volume ${existing.name} exists and is incompatible: ${problems.join(', ')}`);
+    return this.describe(existing);
+  }
+
+  private describe(volume: VolumeRecord): Volume {
+    return {
+      volume_id: volume.id,
+      capacity_bytes: volume.capacityBytes,
+      volume_context: parametersContext(volume.parameters),
+      content_source: contentSource(volume.source),
+      accessible_topology: [nodeTopology(volume.nodeId)],
+    };
+  }
+}
+
+function claimOf(parameters: Record<string, string> | undefined): VolumeRecord['claim'] {
+  const name = parameters?.[PVC_NAME];
+  const namespace = parameters?.[PVC_NAMESPACE];
+  return name && namespace ? { name, namespace } : null;
+}
+
+function contentSource(source: VolumeSource | null): VolumeContentSource | null {
+  if (!source) return null;
+  return source.kind === 'snapshot'
+    ? { snapshot: { snapshot_id: source.id } }
+    : { volume: { volume_id: source.id } };
+}
+
+function describeSnapshot(snapshot: SnapshotRecord): Snapshot {
+  return {
+    snapshot_id: snapshot.id,
+    source_volume_id: snapshot.sourceVolumeId,
+    size_bytes: snapshot.sizeBytes,
+    creation_time: {
+      seconds: Math.floor(snapshot.createdAtMs / 1000),
+      nanos: (snapshot.createdAtMs % 1000) * 1_000_000,
+    },
+    ready_to_use: true,
+    group_snapshot_id: '',
+  };
+}

@@ -1,0 +1,25 @@
+import { join } from 'node:path';
+import { isVolumeId } from './ids';
+import { VolumeParameters } from './parameters';
+import { RecordDirectory } from './record-directory';
+import { FsType } from './validate';
+
+/** What this node did with a staged volume, so a restarted plugin knows what it runs and mounts. */
+export interface StagedVolume {
+  volumeId: string;
+  imagePath: string;
+  parameters: VolumeParameters;
+  stagingPath: string;
+  accessType: 'mount' | 'block';
+  fsType: FsType;
+  mountFlags: string[];
+  readOnly: boolean;
+  devicePath: string;
+  /** Publish target path -> whether it is mounted read-only. */
+  publications: Record<string, { readOnly: boolean }>;
+}
+
+/** `<stateDir>/node/<volumeId>.json`: one record per volume staged on this node. */
+export function stagedVolumes(stateDir: string): RecordDirectory<StagedVolume> {
+  return new RecordDirectory(join(stateDir, 'node'), isVolumeId, (staged) => staged.volumeId);
+}

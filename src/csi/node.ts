@@ -1,0 +1,415 @@
+import { existsSync } from 'node:fs';
+import { log } from '../log';
+import { FilesystemMismatchError, growFilesystem, safeFormatAndMount, volumeStats } from '../node/filesystem';
+import { ensureDirectory, ensureFile, mount, removeMountTarget, unmount } from '../node/mount';
+import { isMountPoint, mountAt } from '../node/mountinfo';
+import { ImageDirectory } from '../storage/images';
+import { devicePath } from '../vduse/device';
+import { status } from '@grpc/grpc-js';
+import { CsiError, alreadyExists, failedPrecondition, internal, notFound, outOfRange } from './errors';
+import { isVolumeId } from './ids';
+import { CapacityRange, VolumeCapability, VolumeCondition } from './messages';
+import { StagedVolume, stagedVolumes } from './node-records';
+import { OperationLocks } from './operation-locks';
+import { RecordDirectory } from './record-directory';
+import { VolumeRecord, VolumeStore } from './store';
+import { TOPOLOGY_KEY } from './topology';
+import { ParsedCapability, parseCapability, requireField, requirePath, roundUp } from './validate';
+import { ServeSpec, ServerStatus, VolumeServers } from './volume-servers';
+
+export const NODE_CAPABILITIES = [
+  'STAGE_UNSTAGE_VOLUME',
+  'GET_VOLUME_STATS',
+  'EXPAND_VOLUME',
+  'VOLUME_CONDITION',
+  'SINGLE_NODE_MULTI_WRITER',
+] as const;
+
+export interface NodeOptions {
+  store: VolumeStore;
+  images: ImageDirectory;
+  servers: VolumeServers;
+  locks: OperationLocks;
+  stateDir: string;
+  nodeId: string;
+  maxVolumes: number;
+}
+
+const SUPERVISE_INTERVAL_MS = 1000;
+const RESTART_BACKOFF_MAX_MS = 30_000;
+const STANDBY_GRACE_MS = 5000;
+
+/**
+ * The CSI Node service: stages a volume by starting its device server and mounting /dev/vdX,
+ * publishes it with bind mounts, and keeps the servers of staged volumes running.
+ */
+export class NodeService {
+  private readonly staged: RecordDirectory<StagedVolume>;
+  private readonly restarts = new Map<string, { failures: number; notBefore: number }>();
+  private readonly missingSince = new Map<string, number>();
+  private readonly startedAtMs = Date.now();
+  private supervisor: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: NodeOptions) {
+    this.staged = stagedVolumes(options.stateDir);
+  }
+
+  /** Adopts what a previous plugin left running and restarts servers that died meanwhile. */
+  startSupervising(): void {
+    for (const staged of this.staged.list()) {
+      log.info('found a staged volume', {
+        volume: staged.volumeId,
+        staging: staged.stagingPath,
+        device: staged.devicePath,
+      });
+    }
+    const tick = (): void => {
+      void this.superviseOnce().finally(() => {
+        if (this.supervisor) this.supervisor = setTimeout(tick, SUPERVISE_INTERVAL_MS);
+      });
+    };
+    this.supervisor = setTimeout(tick, 0);
+  }
+
+  stopSupervising(): void {
+    clearTimeout(this.supervisor);
+    this.supervisor = undefined;
+  }
+
+  async NodeStageVolume(request: {
+    volume_id?: string;
+    staging_target_path?: string;
+    volume_capability?: VolumeCapability | null;
+  }): Promise<object> {
+    const id = requireField(request.volume_id, 'volume_id');
+    const stagingPath = requirePath(request.staging_target_path, 'staging_target_path');
+    const capability = parseCapability(request.volume_capability, 'volume_capability');
+    return this.options.locks.run([id], async () => {
+      const volume = await this.requireVolume(id);
+      const existing = this.staged.get(id);
+      if (existing) checkSameStaging(existing, stagingPath, capability);
+      const spec = this.serveSpec(volume, capability.readOnly);
+      const wasServed = (await this.options.servers.status(id)) !== null;
+      const server = await this.options.servers.start(spec);
+      try {
+        await ensureDirectory(stagingPath);
+        if (capability.accessType === 'mount') {
+          await safeFormatAndMount(server.path, stagingPath, capability.fsType, {
+            // Volumes restored from a snapshot share the source's xfs UUID; xfs refuses that without nouuid.
+            mountOptions:
+              capability.fsType === 'xfs' ? [...capability.mountFlags, 'nouuid'] : capability.mountFlags,
+            readOnly: capability.readOnly,
+          });
+        }
+      } catch (error) {
+        if (!existing && !wasServed) await this.options.servers.stop(spec).catch(() => undefined);
+        if (error instanceof FilesystemMismatchError) throw failedPrecondition(error.message);
+        throw internal(`staging ${id} failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      this.staged.put({
+        volumeId: id,
+        imagePath: spec.imagePath,
+        parameters: volume.parameters,
+        stagingPath,
+        accessType: capability.accessType,
+        fsType: capability.fsType,
+        mountFlags: capability.mountFlags,
+        readOnly: capability.readOnly,
+        devicePath: server.path,
+        publications: existing?.publications ?? {},
+      });
+      log.info('volume staged', {
+        volume: id,
+        device: server.path,
+        staging: stagingPath,
+        type: capability.accessType,
+      });
+      return {};
+    });
+  }
+
+  async NodeUnstageVolume(request: { volume_id?: string; staging_target_path?: string }): Promise<object> {
+    const id = requireField(request.volume_id, 'volume_id');
+    const stagingPath = requirePath(request.staging_target_path, 'staging_target_path');
+    return this.options.locks.run([id], async () => {
+      const staged = this.staged.get(id);
+      const volume = isVolumeId(id) ? await this.options.store.getVolume(id) : null;
+      const served =
+        isVolumeId(id) && ((await this.options.servers.status(id)) !== null || existsSync(devicePath(id)));
+      if (!staged && !served) {
+        if (!volume) throw notFound(`volume ${JSON.stringify(id)} does not exist`);
+        return {};
+      }
+      const stillPublished: string[] = [];
+      for (const target of Object.keys(staged?.publications ?? {})) {
+        if (await isMountPoint(target)) stillPublished.push(target);
+      }
+      if (stillPublished.length > 0)
+        throw failedPrecondition(`volume ${id} is still published at ${stillPublished.join(', ')}`);
+      while (await isMountPoint(stagingPath)) await unmount(stagingPath);
+      const spec = staged ? this.specOf(staged) : volume ? this.serveSpec(volume, false) : null;
+      if (!spec)
+        throw failedPrecondition(`volume ${id} is served but has no record: cannot tell how to stop it`);
+      await this.options.servers.stop(spec);
+      this.staged.delete(id);
+      this.restarts.delete(id);
+      log.info('volume unstaged', { volume: id });
+      return {};
+    });
+  }
+
+  async NodePublishVolume(request: {
+    volume_id?: string;
+    staging_target_path?: string;
+    target_path?: string;
+    volume_capability?: VolumeCapability | null;
+    readonly?: boolean;
+  }): Promise<object> {
+    const id = requireField(request.volume_id, 'volume_id');
+    const stagingPath = requirePath(request.staging_target_path, 'staging_target_path');
+    const target = requirePath(request.target_path, 'target_path');
+    const capability = parseCapability(request.volume_capability, 'volume_capability');
+    const readOnly = (request.readonly ?? false) || capability.readOnly;
+    return this.options.locks.run([id], async () => {
+      await this.requireVolume(id);
+      const staged = this.staged.get(id);
+      if (!staged || staged.stagingPath !== stagingPath)
+        throw failedPrecondition(`volume ${id} is not staged at ${stagingPath}`);
+      if (staged.accessType !== capability.accessType)
+        throw failedPrecondition(
+          `volume ${id} is staged for ${staged.accessType} access, not ${capability.accessType}`,
+        );
+      const published = staged.publications[target];
+      if (published && (await isMountPoint(target))) {
+        if (published.readOnly !== readOnly)
+          throw alreadyExists(
+            `volume ${id} is already published at ${target} with readonly=${published.readOnly}`,
+          );
+        return {};
+      }
+      if (staged.accessType === 'mount') {
+        await ensureDirectory(target);
+        await mount(stagingPath, target, { bind: true, readOnly, options: capability.mountFlags });
+      } else {
+        await ensureFile(target);
+        await mount(staged.devicePath, target, { bind: true, readOnly });
+      }
+      this.staged.put({ ...staged, publications: { ...staged.publications, [target]: { readOnly } } });
+      log.info('volume published', { volume: id, target, readOnly });
+      return {};
+    });
+  }
+
+  async NodeUnpublishVolume(request: { volume_id?: string; target_path?: string }): Promise<object> {
+    const id = requireField(request.volume_id, 'volume_id');
+    const target = requirePath(request.target_path, 'target_path');
+    return this.options.locks.run([id], async () => {
+      const staged = this.staged.get(id);
+      if (!staged && !(isVolumeId(id) && (await this.options.store.getVolume(id))))
+        throw notFound(`volume ${JSON.stringify(id)} does not exist`);
+      while (await isMountPoint(target)) await unmount(target);
+      await removeMountTarget(target);
+      if (staged?.publications[target]) {
+        const publications = { ...staged.publications };
+        delete publications[target];
+        this.staged.put({ ...staged, publications });
+      }
+      log.info('volume unpublished', { volume: id, target });
+      return {};
+    });
+  }
+
+  async NodeGetVolumeStats(request: { volume_id?: string; volume_path?: string }): Promise<object> {
+    const id = requireField(request.volume_id, 'volume_id');
+    const volumePath = requireField(request.volume_path, 'volume_path').replace(/(.)\/+$/, '$1');
+    const staged = this.staged.get(id);
+    if (!staged) {
+      await this.requireVolume(id);
+      throw notFound(`volume ${id} is not staged on this node`);
+    }
+    requireVolumePath(staged, volumePath);
+    if (!existsSync(volumePath)) throw notFound(`${volumePath} does not exist`);
+    const condition = await this.condition(staged);
+    // statfs on a device nobody serves would hang: report the condition only.
+    if (condition.abnormal) return { usage: [], volume_condition: condition };
+    if (staged.accessType === 'block' || !(await isMountPoint(volumePath))) {
+      const stats = await volumeStats(staged.devicePath);
+      return {
+        usage: [{ unit: 'BYTES', total: stats.totalBytes, available: 0, used: 0 }],
+        volume_condition: condition,
+      };
+    }
+    const stats = await volumeStats(volumePath);
+    if (stats.kind !== 'filesystem') throw internal(`${volumePath} is not a filesystem`);
+    return {
+      usage: [
+        { unit: 'BYTES', total: stats.totalBytes, available: stats.availableBytes, used: stats.usedBytes },
+        { unit: 'INODES', total: stats.totalInodes, available: stats.freeInodes, used: stats.usedInodes },
+      ],
+      volume_condition: condition,
+    };
+  }
+
+  async NodeExpandVolume(request: {
+    volume_id?: string;
+    volume_path?: string;
+    staging_target_path?: string;
+    capacity_range?: CapacityRange | null;
+  }): Promise<object> {
+    const id = requireField(request.volume_id, 'volume_id');
+    const volumePath = requireField(request.volume_path, 'volume_path').replace(/(.)\/+$/, '$1');
+    return this.options.locks.run([id], async () => {
+      const volume = await this.requireVolume(id);
+      const staged = this.staged.get(id);
+      if (!staged) throw failedPrecondition(`volume ${id} is not staged on this node`);
+      requireVolumePath(staged, volumePath);
+      const required = roundUp(request.capacity_range?.required_bytes ?? 0, volume.parameters.blockSize);
+      if (required > volume.capacityBytes)
+        throw outOfRange(
+          `volume ${id} is ${volume.capacityBytes} bytes: expand it with ControllerExpandVolume first`,
+        );
+      const limit = request.capacity_range?.limit_bytes ?? 0;
+      if (limit > 0 && volume.capacityBytes > limit)
+        throw outOfRange(`volume ${id} is ${volume.capacityBytes} bytes, above limit_bytes ${limit}`);
+      const server = await this.options.servers.status(id);
+      if (!server) throw failedPrecondition(`volume ${id} has no running device server`);
+      if (server.capacityBytes < volume.capacityBytes)
+        await this.options.servers.resize(id, volume.capacityBytes);
+      if (staged.accessType === 'mount')
+        await growFilesystem(staged.devicePath, staged.stagingPath, staged.fsType);
+      log.info('volume expanded', { volume: id, bytes: volume.capacityBytes });
+      return { capacity_bytes: volume.capacityBytes };
+    });
+  }
+
+  NodeGetCapabilities(): Promise<object> {
+    return Promise.resolve({ capabilities: NODE_CAPABILITIES.map((type) => ({ rpc: { type } })) });
+  }
+
+  NodeGetInfo(): Promise<object> {
+    return Promise.resolve({
+      node_id: this.options.nodeId,
+      max_volumes_per_node: this.options.maxVolumes,
+      accessible_topology: { segments: { [TOPOLOGY_KEY]: this.options.nodeId } },
+    });
+  }
+
+  /**
+   * Restarts (with backoff) the server of every staged volume whose server died. The volume is
+   * locked only for a restart, so the CO's own calls are not turned away by routine checks.
+   */
+  private async superviseOnce(): Promise<void> {
+    for (const staged of this.staged.list()) {
+      const restart = this.restarts.get(staged.volumeId);
+      if (restart && Date.now() < restart.notBefore) continue;
+      const running = await this.options.servers.status(staged.volumeId);
+      // Only servers older than this plugin: while an old and a new plugin overlap (a rolling
+      // upgrade), the old one must not take the devices back.
+      if (
+        running &&
+        running.build !== this.options.servers.ownBuild &&
+        running.startedAtMs < this.startedAtMs
+      ) {
+        await this.upgradeServer(staged, running);
+        continue;
+      }
+      if (running) {
+        this.missingSince.delete(staged.volumeId);
+        continue;
+      }
+      // A standby server is likely taking over right now: give it time before starting another.
+      const missingSince = this.missingSince.get(staged.volumeId) ?? Date.now();
+      this.missingSince.set(staged.volumeId, missingSince);
+      if (Date.now() - missingSince < STANDBY_GRACE_MS) continue;
+      try {
+        await this.options.locks.run([staged.volumeId], async () => {
+          const current = this.staged.get(staged.volumeId);
+          if (!current || (await this.options.servers.status(current.volumeId))) return;
+          log.warn('device server of a staged volume is gone: restarting it', { volume: current.volumeId });
+          await this.options.servers.start(this.specOf(current));
+          this.restarts.delete(current.volumeId);
+          this.missingSince.delete(current.volumeId);
+        });
+      } catch (error) {
+        if (error instanceof CsiError && error.code === status.ABORTED) continue;
+        const failures = (restart?.failures ?? 0) + 1;
+        const delay = Math.min(RESTART_BACKOFF_MAX_MS, 1000 * 2 ** (failures - 1));
+        this.restarts.set(staged.volumeId, { failures, notBefore: Date.now() + delay });
+        log.error('restarting a device server failed', {
+          volume: staged.volumeId,
+          failures,
+          retryInMs: delay,
+          error: String(error),
+        });
+      }
+    }
+  }
+
+  /** A server of another build (the plugin was upgraded) hands its device to one of ours. */
+  private async upgradeServer(staged: StagedVolume, running: ServerStatus): Promise<void> {
+    try {
+      await this.options.locks.run([staged.volumeId], () =>
+        this.options.servers.upgrade(this.specOf(staged), running),
+      );
+    } catch (error) {
+      if (error instanceof CsiError && error.code === status.ABORTED) return;
+      log.error('handing a device over to this build failed; the old server keeps serving it', {
+        volume: staged.volumeId,
+        error: String(error),
+      });
+    }
+  }
+
+  private async condition(staged: StagedVolume): Promise<VolumeCondition> {
+    const server = await this.options.servers.status(staged.volumeId);
+    if (!server)
+      return { abnormal: true, message: `no process serves ${staged.devicePath}: I/O to the volume waits` };
+    if (server.path !== staged.devicePath)
+      return { abnormal: true, message: `served as ${server.path}, staged as ${staged.devicePath}` };
+    if (staged.accessType === 'mount' && !(await mountAt(staged.stagingPath)))
+      return { abnormal: true, message: `staging path ${staged.stagingPath} is not mounted` };
+    return { abnormal: false, message: `served as ${server.path} by process ${server.pid}` };
+  }
+
+  private async requireVolume(id: string): Promise<VolumeRecord> {
+    const volume = isVolumeId(id) ? await this.options.store.getVolume(id) : null;
+    if (!volume || !this.options.images.exists('volumes', id))
+      throw notFound(`volume ${JSON.stringify(id)} does not exist`);
+    return volume;
+  }
+
+  private serveSpec(volume: VolumeRecord, readOnly: boolean): ServeSpec {
+    return {
+      deviceName: volume.id,
+      imagePath: this.options.images.path('volumes', volume.id),
+      parameters: volume.parameters,
+      readOnly,
+    };
+  }
+
+  private specOf(staged: StagedVolume): ServeSpec {
+    return {
+      deviceName: staged.volumeId,
+      imagePath: staged.imagePath,
+      parameters: staged.parameters,
+      readOnly: staged.readOnly,
+    };
+  }
+}
+
+/** Only the staging path and publish targets of a volume are its paths; anything else is NOT_FOUND. */
+function requireVolumePath(staged: StagedVolume, volumePath: string): void {
+  if (volumePath !== staged.stagingPath && !(volumePath in staged.publications))
+    throw notFound(`${volumePath} is not a path of volume ${staged.volumeId} on this node`);
+}
+
+function checkSameStaging(existing: StagedVolume, stagingPath: string, capability: ParsedCapability): void {
+  if (existing.stagingPath !== stagingPath)
+    throw failedPrecondition(`volume ${existing.volumeId} is already staged at ${existing.stagingPath}`);
+  const same =
+    existing.accessType === capability.accessType &&
+    existing.readOnly === capability.readOnly &&
+    (capability.accessType === 'block' || existing.fsType === capability.fsType);
+  if (!same)
+    throw alreadyExists(`volume ${existing.volumeId} is staged at ${stagingPath} with another capability`);
+}

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLI, assertNoDevices, requireVduse, scratchDir, serve } from './support';
+
+/** Starts `blk serve` and SIGKILLs it after `delayMs`, wherever it then is. */
+async function killAfter(args: string[], delayMs: number): Promise<void> {
+  const child = spawn(process.execPath, [CLI, 'blk', 'serve', ...args], { stdio: 'ignore' });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  await new Promise((resolve) => setTimeout(resolve, delayMs));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/*
+ * A server killed at any moment of creating or removing its device leaves something the next
+ * `blk serve` with the same name and image either finishes or cleans up: never an orphan device.
+ */
+describe('kills during device creation and teardown', function () {
+  this.timeout(1_200_000);
+  let dir: string;
+
+  before(() => requireVduse());
+  beforeEach(() => {
+    dir = scratchDir('lifecycle');
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+    assertNoDevices();
+  });
+
+  it('recovers from a kill at any point of creation', async () => {
+    const args = [
+      '--file',
+      join(dir, 'disk.img'),
+      '--size',
+      '64M',
+      '--name',
+      'kill-create',
+      '--state-dir',
+      join(dir, 'state'),
+    ];
+    const started = performance.now();
+    const first = await serve(args);
+    const startupMs = performance.now() - started;
+    assert.equal(await first.stop(), 0);
+    assertNoDevices();
+    for (const fraction of [0.3, 0.6, 0.9, 1.0]) {
+      await killAfter(args, startupMs * fraction);
+      const next = await serve(args);
+      assert.match(
+        next.path,
+        /^\/dev\/vd[a-z]+$/,
+        `after a kill at ${Math.round(fraction * 100)}% of start-up`,
+      );
+      assert.equal(await next.stop(), 0, next.stderr());
+      assertNoDevices();
+    }
+  });
+
+  it('recovers from a kill at any point of teardown', async () => {
+    const args = [
+      '--file',
+      join(dir, 'disk.img'),
+      '--size',
+      '64M',
+      '--name',
+      'kill-teardown',
+      '--state-dir',
+      join(dir, 'state'),
+    ];
+    for (const delayMs of [0, 100, 1000]) {
+      const served = await serve(args);
+      const exited = new Promise((resolve) => served.process.once('exit', resolve));
+      served.process.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      served.process.kill('SIGKILL');
+      await exited;
+      // Whatever the kill left (a bound device, an unbound one, or nothing), a new server serves it.
+      const next = await serve(args);
+      assert.equal(await next.stop(), 0, next.stderr());
+      assertNoDevices();
+    }
+  });
+});

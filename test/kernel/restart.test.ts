@@ -1,0 +1,260 @@
+import assert from 'node:assert/strict';
+import { ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { adminSocketPath, callAdmin } from '../../src/daemon/admin-socket';
+import { isServing } from '../../src/csi/volume-servers';
+import { CsiHarness, Reply } from '../support/csi-harness';
+import { assertNothingLeft, createPublished, removePublished } from '../e2e/kubelet-flow';
+import { CLI, requireVduse, scratchDir, sh, waitFor } from './support';
+
+/**
+ * fio passes (crc32c-verified 4k random writes at iodepth 32, then read back) back to back until
+ * `stopFile` appears; each pass writes its JSON report to `<out>/fio-<n>.json`. Exits non-zero at the
+ * first pass that reports an error.
+ */
+function fioLoop(target: string, isBlock: boolean, out: string, stopFile: string): ChildProcess {
+  const where = isBlock ? `--filename=${target} --offset=64M` : `--filename=${target}/fio.data`;
+  const script = `
+    n=0
+    while [ ! -e ${stopFile} ]; do
+      n=$((n+1))
+      fio --name=pass${'$'}n ${where} --size=24M --rw=randwrite --bs=4k --ioengine=libaio --iodepth=32 \\
+        --numjobs=1 --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \\
+        --output-format=json --output=${out}/fio-$n.json || { echo "fio pass $n failed"; cat ${out}/fio-$n.json; exit 1; }
+    done
+    echo "$n passes"`;
+  return spawn('bash', ['-eu', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** How many standby servers have announced themselves ready in a device server log. */
+function standbyCount(logPath: string): number {
+  return existsSync(logPath) ? readFileSync(logPath, 'utf8').split('{"standby":').length - 1 : 0;
+}
+
+interface PassReport {
+  errors: number;
+  maxLatencyMs: number;
+}
+
+function readPasses(out: string): PassReport[] {
+  const reports: PassReport[] = [];
+  for (let pass = 1; existsSync(join(out, `fio-${pass}.json`)); pass++) {
+    const text = readFileSync(join(out, `fio-${pass}.json`), 'utf8');
+    if (!text.includes('{')) continue;
+    const job = (JSON.parse(text.slice(text.indexOf('{'))) as Reply).jobs[0];
+    const maxNs = Math.max(job.write.clat_ns.max, job.read.clat_ns.max);
+    reports.push({ errors: job.error, maxLatencyMs: maxNs / 1e6 });
+  }
+  return reports;
+}
+
+describe('zero-error restarts of device servers (SIGKILL, supervised restart)', function () {
+  this.timeout(1_800_000);
+  let csi: CsiHarness;
+  const figures: Record<string, unknown> = {};
+
+  before(async () => {
+    requireVduse();
+    csi = await CsiHarness.start({ cli: [process.execPath, CLI], root: scratchDir('restart'), mode: 'all' });
+  });
+  afterEach(function () {
+    // The device servers' logs tell what a failed restart went through.
+    if (this.currentTest?.state === 'failed' && process.env.VDUSE_CSI_OUT)
+      sh(`cp -r ${csi.options.stateDir}/logs ${process.env.VDUSE_CSI_OUT}/server-logs-${Date.now()} || true`);
+  });
+  after(async () => {
+    if (process.env.VDUSE_CSI_OUT)
+      writeFileSync(
+        join(process.env.VDUSE_CSI_OUT, 'restart-figures.json'),
+        JSON.stringify(figures, null, 2),
+      );
+    await csi?.stop();
+  });
+
+  it('reference: qemu-storage-daemon vduse-blk killed 5 times and restarted, same fio load (figures only)', async () => {
+    const root = scratchDir('qemu-restart');
+    const image = join(root, 'qemu.img');
+    const mountPoint = join(root, 'mnt');
+    mkdirSync(mountPoint);
+    sh(`truncate -s 512M ${image}`);
+    const args = [
+      '--blockdev',
+      `file,node-name=f,filename=${image}`,
+      '--export',
+      'vduse-blk,id=e,node-name=f,name=qemu-restart,num-queues=2,writable=on',
+    ];
+    const startDaemon = (): ChildProcess =>
+      spawn('qemu-storage-daemon', args, { stdio: 'ignore', detached: true });
+    let daemon = startDaemon();
+    await waitFor('/dev/vduse/qemu-restart', () => existsSync('/dev/vduse/qemu-restart'), 60_000);
+    sh('vdpa dev add name qemu-restart mgmtdev vduse');
+    await waitFor(
+      'its block device',
+      () => sh('ls /sys/bus/vdpa/devices/qemu-restart/virtio*/block 2>/dev/null || true').trim() !== '',
+      60_000,
+    );
+    const device = `/dev/${sh('ls /sys/bus/vdpa/devices/qemu-restart/virtio*/block').trim()}`;
+    sh(`mkfs.ext4 -q -F ${device} && mount ${device} ${mountPoint}`);
+    const out = scratchDir('fio-qemu');
+    const stopFile = join(out, 'stop');
+    const fio = fioLoop(mountPoint, false, out, stopFile);
+    const fioDone = new Promise<number | null>((resolve) => fio.once('exit', resolve));
+    const killToServingMs: number[] = [];
+    for (let kill = 0; kill < 5; kill++) {
+      await new Promise((resolve) => setTimeout(resolve, 1000 + Math.random() * 2000));
+      const killedAt = performance.now();
+      const exited = new Promise((resolve) => daemon.once('exit', resolve));
+      daemon.kill('SIGKILL');
+      await exited;
+      daemon = startDaemon();
+      // qemu-storage-daemon gives no readiness signal for a reconnect: count until it holds the device.
+      await waitFor(
+        'qemu to reopen the device',
+        () =>
+          sh(`ls -l /proc/${daemon.pid}/fd 2>/dev/null | grep -c vduse/qemu-restart || true`).trim() !== '0',
+        60_000,
+      );
+      killToServingMs.push(performance.now() - killedAt);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    writeFileSync(stopFile, '');
+    const code = await fioDone;
+    const passes = readPasses(out);
+    figures.qemuReference = {
+      kills: 5,
+      fioExit: code,
+      passesWithErrors: passes.filter((pass) => pass.errors !== 0).length,
+      killToServingMs,
+      longestStallMs: Math.max(...passes.map((pass) => pass.maxLatencyMs)),
+      fiveLongestPassStallsMs: passes
+        .map((pass) => pass.maxLatencyMs)
+        .sort((a, b) => b - a)
+        .slice(0, 5),
+    };
+    sh(`umount ${mountPoint}; vdpa dev del qemu-restart`);
+    const exited = new Promise((resolve) => daemon.once('exit', resolve));
+    daemon.kill('SIGTERM');
+    await exited;
+  });
+
+  it('upgrading the plugin hands live volumes to the new build: old servers exit, I/O never fails', async () => {
+    const published = await createPublished(csi, 'ext4', 'handover');
+    const { volumeId: id, target } = published;
+    const socket = adminSocketPath(csi.options.stateDir, id);
+    const old = (await callAdmin(socket, { op: 'status' })) as { pid: number; build: string };
+
+    // The "newer build": the bundle installed at another path and changed, as an upgrade would be.
+    const next = join(dirname(CLI), '..', 'bundle-next');
+    sh(
+      `rm -rf ${next} && cp -r ${dirname(CLI)} ${next} && echo '// next build' >> ${next}/vduse-csi.js && echo '// next build' >> ${next}/vduse-blk.js`,
+    );
+    const out = scratchDir('fio-handover');
+    const stopFile = join(out, 'stop');
+    const fio = fioLoop(target, false, out, stopFile);
+    const fioDone = new Promise<number | null>((resolve) => fio.once('exit', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const upgradedAt = performance.now();
+    await csi.restart('SIGTERM', [process.execPath, join(next, 'vduse-csi.js')]);
+    let current = old;
+    while (current.build === old.build) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      current =
+        ((await callAdmin(socket, { op: 'status' }, 2000).catch(() => null)) as typeof old | null) ?? current;
+      assert.ok(performance.now() - upgradedAt < 600_000, 'the device was not handed over in time');
+    }
+    figures.upgrade = { pluginRestartToNewServerMs: performance.now() - upgradedAt };
+    assert.notEqual(current.pid, old.pid);
+    assert.match(readFileSync(`/proc/${current.pid}/cmdline`, 'utf8'), /bundle-next/);
+    await waitFor('the old server to exit', () => !isServing(old.pid, id), 60_000);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    writeFileSync(stopFile, '');
+    assert.equal(await fioDone, 0);
+    const passes = readPasses(out);
+    assert.deepEqual(
+      passes.filter((pass) => pass.errors !== 0),
+      [],
+    );
+    (figures.upgrade as Record<string, unknown>).longestStallMs = Math.max(
+      ...passes.map((pass) => pass.maxLatencyMs),
+    );
+
+    await removePublished(csi, published);
+    assertNothingLeft(csi);
+    await csi.restart('SIGTERM', [process.execPath, CLI]);
+    sh(`rm -rf ${next}`);
+  });
+
+  for (const kind of ['ext4', 'block'] as const) {
+    it(`${kind}: 5 SIGKILLs of the server during verified writes cost a pause, never an error`, async () => {
+      const published = await createPublished(csi, kind, `restart-${kind}`);
+      const { volumeId: id, target } = published;
+
+      // Acknowledged (fsync'ed) data written before the kills must be there afterwards.
+      const marker =
+        kind === 'block'
+          ? 'dd of=' + target + ' bs=1M count=1 iflag=fullblock oflag=direct conv=fsync status=none'
+          : `cat > ${target}/marker && sync -f ${target}/marker`;
+      const markerSum = sh(
+        `head -c 1048576 /dev/urandom | tee /tmp/marker-${kind} | ${marker}; sha256sum < /tmp/marker-${kind} | cut -d' ' -f1`,
+      ).trim();
+
+      const out = scratchDir(`fio-${kind}`);
+      const stopFile = join(out, 'stop');
+      const fio = fioLoop(target, kind === 'block', out, stopFile);
+      let fioOutput = '';
+      fio.stdout!.setEncoding('utf8').on('data', (chunk: string) => (fioOutput += chunk));
+      fio.stderr!.setEncoding('utf8').on('data', (chunk: string) => (fioOutput += chunk));
+      const fioDone = new Promise<number | null>((resolve) => fio.once('exit', resolve));
+
+      const socket = adminSocketPath(csi.options.stateDir, id);
+      const killToServingMs: number[] = [];
+      const serverLog = join(csi.options.stateDir, 'logs', `${id}.log`);
+      for (let kill = 0; kill < 5; kill++) {
+        // Each server starts a standby once it serves; under the rig's emulation loading one takes
+        // tens of seconds (a few hundred ms on real hardware), so wait for it, then kill at random.
+        await waitFor('a warm standby', () => standbyCount(serverLog) > kill, 300_000);
+        await new Promise((resolve) => setTimeout(resolve, 1000 + Math.random() * 2000));
+        const { pid } = (await callAdmin(socket, { op: 'status' })) as { pid: number };
+        const killedAt = performance.now();
+        process.kill(pid, 'SIGKILL');
+        for (;;) {
+          const replacement = await callAdmin(socket, { op: 'status' }, 2000).catch(() => null);
+          if (replacement && replacement.pid !== pid) break;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        killToServingMs.push(performance.now() - killedAt);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      writeFileSync(stopFile, '');
+      const code = await fioDone;
+      assert.equal(code, 0, fioOutput);
+      const passes = readPasses(out);
+      assert.ok(passes.length >= 1, 'fio completed a pass');
+      assert.deepEqual(
+        passes.filter((pass) => pass.errors !== 0),
+        [],
+      );
+
+      const readBack =
+        kind === 'block' ? `dd if=${target} bs=1M count=1 iflag=direct status=none` : `cat ${target}/marker`;
+      assert.equal(
+        sh(`${readBack} | sha256sum | cut -d' ' -f1`).trim(),
+        markerSum,
+        'fsynced data survives the kills',
+      );
+      const latencies = passes.map((pass) => pass.maxLatencyMs).sort((a, b) => b - a);
+      figures[kind] = {
+        kills: 5,
+        fioPasses: passes.length,
+        killToServingMs,
+        longestStallMs: latencies[0],
+        fiveLongestPassStallsMs: latencies.slice(0, 5),
+      };
+
+      await removePublished(csi, published);
+      assertNothingLeft(csi);
+      assert.doesNotMatch(sh(`dmesg | grep -iE 'blk_update_request|I/O error|Buffer I/O' || true`), /error/i);
+    });
+  }
+});

@@ -1,0 +1,875 @@
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  CHART_DIR,
+  KubeObject,
+  MANIFESTS_FILE,
+  NAMESPACE,
+  ROOT,
+  RenderOptions,
+  Values,
+  lint,
+  manifestsText,
+  parseObjects,
+  render,
+} from '../support/chart';
+import {
+  CAPACITY_RULES,
+  CONTROLLER_NAMESPACE_RULES,
+  CONTROLLER_RULES,
+  LEADER_ELECTION_RULES,
+  NODE_NAMESPACE_RULES,
+  NODE_RULES,
+  PROVISIONER_RULES,
+  RESIZER_RULES,
+  Rule,
+  SNAPSHOTTER_RULES,
+  grants,
+} from '../support/chart-rbac';
+import {
+  customResourceValidator,
+  schemaAt,
+  structuralProblems,
+  validateKubernetesObject,
+} from '../support/chart-schemas';
+
+const SNAPSHOT_API = ['snapshot.storage.k8s.io/v1'];
+
+/** The chart with the values each test variant layers over values.yaml. */
+const VARIANTS: Record<string, RenderOptions> = {
+  defaults: {},
+  'defaults, cluster with the snapshot API': { apiVersions: SNAPSHOT_API },
+  'standby off': { values: { node: { standby: false } } },
+  'custom images': {
+    values: {
+      image: { repository: 'registry.example.com/storage/vduse-csi', tag: '1.2.3', pullPolicy: 'Always' },
+      imagePullSecrets: [{ name: 'regcred' }],
+      sidecars: {
+        provisioner: {
+          image: { repository: 'mirror.example.com/sig-storage/csi-provisioner', tag: 'v6.4.0' },
+        },
+        livenessProbe: {
+          image: { repository: 'mirror.example.com/sig-storage/livenessprobe', tag: 'v2.20.0' },
+        },
+      },
+    },
+  },
+  'no snapshot class': {
+    values: { snapshots: { volumeSnapshotClass: { create: 'never' } } },
+    apiVersions: SNAPSHOT_API,
+  },
+  'snapshot class forced': { values: { snapshots: { volumeSnapshotClass: { create: 'always' } } } },
+  'snapshots off': { values: { snapshots: { enabled: false } }, apiVersions: SNAPSHOT_API },
+  'extra storage classes': {
+    values: {
+      storageClasses: [
+        ...defaultStorageClasses(),
+        {
+          name: 'vduse-fast',
+          default: false,
+          fsType: 'xfs',
+          reclaimPolicy: 'Retain',
+          allowVolumeExpansion: true,
+          mountOptions: ['noatime'],
+          parameters: { queues: 8, queueSize: 1024, blockSize: 4096 },
+        },
+      ],
+    },
+  },
+  'local store, modules not loaded, custom dirs': {
+    values: {
+      store: 'local',
+      node: { loadKernelModules: false },
+      dataDir: '/srv/vduse/data',
+      stateDir: '/srv/vduse/state',
+      kubeletDir: '/var/snap/microk8s/common/var/lib/kubelet',
+      logLevel: 'debug',
+    },
+  },
+};
+
+function defaultStorageClasses(): Values[] {
+  // values.yaml's list, read with the same parser the chart's consumers use.
+  const [values] = parseObjects(readFileSync(join(CHART_DIR, 'values.yaml'), 'utf8')) as unknown as Values[];
+  return values!.storageClasses as Values[];
+}
+
+const rendered = new Map<string, KubeObject[]>();
+function objectsOf(variant: string): KubeObject[] {
+  let objects = rendered.get(variant);
+  if (!objects) {
+    objects = render({ ...VARIANTS[variant], includeCrds: true });
+    rendered.set(variant, objects);
+  }
+  return objects;
+}
+
+function only(objects: KubeObject[], kind: string, name?: string): KubeObject {
+  const found = objects.filter(
+    (object) => object.kind === kind && (name === undefined || object.metadata.name === name),
+  );
+  assert.equal(found.length, 1, `expected one ${kind}${name ? ` ${name}` : ''}, found ${found.length}`);
+  return found[0]!;
+}
+
+function ofKind(objects: KubeObject[], kind: string): KubeObject[] {
+  return objects.filter((object) => object.kind === kind);
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Container = Record<string, any>;
+
+function podSpecOf(workload: KubeObject): Container {
+  return workload.spec.template.spec as Container;
+}
+
+function containersOf(workload: KubeObject): Container[] {
+  const spec = podSpecOf(workload);
+  return [...(spec.initContainers ?? []), ...spec.containers];
+}
+
+function container(workload: KubeObject, name: string): Container {
+  const found = containersOf(workload).find((candidate) => candidate.name === name);
+  assert.ok(found, `${workload.kind} ${workload.metadata.name} has no container ${name}`);
+  return found;
+}
+
+function rulesOf(role: KubeObject): Rule[] {
+  return role.rules as Rule[];
+}
+
+/** The plugin container runs with the cluster store, in the namespace of its pod. */
+function assertClusterStore(plugin: Container): void {
+  assert.ok(plugin.args.includes('--store=kubernetes'), plugin.args.join(' '));
+  assert.ok(plugin.args.includes('--kube-namespace=$(NAMESPACE)'), plugin.args.join(' '));
+  const namespace = plugin.env.find((variable: Container) => variable.name === 'NAMESPACE');
+  assert.deepEqual(namespace?.valueFrom, { fieldRef: { fieldPath: 'metadata.namespace' } });
+}
+
+function assertLocalStore(plugin: Container): void {
+  assert.ok(plugin.args.includes('--store=local'), plugin.args.join(' '));
+  assert.ok(!plugin.args.some((arg: string) => arg.startsWith('--kube-namespace')));
+  assert.ok(!plugin.env.some((variable: Container) => variable.name === 'NAMESPACE'));
+}
+
+describe('charts/vduse-csi', function () {
+  this.timeout(180_000);
+
+  describe('helm lint --strict', () => {
+    for (const [variant, options] of Object.entries(VARIANTS)) {
+      it(`passes: ${variant}`, () => {
+        const result = lint(options.values);
+        assert.equal(result.status, 0, `${result.stdout}\n${result.stderr}`);
+      });
+    }
+  });
+
+  describe('values.schema.json refuses', () => {
+    const refused: Array<[string, Values, RegExp]> = [
+      ['an unknown top-level key', { replicaCount: 2 }, /replicaCount/],
+      ['a misspelt node key', { node: { standBy: false } }, /standBy/],
+      ['an image tagged latest', { sidecars: { resizer: { image: { tag: 'latest' } } } }, /tag/],
+      [
+        'a queue count the plugin refuses',
+        { storageClasses: [{ ...defaultStorageClasses()[0], parameters: { queues: 17 } }] },
+        /queues/,
+      ],
+      [
+        'a filesystem the plugin cannot make',
+        { storageClasses: [{ ...defaultStorageClasses()[0], fsType: 'btrfs' }] },
+        /fsType/,
+      ],
+      ['a relative data directory', { dataDir: 'var/lib/vduse' }, /dataDir/],
+      ['a second controller replica', { controller: { replicas: 2 } }, /replicas/],
+      ['a store the plugin does not have', { store: 'etcd' }, /store/],
+      [
+        'the removed controller.hostStore (store: local replaces it)',
+        { controller: { hostStore: { enabled: true } } },
+        /hostStore/,
+      ],
+      ['an unquoted resource quantity', { node: { resources: { requests: { cpu: 1 } } } }, /cpu/],
+    ];
+    for (const [what, values, mention] of refused) {
+      it(what, () => {
+        const result = lint(values);
+        assert.notEqual(result.status, 0, `helm lint accepted ${JSON.stringify(values)}`);
+        assert.match(`${result.stdout}\n${result.stderr}`, mention);
+      });
+    }
+
+    it('two default StorageClasses (a template check)', () => {
+      const classes = defaultStorageClasses().map((storageClass) => ({ ...storageClass, default: true }));
+      assert.throws(
+        () => render({ values: { storageClasses: classes } }),
+        /at most one class may have default: true/,
+      );
+    });
+  });
+
+  for (const variant of Object.keys(VARIANTS)) {
+    describe(`rendered: ${variant}`, () => {
+      it('every object validates against the Kubernetes API schema', () => {
+        const problems = objectsOf(variant).flatMap((object) =>
+          validateKubernetesObject(object).map(
+            (problem) => `${object.kind} ${object.metadata.name}: ${problem}`,
+          ),
+        );
+        assert.deepEqual(problems, []);
+      });
+
+      it('every container image is pinned to a tag other than latest', () => {
+        for (const workload of [
+          ...ofKind(objectsOf(variant), 'Deployment'),
+          ...ofKind(objectsOf(variant), 'DaemonSet'),
+        ]) {
+          for (const { name, image } of containersOf(workload)) {
+            const match = /^[^@\s]+?:([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$/.exec(image);
+            assert.ok(match, `${workload.metadata.name}/${name}: image ${image} has no tag`);
+            assert.notEqual(match[1], 'latest', `${workload.metadata.name}/${name}: image ${image}`);
+          }
+        }
+      });
+
+      it('RBAC has no wildcard group, resource or verb', () => {
+        for (const role of [
+          ...ofKind(objectsOf(variant), 'ClusterRole'),
+          ...ofKind(objectsOf(variant), 'Role'),
+        ]) {
+          for (const rule of role.rules as Array<Record<string, string[]>>) {
+            for (const field of ['apiGroups', 'resources', 'verbs', 'resourceNames', 'nonResourceURLs'])
+              assert.ok(
+                !(rule[field] ?? []).some((entry) => entry.includes('*')),
+                `${role.metadata.name}: ${field} ${rule[field]}`,
+              );
+          }
+          assert.equal(role.aggregationRule, undefined, `${role.metadata.name} aggregates other roles`);
+        }
+      });
+
+      it('every binding names a role and a ServiceAccount of the render; every pod a ServiceAccount', () => {
+        const objects = objectsOf(variant);
+        const accounts = new Set(ofKind(objects, 'ServiceAccount').map((account) => account.metadata.name));
+        for (const binding of [...ofKind(objects, 'ClusterRoleBinding'), ...ofKind(objects, 'RoleBinding')]) {
+          only(objects, binding.roleRef.kind, binding.roleRef.name);
+          for (const subject of binding.subjects) {
+            assert.equal(subject.kind, 'ServiceAccount');
+            assert.equal(subject.namespace, NAMESPACE);
+            assert.ok(
+              accounts.has(subject.name),
+              `${binding.metadata.name}: no ServiceAccount ${subject.name}`,
+            );
+          }
+        }
+        for (const workload of [...ofKind(objects, 'Deployment'), ...ofKind(objects, 'DaemonSet')])
+          assert.ok(accounts.has(podSpecOf(workload).serviceAccountName), workload.metadata.name);
+      });
+
+      it('the node DaemonSet rolls with maxSurge 1 and maxUnavailable 0', () => {
+        const daemonSet = only(objectsOf(variant), 'DaemonSet');
+        assert.deepEqual(daemonSet.spec.updateStrategy, {
+          type: 'RollingUpdate',
+          rollingUpdate: { maxSurge: 1, maxUnavailable: 0 },
+        });
+      });
+    });
+  }
+
+  describe('CSIDriver', () => {
+    it('declares what the plugin does', () => {
+      const driver = only(objectsOf('defaults'), 'CSIDriver');
+      assert.equal(driver.metadata.name, 'csi.vduse.dev');
+      assert.deepEqual(driver.spec, {
+        attachRequired: false,
+        podInfoOnMount: true,
+        fsGroupPolicy: 'File',
+        storageCapacity: true,
+        volumeLifecycleModes: ['Persistent'],
+      });
+    });
+  });
+
+  describe('StorageClasses', () => {
+    it('ext4 (the default), xfs and a block class, late-binding and expandable', () => {
+      const classes = ofKind(objectsOf('defaults'), 'StorageClass');
+      assert.deepEqual(
+        classes.map((storageClass) => storageClass.metadata.name),
+        ['vduse-ext4', 'vduse-xfs', 'vduse-block'],
+      );
+      for (const storageClass of classes) {
+        assert.equal(storageClass.provisioner, 'csi.vduse.dev');
+        assert.equal(storageClass.volumeBindingMode, 'WaitForFirstConsumer');
+        assert.equal(storageClass.allowVolumeExpansion, true);
+        for (const key of ['queues', 'queueSize', 'blockSize'])
+          assert.match(storageClass.parameters[key], /^\d+$/);
+      }
+      const defaults = classes.filter(
+        (storageClass) =>
+          storageClass.metadata.annotations?.['storageclass.kubernetes.io/is-default-class'] === 'true',
+      );
+      assert.deepEqual(
+        defaults.map((storageClass) => storageClass.metadata.name),
+        ['vduse-ext4'],
+      );
+      assert.equal(classes[0]!.parameters['csi.storage.k8s.io/fstype'], 'ext4');
+      assert.equal(classes[1]!.parameters['csi.storage.k8s.io/fstype'], 'xfs');
+      assert.equal(classes[2]!.parameters['csi.storage.k8s.io/fstype'], undefined);
+    });
+
+    it('extra classes from values', () => {
+      const fast = only(objectsOf('extra storage classes'), 'StorageClass', 'vduse-fast');
+      assert.deepEqual(fast.parameters, {
+        'csi.storage.k8s.io/fstype': 'xfs',
+        blockSize: '4096',
+        queueSize: '1024',
+        queues: '8',
+      });
+      assert.equal(fast.reclaimPolicy, 'Retain');
+      assert.deepEqual(fast.mountOptions, ['noatime']);
+    });
+  });
+
+  describe('VolumeSnapshotClass', () => {
+    const classes = (variant: string): KubeObject[] => ofKind(objectsOf(variant), 'VolumeSnapshotClass');
+
+    it('only when the cluster serves snapshot.storage.k8s.io/v1, unless forced', () => {
+      assert.equal(classes('defaults').length, 0);
+      assert.equal(classes('defaults, cluster with the snapshot API').length, 1);
+      assert.equal(classes('snapshot class forced').length, 1);
+      assert.equal(classes('no snapshot class').length, 0);
+      assert.equal(classes('snapshots off').length, 0);
+    });
+
+    it('names the driver', () => {
+      const snapshotClass = classes('defaults, cluster with the snapshot API')[0]!;
+      assert.equal(snapshotClass.driver, 'csi.vduse.dev');
+      assert.equal(snapshotClass.deletionPolicy, 'Delete');
+      assert.equal(
+        snapshotClass.metadata.annotations['snapshot.storage.kubernetes.io/is-default-class'],
+        'true',
+      );
+    });
+  });
+
+  describe('RBAC', () => {
+    const clusterRole = (variant: string, suffix: string): KubeObject =>
+      only(objectsOf(variant), 'ClusterRole', `vduse-csi-${suffix}`);
+
+    it('each sidecar gets the rules its own deploy manifests document', () => {
+      assert.deepEqual(grants(rulesOf(clusterRole('defaults', 'provisioner'))), grants(PROVISIONER_RULES));
+      assert.deepEqual(grants(rulesOf(clusterRole('defaults', 'resizer'))), grants(RESIZER_RULES));
+      assert.deepEqual(grants(rulesOf(clusterRole('defaults', 'snapshotter'))), grants(SNAPSHOTTER_RULES));
+    });
+
+    it('cluster mode: the controller writes the CRDs, the node agent their status and its finalizer', () => {
+      assert.deepEqual(grants(rulesOf(clusterRole('defaults', 'controller'))), grants(CONTROLLER_RULES));
+      assert.deepEqual(grants(rulesOf(clusterRole('defaults', 'node'))), grants(NODE_RULES));
+    });
+
+    it('cluster mode: the capacity ConfigMap, by name where RBAC can, in the release namespace only', () => {
+      const objects = objectsOf('defaults');
+      const controller = only(objects, 'Role', 'vduse-csi-controller');
+      const node = only(objects, 'Role', 'vduse-csi-node');
+      for (const role of [controller, node]) assert.equal(role.metadata.namespace, NAMESPACE);
+      assert.deepEqual(grants(rulesOf(controller)), grants(CONTROLLER_NAMESPACE_RULES));
+      assert.deepEqual(grants(rulesOf(node)), grants(NODE_NAMESPACE_RULES));
+      // Only create (RBAC cannot name an object that does not exist yet) goes without a name.
+      for (const role of [controller, node])
+        for (const rule of rulesOf(role))
+          if (!rule.verbs.every((verb) => verb === 'create'))
+            assert.deepEqual(rule.resourceNames, ['vduse-csi-capacity'], role.metadata.name);
+    });
+
+    it('the local store: no roles for our controller or the node plugin, and no token in the node pod', () => {
+      const objects = objectsOf('local store, modules not loaded, custom dirs');
+      const ours = [...ofKind(objects, 'ClusterRole'), ...ofKind(objects, 'Role')]
+        .map((role) => `${role.kind} ${role.metadata.name}`)
+        .filter((role) => /-(controller|node)$/.test(role));
+      assert.deepEqual(ours, []);
+      const bindings = [...ofKind(objects, 'ClusterRoleBinding'), ...ofKind(objects, 'RoleBinding')];
+      assert.ok(
+        !bindings.some((binding) => binding.subjects.some((s: Container) => s.name === 'vduse-csi-node')),
+      );
+      assert.equal(only(objects, 'ServiceAccount', 'vduse-csi-node').automountServiceAccountToken, false);
+      assert.equal(
+        only(objects, 'ServiceAccount', 'vduse-csi-controller').automountServiceAccountToken,
+        undefined,
+      );
+    });
+
+    it('leader election and capacity objects only in the release namespace', () => {
+      const objects = objectsOf('defaults');
+      const election = only(objects, 'Role', 'vduse-csi-leader-election');
+      assert.equal(election.metadata.namespace, NAMESPACE);
+      assert.deepEqual(grants(rulesOf(election)), grants(LEADER_ELECTION_RULES));
+      assert.deepEqual(grants(rulesOf(only(objects, 'Role', 'vduse-csi-capacity'))), grants(CAPACITY_RULES));
+    });
+
+    it('who is bound to what', () => {
+      const objects = objectsOf('defaults');
+      const boundTo = (kind: string): string[] =>
+        ofKind(objects, kind)
+          .map(
+            (binding) =>
+              `${binding.roleRef.name} -> ${binding.subjects.map((s: { name: string }) => s.name).join(',')}`,
+          )
+          .sort();
+      assert.deepEqual(boundTo('ClusterRoleBinding'), [
+        'vduse-csi-controller -> vduse-csi-controller',
+        'vduse-csi-node -> vduse-csi-node',
+        'vduse-csi-provisioner -> vduse-csi-controller',
+        'vduse-csi-resizer -> vduse-csi-controller',
+        'vduse-csi-snapshotter -> vduse-csi-controller',
+      ]);
+      assert.deepEqual(boundTo('RoleBinding'), [
+        'vduse-csi-capacity -> vduse-csi-controller',
+        'vduse-csi-controller -> vduse-csi-controller',
+        'vduse-csi-leader-election -> vduse-csi-controller',
+        'vduse-csi-node -> vduse-csi-node',
+      ]);
+    });
+
+    it('no snapshotter role without the snapshotter', () => {
+      const objects = objectsOf('snapshots off');
+      assert.equal(objects.filter((object) => object.metadata.name === 'vduse-csi-snapshotter').length, 0);
+      const deployment = only(objects, 'Deployment');
+      assert.ok(!containersOf(deployment).some((candidate) => candidate.name === 'csi-snapshotter'));
+    });
+  });
+
+  describe('controller Deployment', () => {
+    it('runs the plugin in controller mode beside the pinned sidecars', () => {
+      const deployment = only(objectsOf('defaults'), 'Deployment');
+      assert.deepEqual(
+        containersOf(deployment).map((candidate) => candidate.name),
+        ['vduse-csi', 'csi-provisioner', 'csi-resizer', 'csi-snapshotter', 'liveness-probe'],
+      );
+      const plugin = container(deployment, 'vduse-csi');
+      assert.equal(plugin.image, 'ghcr.io/vduse-csi/vduse-csi:0.1.0');
+      assert.deepEqual(plugin.args.slice(0, 3), [
+        'plugin',
+        '--mode=controller',
+        '--endpoint=unix:///csi/csi.sock',
+      ]);
+      assert.ok(plugin.args.includes('--node-id=$(NODE_NAME)'));
+      assert.equal(plugin.livenessProbe.httpGet.port, 'healthz');
+      assertClusterStore(plugin);
+      assert.equal(
+        container(deployment, 'liveness-probe').image,
+        'registry.k8s.io/sig-storage/livenessprobe:v2.20.0',
+      );
+    });
+
+    it('csi-provisioner with topology, capacity, metadata and leader election', () => {
+      const provisioner = container(only(objectsOf('defaults'), 'Deployment'), 'csi-provisioner');
+      assert.equal(provisioner.image, 'registry.k8s.io/sig-storage/csi-provisioner:v6.4.0');
+      for (const flag of [
+        '--feature-gates=Topology=true',
+        '--enable-capacity',
+        '--capacity-ownerref-level=2',
+        '--extra-create-metadata',
+        '--leader-election',
+        '--strict-topology',
+      ])
+        assert.ok(provisioner.args.includes(flag), `missing ${flag}`);
+      const env = Object.fromEntries(
+        provisioner.env.map((variable: Container) => [variable.name, variable.valueFrom.fieldRef.fieldPath]),
+      );
+      assert.deepEqual(env, { NAMESPACE: 'metadata.namespace', POD_NAME: 'metadata.name' });
+    });
+
+    it('runs as a non-root user that cannot escalate', () => {
+      const spec = podSpecOf(only(objectsOf('defaults'), 'Deployment'));
+      assert.equal(spec.securityContext.runAsNonRoot, true);
+      assert.notEqual(spec.securityContext.runAsUser, 0);
+      for (const candidate of spec.containers) {
+        assert.equal(candidate.securityContext.allowPrivilegeEscalation, false, candidate.name);
+        assert.deepEqual(candidate.securityContext.capabilities.drop, ['ALL'], candidate.name);
+        assert.equal(candidate.securityContext.privileged, undefined, candidate.name);
+      }
+      for (const volume of spec.volumes) assert.equal(volume.hostPath, undefined, volume.name);
+    });
+
+    it('cluster mode: nothing on the host, scratch directories only', () => {
+      const spec = podSpecOf(only(objectsOf('defaults'), 'Deployment'));
+      const volumes = Object.fromEntries(spec.volumes.map((volume: Container) => [volume.name, volume]));
+      assert.deepEqual(volumes['data-dir'], { name: 'data-dir', emptyDir: {} });
+      assert.deepEqual(volumes['state-dir'], { name: 'state-dir', emptyDir: {} });
+    });
+
+    it('the local store: root on the node plugin directories', () => {
+      const deployment = only(objectsOf('local store, modules not loaded, custom dirs'), 'Deployment');
+      const spec = podSpecOf(deployment);
+      assert.equal(spec.securityContext.runAsUser, 0);
+      const paths = spec.volumes
+        .filter((volume: Container) => volume.hostPath)
+        .map((volume: Container) => volume.hostPath.path);
+      assert.deepEqual(paths, ['/srv/vduse/data', '/srv/vduse/state']);
+      const plugin = container(deployment, 'vduse-csi');
+      assert.ok(plugin.args.includes('--data-dir=/srv/vduse/data'));
+      assert.ok(plugin.args.includes('--log-level=debug'));
+      assertLocalStore(plugin);
+    });
+  });
+
+  describe('node DaemonSet', () => {
+    const daemonSet = (variant = 'defaults'): KubeObject => only(objectsOf(variant), 'DaemonSet');
+
+    it('runs the plugin in node mode, privileged, with the host paths it needs', () => {
+      const spec = podSpecOf(daemonSet());
+      assert.equal(spec.priorityClassName, 'system-node-critical');
+      assert.equal(spec.hostNetwork, false);
+      assert.equal(spec.hostPID, undefined);
+      assert.ok(spec.terminationGracePeriodSeconds >= 60);
+      const plugin = container(daemonSet(), 'vduse-csi');
+      assert.deepEqual(plugin.args.slice(0, 2), ['plugin', '--mode=node']);
+      assert.ok(!plugin.args.includes('--no-standby'));
+      assertClusterStore(plugin);
+      assert.equal(plugin.securityContext.privileged, true);
+      assert.equal(plugin.securityContext.runAsUser, 0);
+      const mounts = Object.fromEntries(plugin.volumeMounts.map((mount: Container) => [mount.name, mount]));
+      assert.equal(mounts['kubelet-dir'].mountPath, '/var/lib/kubelet');
+      assert.equal(mounts['kubelet-dir'].mountPropagation, 'Bidirectional');
+      assert.equal(mounts.dev.mountPath, '/dev');
+      assert.equal(mounts.sys.mountPath, '/sys');
+      assert.equal(mounts['data-dir'].mountPath, '/var/lib/vduse-csi/data');
+      assert.equal(mounts['state-dir'].mountPath, '/var/lib/vduse-csi/state');
+      const hostPaths = Object.fromEntries(
+        spec.volumes
+          .filter((volume: Container) => volume.hostPath)
+          .map((volume: Container) => [volume.name, volume.hostPath.path]),
+      );
+      assert.deepEqual(hostPaths, {
+        'plugin-dir': '/var/lib/kubelet/plugins/csi.vduse.dev',
+        'registration-dir': '/var/lib/kubelet/plugins_registry',
+        'kubelet-dir': '/var/lib/kubelet',
+        dev: '/dev',
+        sys: '/sys',
+        'lib-modules': '/lib/modules',
+        'data-dir': '/var/lib/vduse-csi/data',
+        'state-dir': '/var/lib/vduse-csi/state',
+      });
+    });
+
+    it('each pod has its own socket directory, registered with the kubelet', () => {
+      const registrar = container(daemonSet(), 'node-driver-registrar');
+      assert.ok(
+        registrar.args.includes(
+          '--kubelet-registration-path=/var/lib/kubelet/plugins/csi.vduse.dev/$(POD_UID)/csi.sock',
+        ),
+      );
+      assert.equal(registrar.livenessProbe.httpGet.path, '/healthz');
+      for (const name of ['vduse-csi', 'node-driver-registrar', 'liveness-probe']) {
+        const candidate = container(daemonSet(), name);
+        const socketMount = candidate.volumeMounts.find((mount: Container) => mount.mountPath === '/csi');
+        assert.equal(socketMount.subPathExpr, '$(POD_UID)', name);
+        assert.ok(
+          candidate.env.some((variable: Container) => variable.name === 'POD_UID'),
+          name,
+        );
+      }
+    });
+
+    it('an init container loads vduse and virtio_vdpa and names the one that is missing', () => {
+      const prepare = container(daemonSet(), 'prepare');
+      assert.deepEqual(
+        podSpecOf(daemonSet()).initContainers.map((candidate: Container) => candidate.name),
+        ['prepare'],
+      );
+      const script = prepare.args.join('\n');
+      assert.match(script, /for module in vduse virtio_vdpa; do/);
+      assert.match(script, /modprobe "\$module"/);
+      assert.match(script, /cannot load kernel module \$module/);
+      assert.equal(prepare.securityContext.privileged, true);
+      const withoutModules = container(daemonSet('local store, modules not loaded, custom dirs'), 'prepare');
+      assert.doesNotMatch(withoutModules.args.join('\n'), /modprobe/);
+    });
+
+    it('--no-standby when standby is off; custom dirs and kubelet dir follow the values', () => {
+      assert.ok(container(daemonSet('standby off'), 'vduse-csi').args.includes('--no-standby'));
+      const custom = daemonSet('local store, modules not loaded, custom dirs');
+      const plugin = container(custom, 'vduse-csi');
+      assert.ok(plugin.args.includes('--state-dir=/srv/vduse/state'));
+      assertLocalStore(plugin);
+      const kubelet = plugin.volumeMounts.find((mount: Container) => mount.name === 'kubelet-dir');
+      assert.equal(kubelet.mountPath, '/var/snap/microk8s/common/var/lib/kubelet');
+      assert.ok(!podSpecOf(custom).volumes.some((volume: Container) => volume.name === 'lib-modules'));
+    });
+
+    it('custom images replace the defaults everywhere', () => {
+      const objects = objectsOf('custom images');
+      const images = [...ofKind(objects, 'Deployment'), ...ofKind(objects, 'DaemonSet')].flatMap((workload) =>
+        containersOf(workload).map((candidate) => candidate.image as string),
+      );
+      assert.ok(images.includes('registry.example.com/storage/vduse-csi:1.2.3'));
+      assert.ok(images.includes('mirror.example.com/sig-storage/csi-provisioner:v6.4.0'));
+      assert.ok(!images.some((image) => image.startsWith('ghcr.io/vduse-csi/')));
+      assert.ok(!images.some((image) => image.startsWith('registry.k8s.io/sig-storage/livenessprobe')));
+      assert.deepEqual(podSpecOf(only(objects, 'DaemonSet')).imagePullSecrets, [{ name: 'regcred' }]);
+    });
+  });
+
+  describe('CustomResourceDefinitions', () => {
+    const crds = (): KubeObject[] => ofKind(objectsOf('defaults'), 'CustomResourceDefinition');
+    const crd = (name: string): KubeObject => only(objectsOf('defaults'), 'CustomResourceDefinition', name);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const schemaOf = (definition: KubeObject): any => definition.spec.versions[0].schema.openAPIV3Schema;
+
+    it('vdusevolumes and vdusesnapshots: cluster-scoped, v1alpha1 served and stored, with status', () => {
+      assert.deepEqual(
+        crds()
+          .map((definition) => definition.metadata.name)
+          .sort(),
+        ['vdusesnapshots.csi.vduse.dev', 'vdusevolumes.csi.vduse.dev'],
+      );
+      for (const definition of crds()) {
+        assert.equal(definition.spec.group, 'csi.vduse.dev');
+        assert.equal(definition.spec.scope, 'Cluster');
+        assert.equal(definition.spec.versions.length, 1);
+        const [version] = definition.spec.versions;
+        assert.equal(version.name, 'v1alpha1');
+        assert.equal(version.served, true);
+        assert.equal(version.storage, true);
+        assert.deepEqual(version.subresources, { status: {} });
+      }
+    });
+
+    it('structural schemas', () => {
+      for (const definition of crds())
+        assert.deepEqual(structuralProblems(schemaOf(definition)), [], definition.metadata.name);
+    });
+
+    it('printer columns point at fields of the schema', () => {
+      const columns = (name: string): string[] =>
+        crd(name).spec.versions[0].additionalPrinterColumns.map((column: Container) => column.name);
+      assert.deepEqual(columns('vdusevolumes.csi.vduse.dev'), ['Size', 'Node', 'Phase', 'Device', 'Age']);
+      for (const definition of crds()) {
+        for (const column of definition.spec.versions[0].additionalPrinterColumns)
+          assert.ok(
+            schemaAt(schemaOf(definition), column.jsonPath),
+            `${definition.metadata.name}: ${column.jsonPath}`,
+          );
+      }
+    });
+
+    it('fields the controller and node agent rely on', () => {
+      const volume = schemaOf(crd('vdusevolumes.csi.vduse.dev'));
+      assert.deepEqual(volume.properties.spec.required, ['name', 'capacityBytes', 'nodeId', 'parameters']);
+      assert.equal(volume.properties.spec.properties.capacityBytes.format, 'int64');
+      assert.deepEqual(volume.properties.status.properties.phase.enum, [
+        'Pending',
+        'Creating',
+        'Ready',
+        'Resizing',
+        'Deleting',
+        'Failed',
+      ]);
+      assert.deepEqual(Object.keys(volume.properties.status.properties).sort(), [
+        'capacityBytes',
+        'conditions',
+        'device',
+        'message',
+        'observedGeneration',
+        'phase',
+      ]);
+      const snapshot = schemaOf(crd('vdusesnapshots.csi.vduse.dev'));
+      assert.deepEqual(snapshot.properties.spec.required, ['name', 'sourceVolumeId', 'nodeId']);
+      assert.deepEqual(Object.keys(snapshot.properties.status.properties).sort(), [
+        'creationTime',
+        'message',
+        'phase',
+        'readyToUse',
+        'sizeBytes',
+      ]);
+    });
+
+    const VOLUME = {
+      apiVersion: 'csi.vduse.dev/v1alpha1',
+      kind: 'VduseVolume',
+      metadata: { name: `vol-${'0123456789abcdef'.repeat(2)}` },
+      spec: {
+        name: 'pvc-9b1c4d5e-1f2a-4b3c-8d4e-5f6a7b8c9d0e',
+        capacityBytes: 10 * 1024 ** 3,
+        nodeId: 'worker-1',
+        parameters: { queues: 2, queueSize: 256, blockSize: 4096 },
+        source: { kind: 'snapshot', id: `snap-${'fedcba9876543210'.repeat(2)}` },
+        pvc: { name: 'data', namespace: 'default' },
+      },
+      status: {
+        phase: 'Ready',
+        capacityBytes: 10 * 1024 ** 3,
+        device: '/dev/vda',
+        observedGeneration: 1,
+        conditions: [
+          {
+            type: 'Served',
+            status: 'True',
+            lastTransitionTime: '2026-11-22T04:00:00Z',
+            reason: 'DeviceServed',
+            message: 'served as /dev/vda',
+          },
+        ],
+      },
+    };
+
+    it('accepts a well-formed VduseVolume and VduseSnapshot, refuses malformed ones', () => {
+      const volumes = customResourceValidator(schemaOf(crd('vdusevolumes.csi.vduse.dev')));
+      assert.deepEqual(volumes(VOLUME), []);
+      const broken: Array<[string, unknown]> = [
+        ['unknown phase', { ...VOLUME, status: { ...VOLUME.status, phase: 'Running' } }],
+        ['capacity as a string', { ...VOLUME, spec: { ...VOLUME.spec, capacityBytes: '10Gi' } }],
+        [
+          'queue size not a power of two',
+          { ...VOLUME, spec: { ...VOLUME.spec, parameters: { queues: 1, queueSize: 100, blockSize: 512 } } },
+        ],
+        [
+          'unknown source kind',
+          { ...VOLUME, spec: { ...VOLUME.spec, source: { kind: 'backup', id: VOLUME.spec.source.id } } },
+        ],
+        ['unknown spec field', { ...VOLUME, spec: { ...VOLUME.spec, size: 1 } }],
+        ['no nodeId', { ...VOLUME, spec: { ...VOLUME.spec, nodeId: undefined } }],
+      ];
+      for (const [what, object] of broken)
+        assert.notDeepEqual(volumes(JSON.parse(JSON.stringify(object))), [], `accepted: ${what}`);
+
+      const snapshots = customResourceValidator(schemaOf(crd('vdusesnapshots.csi.vduse.dev')));
+      const snapshot = {
+        apiVersion: 'csi.vduse.dev/v1alpha1',
+        kind: 'VduseSnapshot',
+        metadata: { name: VOLUME.spec.source.id },
+        spec: { name: 'snapshot-6f1e', sourceVolumeId: VOLUME.metadata.name, nodeId: 'worker-1' },
+        status: { phase: 'Ready', sizeBytes: 1024, readyToUse: true, creationTime: '2026-11-22T04:00:00Z' },
+      };
+      assert.deepEqual(snapshots(snapshot), []);
+      assert.notDeepEqual(
+        snapshots({ ...snapshot, spec: { ...snapshot.spec, sourceVolumeId: 'pvc-1' } }),
+        [],
+      );
+      assert.notDeepEqual(snapshots({ ...snapshot, status: { ...snapshot.status, readyToUse: 'yes' } }), []);
+    });
+  });
+
+  describe('the validator itself', () => {
+    const deployment = (): KubeObject => structuredClone(only(objectsOf('defaults'), 'Deployment'));
+
+    it('refuses an unknown field, a wrong type, a missing required field and an unknown kind', () => {
+      const unknown = deployment();
+      unknown.spec.template.spec.containers[0].imagePullPolicyy = 'Always';
+      assert.match(validateKubernetesObject(unknown).join('\n'), /unknown field "imagePullPolicyy"/);
+      const wrongType = deployment();
+      wrongType.spec.replicas = 'one';
+      assert.match(validateKubernetesObject(wrongType).join('\n'), /\/spec\/replicas/);
+      const missing = deployment();
+      delete missing.spec.template.spec.containers[1].name;
+      assert.match(validateKubernetesObject(missing).join('\n'), /name/);
+      const outOfRange = deployment();
+      outOfRange.spec.template.spec.containers[0].ports[0].containerPort = 2 ** 40;
+      assert.notDeepEqual(validateKubernetesObject(outOfRange), []);
+      assert.throws(
+        () => validateKubernetesObject({ ...deployment(), apiVersion: 'extensions/v1beta1' }),
+        /no schema for extensions\/v1beta1\/Deployment/,
+      );
+    });
+
+    it('refuses a VolumeSnapshot with two sources', () => {
+      const snapshot = {
+        apiVersion: 'snapshot.storage.k8s.io/v1',
+        kind: 'VolumeSnapshot',
+        metadata: { name: 'two' },
+        spec: { source: { persistentVolumeClaimName: 'a', volumeSnapshotContentName: 'b' } },
+      } as KubeObject;
+      assert.notDeepEqual(validateKubernetesObject(snapshot), []);
+    });
+  });
+
+  describe('manifests/', () => {
+    it('equals a fresh render of the default values (regenerate: node dist/test/support/chart.js write-manifests)', () => {
+      const expected = manifestsText();
+      const actual = readFileSync(MANIFESTS_FILE, 'utf8');
+      assert.ok(actual === expected, 'manifests/vduse-csi.yaml is stale: regenerate it');
+    });
+
+    it('holds only manifests/vduse-csi.yaml, whose objects all validate', () => {
+      assert.deepEqual(readdirSync(join(ROOT, 'manifests')), ['vduse-csi.yaml']);
+      const objects = parseObjects(readFileSync(MANIFESTS_FILE, 'utf8'));
+      assert.equal(objects[0]!.kind, 'Namespace');
+      assert.equal(objects[1]!.kind, 'CustomResourceDefinition');
+      for (const object of objects)
+        assert.deepEqual(validateKubernetesObject(object), [], `${object.kind} ${object.metadata.name}`);
+    });
+  });
+
+  describe('examples/', () => {
+    const files = (): string[] =>
+      readdirSync(join(ROOT, 'examples'))
+        .filter((file) => file.endsWith('.yaml') && !file.endsWith('.patch.yaml'))
+        .sort();
+
+    it('every object validates; claims and snapshots name what the chart makes', () => {
+      const chart = objectsOf('defaults, cluster with the snapshot API');
+      const classes = new Set(
+        ofKind(chart, 'StorageClass').map((storageClass) => storageClass.metadata.name),
+      );
+      const snapshotClass = only(chart, 'VolumeSnapshotClass').metadata.name;
+      const objects = files().flatMap((file) =>
+        parseObjects(readFileSync(join(ROOT, 'examples', file), 'utf8')).map((object) => ({ file, object })),
+      );
+      assert.ok(objects.length >= 7, `only ${objects.length} objects in examples/`);
+      const named = (kind: string): Set<string> =>
+        new Set(
+          objects.filter(({ object }) => object.kind === kind).map(({ object }) => object.metadata.name),
+        );
+      const claims = named('PersistentVolumeClaim');
+      const snapshots = named('VolumeSnapshot');
+      for (const { file, object } of objects) {
+        const where = `examples/${file}: ${object.kind} ${object.metadata.name}`;
+        assert.deepEqual(validateKubernetesObject(object), [], where);
+        if (object.kind === 'PersistentVolumeClaim') {
+          assert.ok(
+            classes.has(object.spec.storageClassName),
+            `${where}: class ${object.spec.storageClassName}`,
+          );
+          const source = object.spec.dataSource;
+          if (source) assert.ok(source.kind === 'VolumeSnapshot' && snapshots.has(source.name), where);
+        }
+        if (object.kind === 'VolumeSnapshot') {
+          assert.equal(object.spec.volumeSnapshotClassName, snapshotClass, where);
+          assert.ok(claims.has(object.spec.source.persistentVolumeClaimName), where);
+        }
+        if (object.kind === 'Pod') {
+          for (const volume of object.spec.volumes)
+            assert.ok(claims.has(volume.persistentVolumeClaim.claimName), `${where}: claim`);
+        }
+      }
+      for (const kind of ['PersistentVolumeClaim', 'Pod', 'VolumeSnapshot'])
+        assert.ok(named(kind).size > 0, kind);
+      assert.ok(
+        objects.some(({ object }) => object.spec?.volumeMode === 'Block'),
+        'no Block claim',
+      );
+      assert.ok(
+        objects.some(
+          ({ object }) =>
+            object.kind === 'Pod' && object.spec.containers.some((c: Container) => c.volumeDevices),
+        ),
+        'no pod with volumeDevices',
+      );
+    });
+
+    it('the expansion patch grows the filesystem example, and the result validates', () => {
+      const patch = parseObjects(readFileSync(join(ROOT, 'examples', 'expand.patch.yaml'), 'utf8'))[0]!;
+      const claim = parseObjects(readFileSync(join(ROOT, 'examples', 'filesystem.yaml'), 'utf8')).find(
+        (object) => object.kind === 'PersistentVolumeClaim',
+      )!;
+      assert.equal(claim.spec.resources.requests.storage, '1Gi');
+      const patched = structuredClone(claim);
+      patched.spec.resources.requests = {
+        ...patched.spec.resources.requests,
+        ...patch.spec.resources.requests,
+      };
+      assert.deepEqual(Object.keys(patch), ['spec']);
+      assert.equal(patched.spec.resources.requests.storage, '2Gi');
+      assert.deepEqual(validateKubernetesObject(patched), []);
+    });
+  });
+});
