@@ -25,22 +25,23 @@ describe('kills during device creation and teardown', function () {
   beforeEach(() => {
     dir = scratchDir('lifecycle');
   });
+  const serveArgs = (name: string): string[] => [
+    '--file',
+    join(dir, 'disk.img'),
+    '--size',
+    '64M',
+    '--name',
+    name,
+    '--state-dir',
+    join(dir, 'state'),
+  ];
   afterEach(() => {
     rmSync(dir, { recursive: true, force: true });
     assertNoDevices();
   });
 
   it('recovers from a kill at any point of creation', async () => {
-    const args = [
-      '--file',
-      join(dir, 'disk.img'),
-      '--size',
-      '64M',
-      '--name',
-      'kill-create',
-      '--state-dir',
-      join(dir, 'state'),
-    ];
+    const args = serveArgs('kill-create');
     const started = performance.now();
     const first = await serve(args);
     const startupMs = performance.now() - started;
@@ -60,16 +61,7 @@ describe('kills during device creation and teardown', function () {
   });
 
   it('recovers from a kill at any point of teardown', async () => {
-    const args = [
-      '--file',
-      join(dir, 'disk.img'),
-      '--size',
-      '64M',
-      '--name',
-      'kill-teardown',
-      '--state-dir',
-      join(dir, 'state'),
-    ];
+    const args = serveArgs('kill-teardown');
     for (const delayMs of [0, 100, 1000]) {
       const served = await serve(args);
       const exited = new Promise((resolve) => served.process.once('exit', resolve));

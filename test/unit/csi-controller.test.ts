@@ -77,16 +77,12 @@ function describeController(store: NonNullable<HarnessOptions['store']>): void {
         assert.equal(ready.value, false);
       });
 
-      localOnly(
-        'a controller-only plugin is ready without VDUSE and has no node service',
-        'in cluster mode the controller never creates --data-dir, yet Probe still requires it writable',
-        async () => {
-          await csi.stop();
-          csi = await CsiHarness.start({ mode: 'controller', store });
-          assert.equal((await csi.call('identity', 'Probe')).ready.value, true);
-          await csi.expectCode('node', 'NodeGetInfo', {}, 'UNIMPLEMENTED');
-        },
-      );
+      it('a controller-only plugin is ready without VDUSE and has no node service', async () => {
+        await csi.stop();
+        csi = await CsiHarness.start({ mode: 'controller', store });
+        assert.equal((await csi.call('identity', 'Probe')).ready.value, true);
+        await csi.expectCode('node', 'NodeGetInfo', {}, 'UNIMPLEMENTED');
+      });
 
       it('serves on a socket only its owner can use', () => {
         assert.equal(statSync(csi.socketPath).mode & 0o777, 0o600);
