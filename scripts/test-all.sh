@@ -11,4 +11,4 @@ npx mocha 'dist/test/unit/**/*.test.js'
 # mocha is started directly, not through npx: in the VM every file lookup crosses 9p, and npm's
 # own start-up alone costs thousands of them (minutes under software emulation).
 # 4G: the CSI tests run 16 volumes, each served by its own process and a standby.
-VDUSE_CSI_VM_MEMORY=${VDUSE_CSI_VM_MEMORY:-4G} VDUSE_CSI_VM_TIMEOUT=${VDUSE_CSI_VM_TIMEOUT:-3000} test/vm/run.sh "node node_modules/mocha/bin/mocha.js --timeout 1800000 'dist/test/kernel/**/*.test.js'"
+VDUSE_CSI_VM_MEMORY=${VDUSE_CSI_VM_MEMORY:-4G} VDUSE_CSI_VM_TIMEOUT=${VDUSE_CSI_VM_TIMEOUT:-3300} test/vm/run.sh "node node_modules/mocha/bin/mocha.js --timeout 1800000 'dist/test/kernel/**/*.test.js'"

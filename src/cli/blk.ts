@@ -102,6 +102,9 @@ export function announceStandby(name: string): void {
 export async function serve(argv: string[]): Promise<void> {
   const { devices, standby, keepStandby } = parseServeOptions(argv);
   setLogLevel(devices[0]!.logLevel);
+  // A server listens from the start: a SIGTERM right after it announced its device must still
+  // remove the device. A standby keeps the default (exit) until it has taken a device over.
+  const stopSignal = standby ? undefined : signalled();
   const running: Array<{ server: BlkDeviceServer; admin: Server }> = [];
   let handOverRequested!: () => void;
   const handOver = new Promise<string>((resolve) => (handOverRequested = () => resolve('hand-over')));
@@ -132,13 +135,7 @@ export async function serve(argv: string[]): Promise<void> {
     throw error;
   }
   const successor = keepStandby ? spawnSuccessor(argv) : undefined;
-  const reason = await Promise.race([
-    handOver,
-    new Promise<string>((resolve) => {
-      process.once('SIGTERM', resolve);
-      process.once('SIGINT', resolve);
-    }),
-  ]);
+  const reason = await Promise.race([handOver, stopSignal ?? signalled()]);
   log.info(reason === 'hand-over' ? 'handing the devices over' : 'stopping', {
     devices: devices.map((options) => options.name),
     reason,
@@ -149,6 +146,13 @@ export async function serve(argv: string[]): Promise<void> {
     admin.close();
     await server.handOver();
   }
+}
+
+function signalled(): Promise<string> {
+  return new Promise<string>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
 }
 
 async function answerAdmin(

@@ -156,6 +156,7 @@ export class BlkDeviceServer {
       server = new BlkDeviceServer(options, provider, control, device, geometry);
       for (let queue = 0; queue < geometry.queues; queue++) device.setupQueue(queue, geometry.queueSize);
       if (options.bounceBytes !== undefined) setBounceSize(options.name, options.bounceBytes);
+      setMessageTimeout(options.name);
       await server.startThreads(false);
       await server.bind();
       return server;
@@ -317,6 +318,21 @@ function deviceRecord(options: BlkServeOptions, geometry: BlkGeometry): DeviceRe
 
 function vdpaDeviceExists(name: string): boolean {
   return existsSync(`/sys/bus/vdpa/devices/${name}`);
+}
+
+/**
+ * The kernel marks a device broken for good when a control message waits longer than msg_timeout
+ * (30 s by default). A server killed while the driver waits on one (during binding, say) has that
+ * long to be replaced; give a cold restart on a slow machine time to do it.
+ */
+const MESSAGE_TIMEOUT_S = 180;
+
+function setMessageTimeout(name: string): void {
+  try {
+    writeFileSync(`/sys/class/vduse/${name}/msg_timeout`, String(MESSAGE_TIMEOUT_S));
+  } catch (error) {
+    log.warn('could not raise msg_timeout', { device: name, error: String(error) });
+  }
 }
 
 function setBounceSize(name: string, bytes: number): void {

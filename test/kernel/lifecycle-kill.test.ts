@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, assertNoDevices, requireVduse, scratchDir, serve } from './support';
+import { BLK_CLI, assertNoDevices, requireVduse, scratchDir, serve } from './support';
 
 /** Starts `blk serve` and SIGKILLs it after `delayMs`, wherever it then is. */
 async function killAfter(args: string[], delayMs: number): Promise<void> {
-  const child = spawn(process.execPath, [CLI, 'blk', 'serve', ...args], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [BLK_CLI, 'blk', 'serve', ...args], { stdio: 'ignore' });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   await new Promise((resolve) => setTimeout(resolve, delayMs));
   child.kill('SIGKILL');

@@ -3,6 +3,8 @@ import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const CLI = resolve(__dirname, '../../bundle/vduse-csi.js');
+/** The blk-only bundle device servers run: it starts much faster than the whole CLI. */
+export const BLK_CLI = resolve(__dirname, '../../bundle/vduse-blk.js');
 
 /** Kernel tests need VDUSE; they fail (never skip) without it, so a rig that lost the module is seen. */
 export function requireVduse(): void {
@@ -37,7 +39,7 @@ export interface ServedDevice {
 
 /** Starts `vduse-csi blk serve` and waits for the line announcing its block device. */
 export function serve(args: string[], timeoutMs = 90_000): Promise<ServedDevice> {
-  const child = spawn(process.execPath, [CLI, 'blk', 'serve', ...args], {
+  const child = spawn(process.execPath, [BLK_CLI, 'blk', 'serve', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -76,7 +78,7 @@ export function serve(args: string[], timeoutMs = 90_000): Promise<ServedDevice>
 /** Runs the CLI to completion, for its error paths. */
 export function runCli(args: string[]): { code: number; stdout: string; stderr: string } {
   try {
-    const stdout = execFileSync(process.execPath, [CLI, ...args], {
+    const stdout = execFileSync(process.execPath, [BLK_CLI, ...args], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
     });
