@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { adminSocketPath, callAdmin } from '../../src/daemon/admin-socket';
 import { isServing } from '../../src/csi/volume-servers';
 import { CsiHarness, Reply } from '../support/csi-harness';
@@ -144,11 +144,16 @@ describe('zero-error restarts of device servers (SIGKILL, supervised restart)', 
     const socket = adminSocketPath(csi.options.stateDir, id);
     const old = (await callAdmin(socket, { op: 'status' })) as { pid: number; build: string };
 
-    // The "newer build": the bundle installed at another path and changed, as an upgrade would be.
-    const next = join(dirname(CLI), '..', 'bundle-next');
+    // The "newer build": the bundle installed elsewhere and changed, as an upgrade would be. It goes
+    // to the scratch directory (the checkout may be read-only in the VM); koffi comes from NODE_PATH.
+    const root = resolve(dirname(CLI), '..', '..');
+    const installed = scratchDir('next-build');
+    const next = join(installed, 'dist', 'bundle');
     sh(
-      `rm -rf ${next} && cp -r ${dirname(CLI)} ${next} && echo '// next build' >> ${next}/vduse-csi.js && echo '// next build' >> ${next}/vduse-blk.js`,
+      `mkdir -p ${next} && cp -r ${dirname(CLI)}/. ${next} && cp -r ${root}/proto ${installed}/ && ` +
+        `echo '// next build' >> ${next}/vduse-csi.js && echo '// next build' >> ${next}/vduse-blk.js`,
     );
+    process.env.NODE_PATH = join(root, 'node_modules');
     const out = scratchDir('fio-handover');
     const stopFile = join(out, 'stop');
     const fio = fioLoop(target, false, out, stopFile);
@@ -165,7 +170,7 @@ describe('zero-error restarts of device servers (SIGKILL, supervised restart)', 
     }
     figures.upgrade = { pluginRestartToNewServerMs: performance.now() - upgradedAt };
     assert.notEqual(current.pid, old.pid);
-    assert.match(readFileSync(`/proc/${current.pid}/cmdline`, 'utf8'), /bundle-next/);
+    assert.match(readFileSync(`/proc/${current.pid}/cmdline`, 'utf8'), /next-build/);
     await waitFor('the old server to exit', () => !isServing(old.pid, id), 60_000);
     await new Promise((resolve) => setTimeout(resolve, 2000));
     writeFileSync(stopFile, '');
@@ -182,7 +187,7 @@ describe('zero-error restarts of device servers (SIGKILL, supervised restart)', 
     await removePublished(csi, published);
     assertNothingLeft(csi);
     await csi.restart('SIGTERM', [process.execPath, CLI]);
-    sh(`rm -rf ${next}`);
+    sh(`rm -rf ${installed}`);
   });
 
   for (const kind of ['ext4', 'block'] as const) {
