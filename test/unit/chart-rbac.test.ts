@@ -1,3 +1,4 @@
+import { eventually } from '../support/eventually';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -128,7 +129,7 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
     await eventually(async () => {
       const reply = (await controller.GetCapacity({ accessible_topology: on('node-a') })) as Reply;
       assert.ok(reply.available_capacity > 0);
-    });
+    }, 10_000);
     // No topology: placed by the capacity reports (only node-a's agent can report).
     const { volume } = await create({ parameters: CLAIM });
     assert.deepEqual(volume.accessible_topology, [on('node-a')]);
@@ -158,7 +159,7 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
     await controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });
     for (const id of [volume.volume_id, restored.volume.volume_id])
       await controller.DeleteVolume({ volume_id: id });
-    await eventually(async () => assert.equal(api.list('csi.vduse.dev/vdusevolumes').length, 0));
+    await eventually(async () => assert.equal(api.list('csi.vduse.dev/vdusevolumes').length, 0), 10_000);
     for (const agent of agents.splice(0)) await agent.stop();
 
     assert.deepEqual(controllerProxy.denied, [], 'requests of the controller refused');
@@ -191,16 +192,4 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
 
 function allGrants(granted: Grants): string[] {
   return grants([...granted.cluster, ...granted.namespaced.flatMap(({ rules }) => rules)]);
-}
-
-async function eventually(check: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
 }

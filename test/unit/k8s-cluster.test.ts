@@ -1,3 +1,4 @@
+import { eventually } from '../support/eventually';
 import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -140,7 +141,7 @@ describe('cluster mode: controller and node agents through the Kubernetes API', 
       await eventually(async () => {
         const reply = (await kube.controller.GetCapacity({ accessible_topology: on('node-b') })) as Reply;
         assert.ok(reply.available_capacity > 0);
-      });
+      }, 5000);
       const unknown = (await kube.controller.GetCapacity({ accessible_topology: on('node-z') })) as Reply;
       assert.equal(unknown.available_capacity, 0);
       // With no topology at all, a volume goes to a node that reports room.
@@ -158,7 +159,7 @@ describe('cluster mode: controller and node agents through the Kubernetes API', 
         accessibility_requirements: { preferred: [on('node-b')] },
       };
       const first = kube.controller.CreateVolume(request);
-      await eventually(async () => assert.equal(kube.api.list(VOLUMES).length, 1));
+      await eventually(async () => assert.equal(kube.api.list(VOLUMES).length, 1), 5000);
       kube.api.compact();
       kube.startAgent('node-b');
       const { volume } = await first;
@@ -223,22 +224,10 @@ describe('cluster mode: controller and node agents through the Kubernetes API', 
     );
     assert.match((events[0] as Reply).message, /ENOTDIR/);
     // The failed object is deleted; its agent drops the finalizer.
-    await eventually(async () => assert.equal(kube.api.list(VOLUMES).length, 0));
+    await eventually(async () => assert.equal(kube.api.list(VOLUMES).length, 0), 5000);
     assert.ok(kube.api.object('/configmaps', 'vduse-csi-capacity', NAMESPACE));
   });
 });
-
-async function eventually(check: () => Promise<void>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-}
 
 function writeAt(path: string, offset: number, text: string): void {
   const fd = openSync(path, 'r+');
