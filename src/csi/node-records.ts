@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { isVolumeId } from './ids';
 import { VolumeParameters } from './parameters';
 import { RecordDirectory } from './record-directory';
-import { FsType } from './validate';
+import { FilesystemType } from '../node/filesystem';
 
 /** What this node did with a staged volume, so a restarted plugin knows what it runs and mounts. */
 export interface StagedVolume {
@@ -11,7 +11,7 @@ export interface StagedVolume {
   parameters: VolumeParameters;
   stagingPath: string;
   accessType: 'mount' | 'block';
-  fsType: FsType;
+  fsType: FilesystemType;
   mountFlags: string[];
   readOnly: boolean;
   devicePath: string;

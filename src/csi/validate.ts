@@ -1,3 +1,4 @@
+import { FilesystemType, SUPPORTED_FILESYSTEMS } from '../node/filesystem';
 import { invalidArgument, outOfRange } from './errors';
 import { AccessModeName, CapacityRange, VolumeCapability } from './messages';
 
@@ -7,9 +8,7 @@ export const SUPPORTED_ACCESS_MODES: readonly AccessModeName[] = [
   'SINGLE_NODE_MULTI_WRITER',
   'SINGLE_NODE_READER_ONLY',
 ];
-export const SUPPORTED_FS_TYPES = ['ext4', 'xfs'] as const;
-export type FsType = (typeof SUPPORTED_FS_TYPES)[number];
-export const DEFAULT_FS_TYPE: FsType = 'ext4';
+export const DEFAULT_FS_TYPE: FilesystemType = 'ext4';
 /** xfsprogs refuses to make filesystems smaller than this. */
 export const XFS_MINIMUM_BYTES = 300 * 1024 * 1024;
 
@@ -43,7 +42,7 @@ export function requirePath(value: string | undefined, field: string): string {
 export interface ParsedCapability {
   accessType: 'mount' | 'block';
   accessMode: AccessModeName;
-  fsType: FsType;
+  fsType: FilesystemType;
   mountFlags: string[];
   readOnly: boolean;
 }
@@ -57,8 +56,8 @@ export function capabilityProblem(capability: VolumeCapability | null | undefine
     return `access mode ${mode} is not supported: volumes are local to one node`;
   if (capability.access_type === 'mount') {
     const fsType = capability.mount?.fs_type ?? '';
-    if (fsType !== '' && !(SUPPORTED_FS_TYPES as readonly string[]).includes(fsType))
-      return `fs_type ${fsType} is not supported (use ${SUPPORTED_FS_TYPES.join(' or ')})`;
+    if (fsType !== '' && !(SUPPORTED_FILESYSTEMS as readonly string[]).includes(fsType))
+      return `fs_type ${fsType} is not supported (use ${SUPPORTED_FILESYSTEMS.join(' or ')})`;
     const badFlag = (capability.mount?.mount_flags ?? []).find((flag) => !MOUNT_FLAG.test(flag));
     if (badFlag !== undefined) return `mount flag ${JSON.stringify(badFlag)} is not valid`;
     if (capability.mount?.volume_mount_group) return 'volume_mount_group is not supported';
@@ -88,7 +87,7 @@ export function parseCapability(
   return {
     accessType: capability.access_type!,
     accessMode,
-    fsType: (capability.mount?.fs_type || DEFAULT_FS_TYPE) as FsType,
+    fsType: (capability.mount?.fs_type || DEFAULT_FS_TYPE) as FilesystemType,
     mountFlags: capability.mount?.mount_flags ?? [],
     readOnly: accessMode === 'SINGLE_NODE_READER_ONLY',
   };
