@@ -2,7 +2,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { FileBackendProvider } from '../backend/file';
 import { log } from '../log';
-import { VdpaClient, waitForBlockDevice, waitForBlockDeviceGone } from '../vdpa';
+import { VdpaClient, virtioProbeFailed, waitForBlockDevice, waitForBlockDeviceGone } from '../vdpa';
 import { VduseControl } from '../vduse/control';
 import { VduseDevice, devicePath } from '../vduse/device';
 import { BlkGeometry, blkFeatures, encodeBlkConfig } from '../virtio/blk/config';
@@ -207,9 +207,17 @@ export class BlkDeviceServer {
       });
       createEmptyInflightLog(logPath, queues, queueSize);
     }
+    const probeFailed = server.vdpaBound && virtioProbeFailed(options.name);
     // A server killed between creating and binding the device: finish what it started.
     if (!server.vdpaBound) for (let queue = 0; queue < queues; queue++) device.setupQueue(queue, queueSize);
     await server.startThreads(true);
+    if (probeFailed) {
+      log.warn('the driver never took the device (its probe failed): adding it again', {
+        device: options.name,
+      });
+      await server.unbind();
+      for (let queue = 0; queue < queues; queue++) device.setupQueue(queue, queueSize);
+    }
     if (server.vdpaBound) server.blockDevicePath = await waitForBlockDevice(options.name);
     else await server.bind();
     return server;
@@ -260,16 +268,7 @@ export class BlkDeviceServer {
   /** Unbinds from vdpa, stops the threads and destroys the VDUSE device. */
   async stop(): Promise<void> {
     const name = this.options.name;
-    if (this.vdpaBound) {
-      const vdpa = await VdpaClient.open();
-      try {
-        await vdpa.removeDevice(name);
-      } finally {
-        await vdpa.close();
-      }
-      this.vdpaBound = false;
-      await waitForBlockDeviceGone(name, { timeoutMs: STOP_TIMEOUT_MS });
-    }
+    await this.unbind();
     if (this.threads) await this.threads.detach(name);
     this.device.close();
     await destroyWithRetry(this.control, name);
@@ -290,6 +289,19 @@ export class BlkDeviceServer {
       inflightLogPath: inflightLogPath(this.options.stateDir, this.options.name),
       takeover,
     });
+  }
+
+  /** Removes the vdpa device, if there is one, and waits until its block device is gone. */
+  private async unbind(): Promise<void> {
+    if (!this.vdpaBound) return;
+    const vdpa = await VdpaClient.open();
+    try {
+      await vdpa.removeDevice(this.options.name);
+    } finally {
+      await vdpa.close();
+    }
+    this.vdpaBound = false;
+    await waitForBlockDeviceGone(this.options.name, { timeoutMs: STOP_TIMEOUT_MS });
   }
 
   private async bind(): Promise<void> {

@@ -54,6 +54,19 @@ export function findBlockDeviceName(name: string, options: BlockDeviceLookupOpti
   return null;
 }
 
+/**
+ * True when vdpa device `name` has a virtio device that no driver holds: virtio_blk's probe of it
+ * failed. That happens when the process that added the device dies during the probe (the probe
+ * runs in its netlink call and waits for the device's answers), and a probe is never retried.
+ */
+export function virtioProbeFailed(name: string, options: BlockDeviceLookupOptions = {}): boolean {
+  validateDeviceName(name);
+  const vdpaDir = join(options.sysfsRoot ?? '/sys', 'bus', 'vdpa', 'devices', name);
+  return listDir(vdpaDir).some(
+    (entry) => /^virtio\d+$/.test(entry) && !existsSync(join(vdpaDir, entry, 'driver')),
+  );
+}
+
 /** major:minor of a block device as sysfs states it (/sys/class/block/<dev>/dev), or null. */
 function sysfsDevNumber(sysfsRoot: string, disk: string): { major: number; minor: number } | null {
   try {

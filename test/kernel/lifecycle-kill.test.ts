@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { findBlockDeviceName, virtioProbeFailed } from '../../src/vdpa';
 import { BLK_CLI, assertNoDevices, requireVduse, scratchDir, serve } from './support';
 
 /** Starts `blk serve` and SIGKILLs it after `delayMs`, wherever it then is. */
@@ -11,6 +12,22 @@ async function killAfter(args: string[], delayMs: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, delayMs));
   child.kill('SIGKILL');
   await exited;
+}
+
+/** Starts `blk serve` and SIGKILLs it as soon as `moment` holds (checked every few milliseconds). */
+async function killWhen(args: string[], moment: () => boolean): Promise<void> {
+  const child = spawn(process.execPath, [BLK_CLI, 'blk', 'serve', ...args], { stdio: 'ignore' });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  let reached = false;
+  const timer = setInterval(() => {
+    reached ||= moment();
+    if (reached) child.kill('SIGKILL');
+  }, 2);
+  const deadline = setTimeout(() => child.kill('SIGKILL'), 120_000);
+  await exited;
+  clearInterval(timer);
+  clearTimeout(deadline);
+  assert.ok(reached, 'the server never reached the moment it was to be killed at');
 }
 
 /*
@@ -58,6 +75,27 @@ describe('kills during device creation and teardown', function () {
       assert.equal(await next.stop(), 0, next.stderr());
       assertNoDevices();
     }
+  });
+
+  it('recovers from a kill while the driver probes the device (the probe fails for good)', async () => {
+    const args = serveArgs('kill-probe');
+    // The probe runs in the server's own netlink call, which the kill interrupts: the driver then
+    // never takes the device, and only adding it again brings the block device back.
+    let probeFailures = 0;
+    for (let attempt = 0; attempt < 5 && probeFailures === 0; attempt++) {
+      await killWhen(
+        args,
+        () => existsSync('/sys/bus/vdpa/devices/kill-probe') && findBlockDeviceName('kill-probe') === null,
+      );
+      const probeFailed = virtioProbeFailed('kill-probe');
+      if (probeFailed) probeFailures++;
+      const next = await serve(args);
+      assert.match(next.path, /^\/dev\/vd[a-z]+$/);
+      assert.equal(next.stderr().includes('adding it again'), probeFailed, next.stderr());
+      assert.equal(await next.stop(), 0, next.stderr());
+      assertNoDevices();
+    }
+    assert.equal(probeFailures, 1, 'no kill landed inside the probe in 5 attempts');
   });
 
   it('recovers from a kill at any point of teardown', async () => {

@@ -7,6 +7,7 @@ import {
   findBlockDeviceName,
   splitRdev,
   VdpaNameError,
+  virtioProbeFailed,
   waitForBlockDevice,
   waitForBlockDeviceGone,
 } from '../../src/vdpa';
@@ -40,6 +41,16 @@ describe('vdpa block device lookup', () => {
   it('finds virtio*/block/<vdX>', () => {
     addDisk('vol1', 'virtio3', 'vdb');
     assert.equal(findBlockDeviceName('vol1', { sysfsRoot }), 'vdb');
+  });
+
+  it('tells a virtio device no driver took (a failed probe) from one being served', () => {
+    assert.equal(virtioProbeFailed('vol1', { sysfsRoot }), false, 'no virtio device yet');
+    const virtio = join(sysfsRoot, 'bus', 'vdpa', 'devices', 'vol1', 'virtio3');
+    mkdirSync(virtio);
+    assert.equal(virtioProbeFailed('vol1', { sysfsRoot }), true);
+    mkdirSync(join(virtio, 'driver'));
+    assert.equal(virtioProbeFailed('vol1', { sysfsRoot }), false);
+    assert.throws(() => virtioProbeFailed('../x', { sysfsRoot }), VdpaNameError);
   });
 
   it('validates the name before touching the filesystem', () => {
