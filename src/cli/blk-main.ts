@@ -6,8 +6,7 @@ import { runMain } from './run-main';
  * The device server's own entry point (dist/bundle/vduse-blk.js): only the `blk` commands, without
  * gRPC or the Kubernetes client, so a server (and a restarted one) starts as fast as it can.
  */
-runMain('vduse-csi', async (argv) => {
+runMain(`vduse-csi (device server)\n\n${BLK_USAGE}`, async (argv) => {
   const [group, command, ...rest] = argv;
-  if (group === 'blk' && (await runBlkCommand(command, rest))) return;
-  throw new Error(`unknown command: ${argv.join(' ')}\n${BLK_USAGE}`);
+  return group === 'blk' && runBlkCommand(command, rest);
 });
