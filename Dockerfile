@@ -2,10 +2,14 @@
 #
 #   docker build -t registry.example.com/vduse-csi:0.1.0 .
 #
+# Without a registry or a Docker engine, scripts/build-image.sh builds this file with buildah on
+# bases it makes with debootstrap, and writes the image as an OCI archive (docs/install.md).
+#
 # Node.js: Debian bookworm packages Node 18, and the project needs Node >= 20, so the runtime
 # stage takes the node binary of the build stage (the official node:20 image, built for glibc on
 # bookworm: it runs unchanged on debian:bookworm-slim). A BASE_IMAGE other than a node:20 bookworm
-# image must keep /usr/local/bin/node compatible with RUNTIME_IMAGE.
+# image must have node and npm on PATH and an official-build-like /usr/local/bin/node that runs on
+# RUNTIME_IMAGE (scripts/build-image.sh's build base has Node's own linux-x64 build there).
 ARG BASE_IMAGE=node:20-bookworm-slim
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 
@@ -21,16 +25,6 @@ COPY src/ src/
 RUN npm run build && npm prune --omit=dev
 
 FROM ${RUNTIME_IMAGE}
-ARG RUNTIME_IMAGE
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-LABEL org.opencontainers.image.title="vduse-csi" \
-      org.opencontainers.image.description="CSI driver csi.vduse.dev: virtio-blk volumes served from user space through VDUSE" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="${RUNTIME_IMAGE}"
-
 # mkfs/fsck/resize2fs (e2fsprogs), mkfs.xfs/xfs_growfs (xfsprogs), mount/umount (mount),
 # blkid/blockdev (util-linux), modprobe for the node's init container (kmod), and tini as PID 1:
 # it reaps the device servers' orphaned standby processes, forwards SIGTERM to the plugin alone
@@ -55,6 +49,18 @@ COPY --from=build /src/node_modules/@koromix/ node_modules/@koromix/
 RUN groupadd --system --gid 65532 vduse && useradd --system --uid 65532 --gid vduse \
       --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin vduse
 USER 65532:65532
+
+# Last: a build argument that changes (REVISION, at every commit) invalidates the cached layers of
+# the steps after its ARG line, and here there are none left to redo.
+ARG RUNTIME_IMAGE
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="vduse-csi" \
+      org.opencontainers.image.description="CSI driver csi.vduse.dev: virtio-blk volumes served from user space through VDUSE" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="${RUNTIME_IMAGE}"
 
 ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/bundle/vduse-csi.js"]
 CMD ["--help"]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The full test suite: installs what it needs, builds, lints, runs the unit tests on the host and the
-# kernel tests on a real VDUSE kernel (in a VM when the host kernel lacks VDUSE).
+# The full test suite: installs what it needs, builds, lints, runs the unit tests on the host, builds
+# and checks the container image, and runs the kernel tests on a real VDUSE kernel (in a VM when
+# the host kernel lacks VDUSE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,9 @@ scripts/install-deps.sh
 npm run build
 npm run lint
 npx mocha 'dist/test/unit/**/*.test.js'
+# The container image, built with buildah on debootstrap'd bases (no registry, no Docker engine), and
+# checked from the OCI archive it is written to.
+scripts/build-image.sh
 # mocha is started directly, not through npx: in the VM every file lookup crosses 9p, and npm's
 # own start-up alone costs thousands of them (minutes under software emulation).
 # 4G: the CSI tests run 16 volumes, each served by its own process and a standby.
