@@ -131,6 +131,7 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
   let node: NodeService | undefined;
   let agent: NodeAgent | undefined;
   if (withNode) {
+    const nodeAgent = cluster?.nodeAgent(options.nodeId, images, localRealizer);
     node = new NodeService({
       store,
       images,
@@ -139,9 +140,10 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
       stateDir: options.stateDir,
       nodeId: options.nodeId,
       maxVolumes: options.maxVolumes,
+      onDevice: nodeAgent && ((volumeId, devicePath) => nodeAgent.reportDevice(volumeId, devicePath)),
     });
     bindings.push({ definition: services.node, handlers: node });
-    agent = cluster?.nodeAgent(options.nodeId, images, localRealizer);
+    agent = nodeAgent;
   }
   const server = await serveCsi(options.endpoint, bindings);
   node?.startSupervising();

@@ -33,9 +33,17 @@ export interface NodeOptions {
   stateDir: string;
   nodeId: string;
   maxVolumes: number;
+  /**
+   * Told the device a volume is staged as (/dev/vdX): after each NodeStageVolume, for each staged
+   * volume when supervising starts, and undefined after each NodeUnstageVolume. In a cluster the
+   * node agent writes it on the volume's status. A failure is logged, never the CSI call's.
+   */
+  onDevice?(volumeId: string, devicePath: string | undefined): Promise<void> | void;
 }
 
 const SUPERVISE_INTERVAL_MS = 1000;
+/** How long a CSI call waits for onDevice: a hook that hangs (an unreachable API server) must not hold it. */
+const DEVICE_HOOK_WAIT_MS = 5000;
 const RESTART_BACKOFF_MAX_MS = 30_000;
 const STANDBY_GRACE_MS = 5000;
 
@@ -62,6 +70,7 @@ export class NodeService {
         staging: staged.stagingPath,
         device: staged.devicePath,
       });
+      void this.announceDevice(staged.volumeId, staged.devicePath);
     }
     const tick = (): void => {
       void this.superviseOnce().finally(() => {
@@ -124,6 +133,7 @@ export class NodeService {
         staging: stagingPath,
         type: capability.accessType,
       });
+      await this.announceDevice(id, server.path);
       return {};
     });
   }
@@ -138,6 +148,7 @@ export class NodeService {
         isVolumeId(id) && ((await this.options.servers.status(id)) !== null || existsSync(devicePath(id)));
       if (!staged && !served) {
         if (!volume) throw notFound(`volume ${JSON.stringify(id)} does not exist`);
+        await this.announceDevice(id, undefined);
         return {};
       }
       const stillPublished: string[] = [];
@@ -154,6 +165,7 @@ export class NodeService {
       this.staged.delete(id);
       this.restarts.delete(id);
       log.info('volume unstaged', { volume: id });
+      await this.announceDevice(id, undefined);
       return {};
     });
   }
@@ -358,6 +370,22 @@ export class NodeService {
         error: String(error),
       });
     }
+  }
+
+  private async announceDevice(volumeId: string, devicePath: string | undefined): Promise<void> {
+    const context = { volume: volumeId, device: devicePath };
+    const announced = (async () => this.options.onDevice?.(volumeId, devicePath))().catch((error: unknown) =>
+      log.warn('reporting the device of a volume failed', { ...context, error: String(error) }),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        log.warn('reporting the device of a volume takes long: not waiting for it', context);
+        resolve();
+      }, DEVICE_HOOK_WAIT_MS);
+    });
+    await Promise.race([announced, late]);
+    clearTimeout(timer);
   }
 
   private async condition(staged: StagedVolume): Promise<VolumeCondition> {

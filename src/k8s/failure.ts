@@ -8,6 +8,7 @@ import { CsiError } from '../csi/errors';
 const REASONS: [string, status][] = [
   ['NoSpace', status.RESOURCE_EXHAUSTED],
   ['InUse', status.FAILED_PRECONDITION],
+  ['ImageLost', status.FAILED_PRECONDITION],
 ];
 
 /** The status message for an error of the agent's image work. */

@@ -4,6 +4,7 @@ import { VolumeCondition } from '../csi/messages';
 import { VolumeRealizer } from '../csi/realizer';
 import { SnapshotRecord, VolumeRecord } from '../csi/store';
 import { ClaimEvents } from './claim-events';
+import { IMAGE_HEALTHY, findCondition } from './conditions';
 import { CustomResource } from './custom-resource';
 import { failureError } from './failure';
 import { ResourceWatch } from './resource-watch';
@@ -74,8 +75,12 @@ export class KubeRealizer implements VolumeRealizer {
     );
     return records.map((record): VolumeCondition => {
       const state = objects.get(record.id)?.status;
-      if (state?.phase === 'Ready' && (state.capacityBytes ?? 0) >= record.capacityBytes)
+      if (state?.phase === 'Ready' && (state.capacityBytes ?? 0) >= record.capacityBytes) {
+        const image = findCondition(state, IMAGE_HEALTHY);
+        if (image?.status === 'False')
+          return { abnormal: true, message: `node ${record.nodeId} reports: ${image.message}` };
         return { abnormal: false, message: `image present on node ${record.nodeId}` };
+      }
       return {
         abnormal: true,
         message: `image on node ${record.nodeId} is ${state?.phase ?? 'not reported'}${state?.message ? `: ${state.message}` : ''}`,

@@ -53,24 +53,56 @@ export class NodeCapacity {
     }
   }
 
-  /** Free bytes of every node whose agent reported recently. */
-  async read(): Promise<Map<string, number>> {
+  /** What the agents last reported. */
+  async read(): Promise<CapacityReports> {
     let data: Record<string, string>;
     try {
       data =
         (await this.api.readNamespacedConfigMap({ name: CAPACITY_CONFIGMAP, namespace: this.namespace }))
           .data ?? {};
     } catch (error) {
-      if (isStatus(error, 404)) return new Map();
+      if (isStatus(error, 404)) return new CapacityReports(new Map(), this.staleAfterMs);
       throw error;
     }
-    const fresh = new Map<string, number>();
+    const entries = new Map<string, Entry>();
     for (const [nodeId, text] of Object.entries(data)) {
       const entry = parseEntry(text);
-      if (entry && Date.now() - Date.parse(entry.updatedAt) <= this.staleAfterMs)
-        fresh.set(nodeId, entry.freeBytes);
+      if (entry) entries.set(nodeId, entry);
     }
+    return new CapacityReports(entries, this.staleAfterMs);
+  }
+}
+
+/** The capacity reports as read at one time: a node whose report is fresh has a running agent. */
+export class CapacityReports {
+  private readonly readAtMs = Date.now();
+
+  constructor(
+    private readonly entries: ReadonlyMap<string, Entry>,
+    private readonly staleAfterMs: number,
+  ) {}
+
+  /** Free bytes of every node whose agent reported recently. */
+  freeBytes(): Map<string, number> {
+    const fresh = new Map<string, number>();
+    for (const [nodeId, entry] of this.entries) if (this.isFresh(entry)) fresh.set(nodeId, entry.freeBytes);
     return fresh;
+  }
+
+  isLive(nodeId: string): boolean {
+    const entry = this.entries.get(nodeId);
+    return entry !== undefined && this.isFresh(entry);
+  }
+
+  /** Why the node counts as having no running agent (for error messages). */
+  absence(nodeId: string): string {
+    const entry = this.entries.get(nodeId);
+    if (!entry) return 'its node agent never reported';
+    return `its node agent last reported at ${entry.updatedAt}, more than ${this.staleAfterMs / 1000} s ago`;
+  }
+
+  private isFresh(entry: Entry): boolean {
+    return this.readAtMs - Date.parse(entry.updatedAt) <= this.staleAfterMs;
   }
 }
 

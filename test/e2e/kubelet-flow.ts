@@ -6,6 +6,12 @@ import { CsiHarness, MiB, Reply, blockCapability, mountCapability } from '../sup
 
 export type VolumeKind = 'ext4' | 'xfs' | 'block';
 
+/**
+ * Where the flow sends its calls and finds the node's files: one plugin serving every service, or
+ * a controller and a node plugin behind one front (controller calls to one, node calls to the other).
+ */
+export type CsiEndpoints = Pick<CsiHarness, 'root' | 'options' | 'call'>;
+
 /** Reports a step of the flow: the demo prints it, tests keep it quiet. */
 export type Reporter = (step: string, facts?: Record<string, unknown>) => void;
 
@@ -18,7 +24,7 @@ function capabilityOf(kind: VolumeKind): object {
 }
 
 /** Where kubelet would stage and publish a volume, under the harness root. */
-function paths(csi: CsiHarness, volumeId: string, pod: string): { staging: string; target: string } {
+function paths(csi: CsiEndpoints, volumeId: string, pod: string): { staging: string; target: string } {
   const staging = join(csi.root, 'kubelet', 'staging', volumeId);
   mkdirSync(staging, { recursive: true });
   const podDir = join(csi.root, 'kubelet', 'pods', pod);
@@ -33,7 +39,7 @@ export interface Published {
 }
 
 export async function stageAndPublish(
-  csi: CsiHarness,
+  csi: CsiEndpoints,
   kind: VolumeKind,
   volumeId: string,
   pod: string,
@@ -54,7 +60,7 @@ export async function stageAndPublish(
   return { volumeId, staging, target };
 }
 
-export async function unpublishAndUnstage(csi: CsiHarness, volume: Published): Promise<void> {
+export async function unpublishAndUnstage(csi: CsiEndpoints, volume: Published): Promise<void> {
   await csi.call('node', 'NodeUnpublishVolume', { volume_id: volume.volumeId, target_path: volume.target });
   await csi.call('node', 'NodeUnstageVolume', {
     volume_id: volume.volumeId,
@@ -64,7 +70,7 @@ export async function unpublishAndUnstage(csi: CsiHarness, volume: Published): P
 
 /** CreateVolume (2 queues), then stage and publish it for a pod named after the volume. */
 export async function createPublished(
-  csi: CsiHarness,
+  csi: CsiEndpoints,
   kind: VolumeKind,
   name: string,
   sizeMiB = 512,
@@ -79,7 +85,7 @@ export async function createPublished(
 }
 
 /** Unpublish, unstage and delete: what the CO does when the pod and the claim go. */
-export async function removePublished(csi: CsiHarness, volume: Published): Promise<void> {
+export async function removePublished(csi: CsiEndpoints, volume: Published): Promise<void> {
   await unpublishAndUnstage(csi, volume);
   await csi.call('controller', 'DeleteVolume', { volume_id: volume.volumeId });
 }
@@ -119,7 +125,7 @@ function sizeSeenByPod(kind: VolumeKind, target: string): number {
  * and clean up. Asserts every step's effect on the real system.
  */
 export async function kubeletFlow(
-  csi: CsiHarness,
+  csi: CsiEndpoints,
   kind: VolumeKind,
   report: Reporter = () => undefined,
 ): Promise<void> {
@@ -239,7 +245,7 @@ function mountLine(path: string): string | null {
 }
 
 /** No VDUSE or vdpa device, no mount under the harness root, no image or node record left. */
-export function assertNothingLeft(csi: CsiHarness): void {
+export function assertNothingLeft(csi: CsiEndpoints): void {
   const listing = (path: string): string[] => (existsSync(path) ? readdirSync(path) : []);
   assert.deepEqual(
     listing('/dev/vduse').filter((entry) => entry !== 'control'),

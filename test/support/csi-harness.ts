@@ -30,6 +30,8 @@ export interface HarnessOptions {
    * runs in the plugin's process and realises the volumes on the same data directory).
    */
   store?: 'local' | 'kubernetes';
+  /** In cluster mode, the fake API server to use, shared with other harnesses (and not stopped). */
+  kubeApi?: FakeKubeApi;
 }
 
 /** The driver namespace of a harness in cluster mode (--kube-namespace). */
@@ -43,6 +45,7 @@ export class CsiHarness {
   readonly options: PluginOptions;
   /** The fake API server of a cluster-mode harness; it outlives plugin restarts. */
   kube: FakeKubeApi | undefined;
+  private readonly ownsKube: boolean;
 
   private constructor(
     readonly root: string,
@@ -50,6 +53,7 @@ export class CsiHarness {
     private cli: string[] | undefined,
     options: HarnessOptions,
   ) {
+    this.ownsKube = options.kubeApi === undefined;
     this.options = {
       mode: options.mode ?? 'all',
       endpoint: `unix://${join(root, 'csi.sock')}`,
@@ -74,12 +78,12 @@ export class CsiHarness {
     const harness = new CsiHarness(root, options.root === undefined, options.cli, options);
     try {
       if (harness.options.store === 'kubernetes') {
-        harness.kube = await FakeKubeApi.start();
+        harness.kube = options.kubeApi ?? (await FakeKubeApi.start());
         writeFileSync(harness.kubeconfigPath, harness.kube.kubeConfig().exportConfig());
       }
       await harness.startPlugin();
     } catch (error) {
-      await harness.kube?.stop();
+      if (!options.kubeApi) await harness.kube?.stop();
       if (harness.ownsRoot) rmSync(root, { recursive: true, force: true });
       throw error;
     }
@@ -149,7 +153,7 @@ export class CsiHarness {
 
   async stop(): Promise<void> {
     await this.stopPlugin();
-    await this.kube?.stop();
+    if (this.ownsKube) await this.kube?.stop();
     this.kube = undefined;
     if (this.ownsRoot) rmSync(this.root, { recursive: true, force: true });
   }

@@ -14,7 +14,8 @@ import { AddressInfo } from 'node:net';
  * - finalizers: DELETE sets deletionTimestamp, the object goes once its finalizers are removed;
  * - WATCH (?watch=true&resourceVersion=N): ADDED/MODIFIED/DELETED as newline-delimited JSON, from
  *   the retained history after N; an N older than the history (see compact()) gets an ERROR event
- *   with a 410 Gone Status, as the watch cache sends it, and the stream ends.
+ *   with a 410 Gone Status, as the watch cache sends it, and the stream ends;
+ * - failures on demand (failNext): a 5xx answer or a dropped connection.
  */
 
 type Json = Record<string, unknown>;
@@ -63,6 +64,18 @@ interface WatchEvent {
   object: StoredObject;
 }
 
+/** Requests to fail: see FakeKubeApi.failNext. */
+export interface FailureRule {
+  method: string;
+  path: RegExp;
+  /** Only requests whose body matches, when given. */
+  body?: RegExp;
+  /** How many matching requests fail (1 by default). */
+  count?: number;
+  /** An HTTP status (503 by default), or the connection closed without an answer. */
+  answer?: number | 'disconnect';
+}
+
 interface Watcher {
   resource: string;
   matches: (object: StoredObject) => boolean;
@@ -85,6 +98,7 @@ export class FakeKubeApi {
   private history: WatchEvent[] = [];
   private readonly watchers = new Set<Watcher>();
   private heldWatches: (() => void)[] | null = null;
+  private readonly failures: (FailureRule & { count: number })[] = [];
   /** Requests served, by method (tests use it to tell watching from polling). */
   readonly requests: string[] = [];
 
@@ -155,6 +169,16 @@ export class FakeKubeApi {
     for (const serve of held) serve();
   }
 
+  /** The next requests matching `rule` fail; rules are met in the order they were given. */
+  failNext(rule: FailureRule): void {
+    this.failures.push({ ...rule, count: rule.count ?? 1 });
+  }
+
+  /** How many failures failNext asked for are still to come. */
+  get pendingFailures(): number {
+    return this.failures.reduce((sum, rule) => sum + rule.count, 0);
+  }
+
   async stop(): Promise<void> {
     this.resumeWatches();
     this.closeWatches();
@@ -168,6 +192,7 @@ export class FakeKubeApi {
     try {
       const target = parseTarget(url.pathname);
       const body = await readBody(request);
+      if (this.failed(request, url.pathname, body, response)) return;
       const query = url.searchParams;
       if (request.method === 'GET' && !target.name && ['1', 'true'].includes(query.get('watch') ?? '')) {
         if (this.heldWatches) this.heldWatches.push(() => this.watch(target, query, response));
@@ -186,6 +211,31 @@ export class FakeKubeApi {
       const failure = error instanceof ApiError ? error : new ApiError(500, 'InternalError', String(error));
       send(response, failure.code, statusObject(failure.code, failure.reason, failure.message));
     }
+  }
+
+  /** Fails the request when a failNext rule matches it; whether it did. */
+  private failed(
+    request: IncomingMessage,
+    path: string,
+    body: Json | undefined,
+    response: ServerResponse,
+  ): boolean {
+    const index = this.failures.findIndex(
+      (rule) =>
+        rule.method === request.method &&
+        rule.path.test(path) &&
+        (!rule.body || rule.body.test(JSON.stringify(body ?? null))),
+    );
+    const rule = this.failures[index];
+    if (!rule) return false;
+    if (--rule.count === 0) this.failures.splice(index, 1);
+    if (rule.answer === 'disconnect') request.socket.destroy();
+    else {
+      const code = rule.answer ?? 503;
+      const reason = code === 503 ? 'ServiceUnavailable' : 'InternalError';
+      send(response, code, statusObject(code, reason, 'failing on purpose (failNext)'));
+    }
+    return true;
   }
 
   private dispatch(

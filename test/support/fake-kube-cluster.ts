@@ -7,7 +7,9 @@ import { OperationLocks } from '../../src/csi/operation-locks';
 import { VolumeServers } from '../../src/csi/volume-servers';
 import { Cluster } from '../../src/k8s/cluster';
 import { NodeAgent } from '../../src/k8s/node-agent';
+import { CAPACITY_CONFIGMAP } from '../../src/k8s/node-capacity';
 import { ImageDirectory } from '../../src/storage/images';
+import { eventually } from './eventually';
 import { FakeKubeApi } from './fake-kube-api';
 
 export const NAMESPACE = 'vduse-csi';
@@ -68,6 +70,12 @@ export class FakeKubeCluster {
     });
     const fake = new FakeKubeCluster(api, root, cluster, options);
     for (const id of fake.nodes.keys()) fake.startAgent(id);
+    try {
+      await fake.waitForCapacityReports();
+    } catch (error) {
+      await fake.stop();
+      throw error;
+    }
     return fake;
   }
 
@@ -101,6 +109,15 @@ export class FakeKubeCluster {
     for (const id of this.nodes.keys()) await this.stopAgent(id);
     await this.api.stop();
     rmSync(this.root, { recursive: true, force: true });
+  }
+
+  /** As in a running cluster: the controller places volumes only on nodes whose agent reported. */
+  private async waitForCapacityReports(): Promise<void> {
+    await eventually(async () => {
+      const data = (this.api.object('/configmaps', CAPACITY_CONFIGMAP, NAMESPACE)?.data ?? {}) as object;
+      const missing = [...this.nodes.keys()].filter((id) => !(id in data));
+      if (missing.length > 0) throw new Error(`no capacity report from the agents of ${missing.join(', ')}`);
+    }, 10_000);
   }
 
   private clusterFor(id: string, options: FakeClusterOptions): Cluster {

@@ -1,14 +1,29 @@
 import { eventually } from '../support/eventually';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { CsiError } from '../../src/csi/errors';
 import { VolumeCapability } from '../../src/csi/messages';
+import { NodeOptions, NodeService } from '../../src/csi/node';
+import { OperationLocks } from '../../src/csi/operation-locks';
 import { TOPOLOGY_KEY } from '../../src/csi/topology';
+import { VolumeServers } from '../../src/csi/volume-servers';
+import { IMAGE_HEALTHY } from '../../src/k8s/conditions';
+import { CAPACITY_CONFIGMAP } from '../../src/k8s/node-capacity';
 import { FINALIZER } from '../../src/k8s/resources';
+import { log, setLogLevel } from '../../src/log';
 import { FakeKubeCluster, NAMESPACE } from '../support/fake-kube-cluster';
-import { MiB, Reply } from '../support/csi-harness';
+import { CsiHarness, MiB, Reply } from '../support/csi-harness';
 
 /*
  * Cluster mode with no real API server: the controller and the node agents of two nodes (each with
@@ -38,6 +53,26 @@ describe('cluster mode: controller and node agents through the Kubernetes API', 
     });
   const image = (node: string, kind: 'volumes' | 'snapshots', id: string): string =>
     kube.node(node).images.path(kind, id);
+  const volumeStatus = (id: string): Reply => kube.api.object(VOLUMES, id)?.status;
+  const capacityReport = (node: string): { freeBytes: number; updatedAt: string } | undefined => {
+    const data = kube.api.object('/configmaps', CAPACITY_CONFIGMAP, NAMESPACE)?.data as Record<
+      string,
+      string
+    >;
+    return data?.[node] === undefined ? undefined : JSON.parse(data[node]);
+  };
+  /** Asserts the promise fails with RESOURCE_EXHAUSTED at once (not after the wait) and returns the message. */
+  const exhausted = async (reply: Promise<unknown>): Promise<string> => {
+    const started = Date.now();
+    let message = '';
+    await assert.rejects(reply, (error: CsiError) => {
+      assert.equal(error.code, status.RESOURCE_EXHAUSTED, error.message);
+      message = error.message;
+      return true;
+    });
+    assert.ok(Date.now() - started < 2000, 'answered at once');
+    return message;
+  };
 
   afterEach(async () => {
     await kube?.stop();
@@ -170,9 +205,209 @@ describe('cluster mode: controller and node agents through the Kubernetes API', 
       assert.ok(kube.node('node-b').images.exists('volumes', again.volume.volume_id));
       assert.deepEqual((await kube.controller.CreateVolume(request)).volume, volume);
     });
+
+    it('places no volume on a node whose agent never reported, and names it and its topology', async () => {
+      const noAgent = await exhausted(create({ accessibility_requirements: { requisite: [on('node-c')] } }));
+      assert.match(noAgent, /node-c \(requisite topology: its node agent never reported\)/);
+      const both = await exhausted(
+        create({
+          accessibility_requirements: { requisite: [on('node-c'), on('node-d')], preferred: [on('node-d')] },
+        }),
+      );
+      assert.match(both, /node-d \(preferred and requisite topology: .*\); node-c \(requisite topology: /);
+      // A preferred node without an agent gives way to a requisite one with an agent.
+      const { volume } = await create({
+        accessibility_requirements: { requisite: [on('node-c'), on('node-b')], preferred: [on('node-c')] },
+      });
+      assert.deepEqual(volume.accessible_topology, [on('node-b')]);
+      // Preferred alone is only a wish: a node with an agent takes the volume.
+      const wish = await create({ accessibility_requirements: { preferred: [on('node-c')] } });
+      assert.ok(['node-a', 'node-b'].includes(wish.volume.accessible_topology[0].segments[TOPOLOGY_KEY]));
+      assert.equal(kube.api.list(VOLUMES).length, 2, 'no object for the refused volumes');
+    });
+
+    it('the agent retries API requests that failed (5xx, dropped connection) instead of dropping them', async () => {
+      // The first write of a piece of work: no later event of the object would run it again.
+      const volumeStatusPath = /\/vdusevolumes\/[^/]+\/status$/;
+      const snapshotStatusPath = /\/vdusesnapshots\/[^/]+\/status$/;
+      kube.api.failNext({ method: 'PUT', path: volumeStatusPath, body: /"phase":"Creating"/ });
+      kube.api.failNext({
+        method: 'PUT',
+        path: snapshotStatusPath,
+        body: /"phase":"Creating"/,
+        answer: 'disconnect',
+      });
+      // The write that reports a finished copy: failing it must not fail the snapshot.
+      kube.api.failNext({ method: 'PUT', path: snapshotStatusPath, body: /"phase":"Ready"/ });
+      await quietly(async () => {
+        const { volume } = await create({ accessibility_requirements: { requisite: [on('node-a')] } });
+        assert.equal(volumeStatus(volume.volume_id).phase, 'Ready');
+        const { snapshot } = (await kube.controller.CreateSnapshot({
+          name: uniqueName(),
+          source_volume_id: volume.volume_id,
+        })) as Reply;
+        assert.equal(snapshot.ready_to_use, true);
+        // The capacity report too: it tells the controller the agent runs.
+        await kube.stopAgent('node-b');
+        const before = capacityReport('node-b')!.updatedAt;
+        kube.api.failNext({ method: 'PATCH', path: /\/configmaps\/vduse-csi-capacity$/, body: /"node-b"/ });
+        kube.startAgent('node-b');
+        await eventually(async () => assert.notEqual(capacityReport('node-b')!.updatedAt, before), 2000);
+      });
+      assert.equal(kube.api.pendingFailures, 0);
+    });
+
+    it('the agent writes the device a volume is staged as on its status, the latest report last', async () => {
+      const { volume } = await create({ accessibility_requirements: { requisite: [on('node-a')] } });
+      const id = volume.volume_id;
+      const agent = kube.node('node-a').agent!;
+      // The report says its first attempt failed; the agent still tries again.
+      kube.api.failNext({ method: 'PUT', path: /\/status$/, body: /"device":"\/dev\/vdb"/ });
+      await quietly(async () => {
+        await assert.rejects(agent.reportDevice(id, '/dev/vdb'), /503/);
+        await eventually(async () => assert.equal(volumeStatus(id).device, '/dev/vdb'), 2000);
+      });
+      assert.equal(volumeStatus(id).phase, 'Ready');
+      // Written when the report resolves; the latest report is the one that stays.
+      await Promise.all([agent.reportDevice(id, undefined), agent.reportDevice(id, '/dev/vdc')]);
+      assert.equal(volumeStatus(id).device, '/dev/vdc');
+      await agent.reportDevice(id, undefined);
+      assert.ok(!('device' in volumeStatus(id)));
+      assert.equal(kube.api.pendingFailures, 0);
+    });
+
+    it("NodeUnstageVolume tells onDevice; the hook's failure does not fail the call", async () => {
+      const { volume } = await create({ accessibility_requirements: { requisite: [on('node-a')] } });
+      const unstage = (onDevice: NodeOptions['onDevice']): Promise<object> =>
+        new NodeService({
+          store: kube.cluster.store,
+          images: kube.node('node-a').images,
+          servers: new VolumeServers({
+            stateDir: join(kube.root, 'node-a', 'state'),
+            command: [process.execPath, '/nonexistent'],
+            logLevel: 'warn',
+            standby: false,
+          }),
+          locks: new OperationLocks(),
+          stateDir: join(kube.root, 'node-a', 'state'),
+          nodeId: 'node-a',
+          maxVolumes: 8,
+          onDevice,
+        }).NodeUnstageVolume({
+          volume_id: volume.volume_id,
+          staging_target_path: join(kube.root, 'staging'),
+        });
+      const told: [string, string | undefined][] = [];
+      await unstage((id, device) => void told.push([id, device]));
+      assert.deepEqual(told, [[volume.volume_id, undefined]]);
+      await quietly(async () => {
+        await unstage(() => Promise.reject(new Error('the API server is away')));
+        await unstage(() => {
+          throw new Error('the API server is away');
+        });
+      });
+    });
   });
 
-  it('without an agent on the node: DEADLINE_EXCEEDED, and the retry succeeds once it runs', async () => {
+  describe('with a short capacity interval', () => {
+    beforeEach(async () => {
+      kube = await FakeKubeCluster.start({ capacityIntervalMs: 200 });
+    });
+
+    it('a node whose agent stopped reporting takes no volume, not even one made from its own source', async () => {
+      const { volume } = await create({ accessibility_requirements: { requisite: [on('node-b')] } });
+      await kube.stopAgent('node-b');
+      await eventually(async () => {
+        const reply = (await kube.controller.GetCapacity({ accessible_topology: on('node-b') })) as Reply;
+        assert.equal(reply.available_capacity, 0);
+      }, 5000);
+      const stale = await exhausted(create({ accessibility_requirements: { requisite: [on('node-b')] } }));
+      assert.match(
+        stale,
+        /node-b \(requisite topology: its node agent last reported at \S+, more than 0\.6 s ago\)/,
+      );
+      const clone = await exhausted(
+        create({ volume_content_source: { volume: { volume_id: volume.volume_id }, type: 'volume' } }),
+      );
+      assert.match(clone, /source's node node-b, but its node agent last reported at/);
+      // No topology: the node that still reports.
+      const elsewhere = await create({ accessibility_requirements: null });
+      assert.deepEqual(elsewhere.volume.accessible_topology, [on('node-a')]);
+    });
+
+    it('the agent notices a truncated or vanished image of a Ready volume at its next report', async () => {
+      const { volume } = await create({ accessibility_requirements: { requisite: [on('node-a')] } });
+      const id = volume.volume_id;
+      const condition = async (): Promise<Reply> =>
+        ((await kube.controller.ControllerGetVolume({ volume_id: id })) as Reply).status.volume_condition;
+      assert.equal((await condition()).abnormal, false);
+      await quietly(async () => {
+        truncateSync(image('node-a', 'volumes', id), 4 * MiB);
+        await eventually(async () => {
+          const truncated = await condition();
+          assert.equal(truncated.abnormal, true);
+          assert.match(
+            truncated.message,
+            /^node node-a reports: the image \S+ is 4194304 bytes, it was made with 16777216$/,
+          );
+        }, 5000);
+        rmSync(image('node-a', 'volumes', id));
+        await eventually(async () => {
+          assert.match((await condition()).message, /^node node-a reports: the image \S+ is missing$/);
+        }, 5000);
+      });
+      const listed = ((await kube.controller.ListVolumes({})) as Reply).entries[0].status.volume_condition;
+      assert.equal(listed.abnormal, true);
+      const imageHealthy = (volumeStatus(id).conditions as Reply[]).find((c) => c.type === IMAGE_HEALTHY);
+      assert.deepEqual([imageHealthy.status, imageHealthy.reason], ['False', 'ImageMissing']);
+      assert.equal(volumeStatus(id).phase, 'Ready');
+    });
+
+    it('refuses to grow a volume whose image is gone rather than make it again empty', async () => {
+      const { volume } = await create({ accessibility_requirements: { requisite: [on('node-a')] } });
+      const id = volume.volume_id;
+      rmSync(image('node-a', 'volumes', id));
+      await quietly(() =>
+        assert.rejects(
+          kube.controller.ControllerExpandVolume({
+            volume_id: id,
+            capacity_range: { required_bytes: 32 * MiB },
+          }),
+          (error: CsiError) =>
+            error.code === status.FAILED_PRECONDITION &&
+            /ImageLost: the image of volume \S+ is gone from node node-a; its data is lost/.test(
+              error.message,
+            ),
+        ),
+      );
+      assert.ok(!kube.node('node-a').images.exists('volumes', id), 'no empty image made in its place');
+      await kube.controller.DeleteVolume({ volume_id: id });
+      await eventually(async () => assert.equal(kube.api.object(VOLUMES, id), undefined), 5000);
+    });
+  });
+
+  it('the plugin writes the device on the volume status before answering: NodeUnstageVolume clears it', async () => {
+    const csi = await CsiHarness.start({ mode: 'all', store: 'kubernetes' });
+    try {
+      const { volume } = await csi.call('controller', 'CreateVolume', {
+        name: uniqueName(),
+        volume_capabilities: [{ mount: { fs_type: 'ext4' }, access_mode: { mode: 'SINGLE_NODE_WRITER' } }],
+        capacity_range: { required_bytes: 8 * MiB },
+      });
+      // As a stage the plugin did before it restarted would have left it.
+      csi.kube!.modify(VOLUMES, volume.volume_id, (object) => ((object.status as Reply).device = '/dev/vdb'));
+      await csi.call('node', 'NodeUnstageVolume', {
+        volume_id: volume.volume_id,
+        staging_target_path: join(csi.root, 'staging'),
+      });
+      // Written before the call returns.
+      assert.ok(!('device' in (csi.kube!.object(VOLUMES, volume.volume_id)!.status as Reply)));
+    } finally {
+      await csi.stop();
+    }
+  });
+
+  it('an agent gone since its last (still fresh) report: DEADLINE_EXCEEDED, and the retry succeeds once it runs', async () => {
     kube = await FakeKubeCluster.start({ waitTimeoutMs: 500 });
     await kube.stopAgent('node-b');
     const request = {
@@ -228,6 +463,17 @@ describe('cluster mode: controller and node agents through the Kubernetes API', 
     assert.ok(kube.api.object('/configmaps', 'vduse-csi-capacity', NAMESPACE));
   });
 });
+
+/** Runs `work` with warnings off: the ones it provokes are expected. */
+async function quietly<T>(work: () => Promise<T>): Promise<T> {
+  const level = log.level;
+  setLogLevel('error');
+  try {
+    return await work();
+  } finally {
+    setLogLevel(level);
+  }
+}
 
 function writeAt(path: string, offset: number, text: string): void {
   const fd = openSync(path, 'r+');
