@@ -10,6 +10,7 @@ import { NodeService } from '../csi/node';
 import { OperationLocks } from '../csi/operation-locks';
 import { SingleNode } from '../csi/placement';
 import { loadCsiServices } from '../csi/proto';
+import { nodeOnlyController } from '../csi/node-only-controller';
 import { ServiceBinding, serveCsi, shutdownCsi } from '../csi/server';
 import { VolumeServers } from '../csi/volume-servers';
 import type { Cluster } from '../k8s/cluster';
@@ -127,6 +128,8 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
       maximumVolumeBytes: options.maxVolumeBytes,
     });
     bindings.push({ definition: services.controller, handlers: controller });
+  } else {
+    bindings.push({ definition: services.controller, handlers: nodeOnlyController });
   }
   let node: NodeService | undefined;
   let agent: NodeAgent | undefined;

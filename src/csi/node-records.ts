@@ -15,8 +15,8 @@ export interface StagedVolume {
   mountFlags: string[];
   readOnly: boolean;
   devicePath: string;
-  /** Publish target path -> whether it is mounted read-only. */
-  publications: Record<string, { readOnly: boolean }>;
+  /** Publish target path -> whether it is mounted read-only, and published SINGLE_NODE_SINGLE_WRITER. */
+  publications: Record<string, { readOnly: boolean; singleWriter?: boolean }>;
 }
 
 /** `<stateDir>/node/<volumeId>.json`: one record per volume staged on this node. */

@@ -199,6 +199,8 @@ export class NodeService {
           );
         return {};
       }
+      const singleWriter = capability.accessMode === 'SINGLE_NODE_SINGLE_WRITER';
+      if (!readOnly) await requireNoOtherWriter(staged, target, singleWriter);
       if (staged.accessType === 'mount') {
         await ensureDirectory(target);
         await mount(stagingPath, target, { bind: true, readOnly, options: capability.mountFlags });
@@ -206,7 +208,8 @@ export class NodeService {
         await ensureFile(target);
         await mount(staged.devicePath, target, { bind: true, readOnly });
       }
-      this.staged.put({ ...staged, publications: { ...staged.publications, [target]: { readOnly } } });
+      const publication = singleWriter ? { readOnly, singleWriter } : { readOnly };
+      this.staged.put({ ...staged, publications: { ...staged.publications, [target]: publication } });
       log.info('volume published', { volume: id, target, readOnly });
       return {};
     });
@@ -429,6 +432,24 @@ export class NodeService {
 function requireVolumePath(staged: StagedVolume, volumePath: string): void {
   if (volumePath !== staged.stagingPath && !(volumePath in staged.publications))
     throw notFound(`${volumePath} is not a path of volume ${staged.volumeId} on this node`);
+}
+
+/**
+ * SINGLE_NODE_SINGLE_WRITER allows one read-write publication at a time: a new writer is refused
+ * while another target holds the volume read-write, if either of them asked for a single writer.
+ */
+async function requireNoOtherWriter(
+  staged: StagedVolume,
+  target: string,
+  singleWriter: boolean,
+): Promise<void> {
+  for (const [other, publication] of Object.entries(staged.publications)) {
+    if (other === target || publication.readOnly) continue;
+    if (!(singleWriter || publication.singleWriter) || !(await isMountPoint(other))) continue;
+    throw failedPrecondition(
+      `volume ${staged.volumeId} is single-writer and already published read-write at ${other}`,
+    );
+  }
 }
 
 function checkSameStaging(existing: StagedVolume, stagingPath: string, capability: ParsedCapability): void {

@@ -122,10 +122,12 @@ describe('CSI node over gRPC: validation and error codes', function () {
     for (const [method, request, code] of cases) await csi.expectCode('node', method, request, code);
   });
 
-  it('a node-only plugin has no controller service', async () => {
+  it('a node-only plugin has no controller service, and says it offers no controller RPC', async () => {
     const nodeOnly = await CsiHarness.start({ mode: 'node' });
     try {
       await nodeOnly.expectCode('controller', 'CreateVolume', { name: 'x' }, 'UNIMPLEMENTED');
+      await nodeOnly.expectCode('controller', 'ListVolumes', {}, 'UNIMPLEMENTED');
+      assert.deepEqual(await nodeOnly.call('controller', 'ControllerGetCapabilities'), { capabilities: [] });
       const { capabilities } = await nodeOnly.call('identity', 'GetPluginCapabilities');
       assert.ok(!capabilities.some((c: Reply) => c.service?.type === 'CONTROLLER_SERVICE'));
     } finally {

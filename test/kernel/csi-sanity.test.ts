@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { CsiHarness, GiB, Reply } from '../support/csi-harness';
+import { assertNothingLeft } from '../e2e/kubelet-flow';
+import { REPEATS, SuiteCase, pathKind, suiteCapability } from '../support/sanity-suite';
+import { CLI, requireVduse, scratchDir } from './support';
+
+/*
+ * The Node cases of the kubernetes-csi sanity suite (csi-test v5.4.0) that need a real device,
+ * asked as the suite asks them, on real VDUSE devices: its 10 GiB volumes (sparse images), a mount
+ * capability without fs_type or a block one, every stage and publish sent REPEATS times, stats on
+ * the published target, expansion to 11 GiB after publishing, and its clean-up, after which its
+ * directories must be removable with rmdir.
+ */
+
+const VOLUME_BYTES = 10 * GiB;
+const EXPANDED_BYTES = 11 * GiB;
+
+function mountsAt(path: string): number {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((line) => line.split(' ')[4] === path).length;
+}
+
+describe('csi-sanity Node lifecycle cases on the real kernel', function () {
+  let csi: CsiHarness;
+
+  before(async () => {
+    requireVduse();
+    csi = await CsiHarness.start({ cli: [process.execPath, CLI], root: scratchDir('sanity'), mode: 'all' });
+  });
+  after(async () => {
+    await csi?.stop();
+  });
+
+  for (const accessType of ['mount', 'block'] as const) {
+    it(`${accessType}: stage and publish ${REPEATS} times each, stats, expand after publish, unpublish removes the target, clean-up leaves nothing`, async () => {
+      const suite = new SuiteCase(csi);
+      const capability = suiteCapability(accessType);
+      const info: Reply = await csi.call('node', 'NodeGetInfo');
+      const created: Reply = await suite.createVolume('sanity-node-full', accessType, {
+        capacity_range: { required_bytes: VOLUME_BYTES },
+        accessibility_requirements: { requisite: [info.accessible_topology] },
+      });
+      const volume_id: string = created.volume.volume_id;
+      const expanded: Reply = await csi.call('controller', 'ControllerExpandVolume', {
+        volume_id,
+        capacity_range: { required_bytes: EXPANDED_BYTES },
+        volume_capability: capability,
+      });
+      assert.equal(Number(expanded.capacity_bytes), EXPANDED_BYTES);
+
+      const volume_context = created.volume.volume_context;
+      for (let i = 0; i < REPEATS; i++)
+        await csi.call('node', 'NodeStageVolume', {
+          volume_id,
+          staging_target_path: suite.stagingDir,
+          volume_capability: capability,
+          volume_context,
+        });
+      for (let i = 0; i < REPEATS; i++)
+        await csi.call('node', 'NodePublishVolume', {
+          volume_id,
+          staging_target_path: suite.stagingDir,
+          target_path: suite.target,
+          volume_capability: capability,
+          volume_context,
+        });
+      assert.equal(mountsAt(suite.stagingDir), accessType === 'mount' ? 1 : 0, 'mounts on the staging dir');
+      assert.equal(mountsAt(suite.target), 1, 'mounts on the target');
+      assert.equal(pathKind(suite.target), accessType === 'mount' ? 'directory' : 'other');
+
+      const grown: Reply = await csi.call('node', 'NodeExpandVolume', {
+        volume_id,
+        volume_path: suite.target,
+        capacity_range: { required_bytes: EXPANDED_BYTES },
+      });
+      assert.equal(Number(grown.capacity_bytes), EXPANDED_BYTES);
+
+      const stats: Reply = await csi.call('node', 'NodeGetVolumeStats', {
+        volume_id,
+        volume_path: suite.target,
+      });
+      assert.equal(stats.volume_condition.abnormal, false, stats.volume_condition.message);
+      const units = stats.usage.map((usage: Reply) => usage.unit).sort();
+      if (accessType === 'mount') {
+        assert.deepEqual(units, ['BYTES', 'INODES']);
+        const bytes = stats.usage.find((usage: Reply) => usage.unit === 'BYTES');
+        assert.ok(Number(bytes.total) > VOLUME_BYTES, `the filesystem grew past 10 GiB: ${bytes.total}`);
+      } else {
+        assert.deepEqual(units, ['BYTES']);
+        assert.equal(Number(stats.usage[0].total), EXPANDED_BYTES);
+      }
+      await csi.expectCode(
+        'node',
+        'NodeGetVolumeStats',
+        { volume_id, volume_path: 'some/path' },
+        'NOT_FOUND',
+      );
+
+      await csi.call('node', 'NodeUnpublishVolume', { volume_id, target_path: suite.target });
+      assert.equal(pathKind(suite.target), 'not found');
+      await suite.cleanUp();
+      assertNothingLeft(csi);
+    });
+  }
+});
