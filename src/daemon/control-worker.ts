@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { log, setLogLevel } from '../log';
+import { threadLog } from './thread-log';
 import * as libc from '../sys/libc';
 import { VduseDevice } from '../vduse/device';
 import { ControlRequest, DeviceStatus, RequestType, encodeResponse } from '../vduse/uapi';
@@ -43,7 +43,7 @@ class ControlServer {
   onError(): void {
     if (this.brokenReported) return;
     this.brokenReported = true;
-    log.error('the kernel reports the VDUSE device broken', { device: this.data.name });
+    threadLog.error('the kernel reports the VDUSE device broken', { device: this.data.name });
   }
 
   resize(bytes: number): boolean {
@@ -66,7 +66,7 @@ class ControlServer {
         this.wakeQueues();
         return encodeResponse(request.id, true);
       default:
-        log.warn('unknown control message', { device: this.data.name, type: request.rawType });
+        threadLog.warn('unknown control message', { device: this.data.name, type: request.rawType });
         return encodeResponse(request.id, false);
     }
   }
@@ -75,12 +75,12 @@ class ControlServer {
     const wasRunning = (this.status & DeviceStatus.DriverOk) !== 0;
     const running = (status & DeviceStatus.DriverOk) !== 0;
     this.status = status;
-    log.debug('device status', { device: this.data.name, status });
+    threadLog.debug('device status', { device: this.data.name, status });
     if (running === wasRunning && status !== 0) return;
     const epoch = this.state.setRunning(running);
     this.wakeQueues();
     if (!running && !this.state.awaitAcknowledged(epoch, RESET_ACK_TIMEOUT_MS)) {
-      log.warn('queue threads slow to stop on reset', { device: this.data.name });
+      threadLog.warn('queue threads slow to stop on reset', { device: this.data.name });
     }
   }
 
@@ -90,7 +90,7 @@ class ControlServer {
 }
 
 const data = workerData as ThreadData;
-setLogLevel(data.logLevel);
+threadLog.setLevel(data.logLevel);
 const servers = new Map<string, ControlServer>();
 const thread: EventThread = new EventThread(
   data.wakeFd,

@@ -3,12 +3,18 @@ import { join } from 'node:path';
 import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
 import { log } from '../log';
 import * as libc from '../sys/libc';
-import { DeviceRegistration, ThreadCommand, ThreadData, ThreadReply } from './worker-data';
+import { ThreadLogRecord } from './thread-log';
+import { DeviceRegistration, ThreadCommand, ThreadData, ThreadEvent, ThreadReply } from './worker-data';
 
 const EXIT_TIMEOUT_MS = 10_000;
 const YOUNG_GENERATION_MB = 4;
 
 type CommandBody<T = ThreadCommand> = T extends ThreadCommand ? Omit<T, 'id'> : never;
+
+/** Writes a device thread's log record with this process's logger. */
+export function relayThreadLog(record: ThreadLogRecord): void {
+  log.log(record.level, record.message, record.meta);
+}
 
 /** One device thread as the main thread sees it: a worker, its command port and its wake eventfd. */
 class DeviceThread {
@@ -39,7 +45,10 @@ class DeviceThread {
     this.port.unref();
     this.worker.on('error', (error) => log.error('device thread failed', { script, error: String(error) }));
     this.ready = new Promise((resolve, reject) => {
-      this.worker.once('message', () => resolve());
+      this.worker.on('message', (event: ThreadEvent) => {
+        if (event.type === 'ready') resolve();
+        else relayThreadLog(event);
+      });
       this.worker.once('exit', (code) => reject(new Error(`${script} exited with ${code} while starting`)));
     });
   }

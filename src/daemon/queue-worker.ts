@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { FileBackend } from '../backend/file';
-import { log, setLogLevel } from '../log';
+import { threadLog } from './thread-log';
 import * as libc from '../sys/libc';
 import { VduseDevice } from '../vduse/device';
 import { IotlbMemory } from '../vduse/iotlb';
@@ -52,7 +52,7 @@ class QueueServer {
       blkLimits(data.geometry),
       () => this.state.capacityBytes,
       (head, message) =>
-        log.warn('request failed', { device: data.name, queue: index, head, error: message }),
+        threadLog.warn('request failed', { device: data.name, queue: index, head, error: message }),
     );
     this.inflight = InflightLog.open(data.inflightLogPath, index, data.geometry.queueSize);
     this.pause = new QueuePause(this.state, index);
@@ -150,7 +150,7 @@ class QueueServer {
       const { lastAvailIdx, inFlight } = this.inflight.recover(queue);
       queue.resumeAt(lastAvailIdx);
       this.state.setLastAvailIdx(this.index, lastAvailIdx);
-      log.info('queue resumed from the in-flight log', {
+      threadLog.info('queue resumed from the in-flight log', {
         device: this.data.name,
         queue: this.index,
         usedIndex: queue.usedIndex,
@@ -190,7 +190,7 @@ class QueueServer {
         this.device.setKickFd(index, this.kickFd);
         this.kickFdInstalled = true;
       }
-      log.debug('queue started', { device: this.data.name, queue: index, size: info.num });
+      threadLog.debug('queue started', { device: this.data.name, queue: index, size: info.num });
     } catch (error) {
       this.markBroken(error);
     }
@@ -248,7 +248,7 @@ class QueueServer {
   }
 
   private markBroken(error: unknown): void {
-    log.error('queue broken: no more requests are served on it until the driver resets the device', {
+    threadLog.error('queue broken: no more requests are served on it until the driver resets the device', {
       device: this.data.name,
       queue: this.index,
       error: error instanceof Error ? error.message : String(error),
@@ -258,7 +258,7 @@ class QueueServer {
 }
 
 const data = workerData as ThreadData;
-setLogLevel(data.logLevel);
+threadLog.setLevel(data.logLevel);
 const servers = new Map<string, QueueServer[]>();
 /** Detached servers whose last requests are still in flight. */
 const draining = new Set<QueueServer>();
@@ -295,6 +295,6 @@ const thread: EventThread = new EventThread(
 );
 parentPort!.postMessage({ type: 'ready' });
 thread.run().catch((error: unknown) => {
-  log.error('queue thread failed', { error: String(error) });
+  threadLog.error('queue thread failed', { error: String(error) });
   process.exitCode = 1;
 });

@@ -1,5 +1,6 @@
 import { MessagePort } from 'node:worker_threads';
 import { BlkGeometry } from '../virtio/blk/config';
+import { ThreadLogRecord } from './thread-log';
 
 /** What the threads serving a device need to know of it (structured-clone friendly). */
 export interface DeviceRegistration {
@@ -31,3 +32,6 @@ export interface ThreadData {
   commands: MessagePort;
   logLevel: string;
 }
+
+/** What a device thread posts to the main thread: that it is ready, and its log records. */
+export type ThreadEvent = { type: 'ready' } | ThreadLogRecord;
