@@ -110,8 +110,10 @@ export class ControllerService {
       const existing = await this.options.store.findVolumeByName(name);
       if (existing) {
         const volume = this.describeExisting(existing, request.capacity_range, parameters, source);
-        await this.realize(existing.id, () => this.options.realizer.createVolume(existing));
-        return { volume };
+        if (!(await this.withdrawnFromStoppedNode(existing))) {
+          await this.realize(existing.id, () => this.options.realizer.createVolume(existing));
+          return { volume };
+        }
       }
       const capacityBytes = chooseCapacity(request.capacity_range, {
         blockSize: parameters.blockSize,
@@ -137,6 +139,21 @@ export class ControllerService {
       await this.realize(id, () => this.options.realizer.createVolume(record));
       return { volume: this.describe(record) };
     });
+  }
+
+  /**
+   * A retried CreateVolume for a volume whose node stopped before it began making it: the volume
+   * is withdrawn and placed again by this request's topology, instead of waiting for that node
+   * (with WaitForFirstConsumer the CO retries with the node it scheduled the pod to next).
+   */
+  private async withdrawnFromStoppedNode(existing: VolumeRecord): Promise<boolean> {
+    if (await this.options.placement.isServing(existing.nodeId)) return false;
+    if (!(await this.options.realizer.withdrawUnstarted(existing))) return false;
+    log.warn('volume placed again: its node stopped before it began making it', {
+      volume: existing.id,
+      node: existing.nodeId,
+    });
+    return true;
   }
 
   async DeleteVolume(request: { volume_id?: string }): Promise<object> {

@@ -37,6 +37,11 @@ export class LocalRealizer implements VolumeRealizer {
       await this.servers.resize(record.id, record.capacityBytes);
   }
 
+  /** Images are made within CreateVolume here: never left unstarted. */
+  withdrawUnstarted(): Promise<boolean> {
+    return Promise.resolve(false);
+  }
+
   async deleteVolume(id: string): Promise<void> {
     if (await this.servers.status(id))
       throw failedPrecondition(`volume ${id} is staged on a node: unstage it first`);

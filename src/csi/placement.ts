@@ -12,6 +12,8 @@ export interface NodePlacement {
   nodeFor(requirement: TopologyRequirement | null | undefined, sourceNodeId: string | null): Promise<string>;
   /** Free bytes for images in `topology` (anywhere when it is absent). */
   availableBytes(topology: Topology | null | undefined): Promise<number>;
+  /** Whether something runs on the node that makes its images. */
+  isServing(nodeId: string): Promise<boolean>;
 }
 
 /** The single-host plugin: every volume lives on this node. */
@@ -31,5 +33,10 @@ export class SingleNode implements NodePlacement {
 
   async availableBytes(topology: Topology | null | undefined): Promise<number> {
     return topologyAdmits(topology, this.nodeId) ? this.images.freeBytes() : 0;
+  }
+
+  /** This host makes its own images, within the call that asks for them. */
+  isServing(): Promise<boolean> {
+    return Promise.resolve(true);
   }
 }

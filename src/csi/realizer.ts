@@ -16,6 +16,11 @@ export interface VolumeRealizer {
   /** Returns the snapshot as it was made (size, time of the copy). */
   createSnapshot(record: SnapshotRecord): Promise<SnapshotRecord>;
   deleteSnapshot(id: string): Promise<void>;
+  /**
+   * Removes the record of a volume its node never began to make, so it can be placed elsewhere;
+   * false (nothing removed) once the node has reported on it.
+   */
+  withdrawUnstarted(record: VolumeRecord): Promise<boolean>;
   /** The condition of each volume, in the same order. */
   volumeConditions(records: VolumeRecord[]): Promise<VolumeCondition[]>;
 }

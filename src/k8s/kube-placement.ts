@@ -60,6 +60,10 @@ export class KubePlacement implements NodePlacement {
     if (node !== undefined) return capacity.get(node) ?? 0;
     return Math.max(0, ...capacity.values());
   }
+
+  async isServing(nodeId: string): Promise<boolean> {
+    return (await this.capacity.read()).isLive(nodeId);
+  }
 }
 
 /** The nodes of the preferred topology, then those of the requisite one, each once. */

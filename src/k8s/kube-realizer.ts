@@ -8,7 +8,7 @@ import { IMAGE_HEALTHY, findCondition } from './conditions';
 import { CustomResource } from './custom-resource';
 import { failureError } from './failure';
 import { ResourceWatch } from './resource-watch';
-import { KubeObject, SnapshotObject, VolumeObject, isDeleting, snapshotRecord } from './resources';
+import { FINALIZER, KubeObject, SnapshotObject, VolumeObject, isDeleting, snapshotRecord } from './resources';
 
 export interface KubeRealizerOptions {
   volumes: CustomResource<VolumeObject>;
@@ -50,6 +50,23 @@ export class KubeRealizer implements VolumeRealizer {
         throw failureError(`deleting volume ${id}`, object.status.message);
       return undefined;
     });
+  }
+
+  /**
+   * The agent writes a status before it touches the image: an object without one was never
+   * started. Dropping the finalizer is a write with the object's resourceVersion, so an agent that
+   * starts meanwhile wins (409, then a status is there) and the object stays.
+   */
+  async withdrawUnstarted(record: VolumeRecord): Promise<boolean> {
+    let unstarted = false;
+    await this.options.volumes.update(record.id, (current) => {
+      unstarted = current.status === undefined && !isDeleting(current);
+      if (!unstarted) return null;
+      current.metadata.finalizers = (current.metadata.finalizers ?? []).filter((name) => name !== FINALIZER);
+      return current;
+    });
+    if (unstarted) await this.options.volumes.delete(record.id);
+    return unstarted;
   }
 
   async createSnapshot(record: SnapshotRecord): Promise<SnapshotRecord> {

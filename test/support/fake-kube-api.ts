@@ -139,12 +139,12 @@ export class FakeKubeApi {
   }
 
   /** A write by another client, straight into the store (a new resourceVersion and a MODIFIED event). */
-  modify(resource: string, name: string, change: (object: StoredObject) => void): void {
-    const object = this.object(resource, name);
+  modify(resource: string, name: string, change: (object: StoredObject) => void, namespace?: string): void {
+    const object = this.object(resource, name, namespace);
     if (!object) throw new Error(`no ${resource} ${name}`);
     change(object);
     const target = { resource, type: RESOURCES[resource]!, apiVersion: String(object.apiVersion) };
-    this.store({ ...target, namespace: undefined, name, subresource: undefined }, object, 'MODIFIED');
+    this.store({ ...target, namespace, name, subresource: undefined }, object, 'MODIFIED');
   }
 
   /** Forgets the event history, as etcd compaction does: older watches get 410 Gone. */

@@ -426,6 +426,81 @@ describe('cluster mode: controller and node agents through the Kubernetes API', 
     assert.ok(kube.node('node-b').images.exists('volumes', volume.volume_id));
   });
 
+  describe('a retried CreateVolume for a volume its node never began to make', () => {
+    const stalled = async (preferred: string): Promise<Reply> => {
+      kube = await FakeKubeCluster.start({ waitTimeoutMs: 500 });
+      await kube.stopAgent('node-b');
+      const request = {
+        name: uniqueName(),
+        volume_capabilities: [MOUNT],
+        capacity_range: { required_bytes: 16 * MiB },
+        accessibility_requirements: { requisite: [on('node-a'), on('node-b')], preferred: [on(preferred)] },
+      };
+      await assert.rejects(kube.controller.CreateVolume(request), (error: CsiError) => {
+        assert.equal(error.code, status.DEADLINE_EXCEEDED);
+        return true;
+      });
+      return request;
+    };
+    /** As if node-b's agent had stopped an hour ago: its report is stale. */
+    const ageReportOf = (node: string): void =>
+      kube.api.modify(
+        '/configmaps',
+        CAPACITY_CONFIGMAP,
+        (object) => {
+          const data = object.data as Record<string, string>;
+          const updatedAt = new Date(Date.now() - 3_600_000).toISOString();
+          data[node] = JSON.stringify({ ...JSON.parse(data[node]!), updatedAt });
+        },
+        NAMESPACE,
+      );
+
+    it('goes to a live node of the topology when its node stopped: the object is made again there', async () => {
+      const request = await stalled('node-b');
+      const [object] = kube.api.list(VOLUMES);
+      assert.equal((object!.spec as Reply).nodeId, 'node-b');
+      assert.equal(object!.status, undefined, 'node-b never reported on it');
+      ageReportOf('node-b');
+      // The scheduler picked another node for the pod: the retry prefers it.
+      const retried = {
+        ...request,
+        accessibility_requirements: { ...request.accessibility_requirements, preferred: [on('node-a')] },
+      };
+      const { volume } = await quietly(() => kube.controller.CreateVolume(retried));
+      assert.deepEqual(volume.accessible_topology, [on('node-a')]);
+      assert.equal((kube.api.object(VOLUMES, volume.volume_id)!.spec as Reply).nodeId, 'node-a');
+      assert.equal(volumeStatus(volume.volume_id).phase, 'Ready');
+      assert.ok(kube.node('node-a').images.exists('volumes', volume.volume_id));
+      assert.ok(!kube.node('node-b').images.exists('volumes', volume.volume_id));
+      assert.equal(kube.api.list(VOLUMES).length, 1);
+    });
+
+    it('stays on its node while that node still reports, and when the node has begun it', async () => {
+      const request = await stalled('node-b');
+      const id = kube.api.list(VOLUMES)[0]!.metadata.name;
+      // Still fresh: the node may just be slow.
+      await assert.rejects(kube.controller.CreateVolume(request), (error: CsiError) => {
+        assert.equal(error.code, status.DEADLINE_EXCEEDED);
+        return true;
+      });
+      // Begun: its image may be half made there.
+      kube.api.modify(
+        VOLUMES,
+        id,
+        (object) => (object.status = { phase: 'Creating', observedGeneration: 1 }),
+      );
+      ageReportOf('node-b');
+      await assert.rejects(kube.controller.CreateVolume(request), (error: CsiError) => {
+        assert.equal(error.code, status.DEADLINE_EXCEEDED);
+        return true;
+      });
+      assert.equal((kube.api.object(VOLUMES, id)!.spec as Reply).nodeId, 'node-b');
+      kube.startAgent('node-b');
+      const { volume } = await kube.controller.CreateVolume(request);
+      assert.deepEqual(volume.accessible_topology, [on('node-b')]);
+    });
+  });
+
   it('a failing agent becomes a CSI error and a Warning event on the claim; the object is cleaned up', async () => {
     kube = await FakeKubeCluster.start({
       // A data directory that cannot be created: a regular file stands in its way.
