@@ -151,6 +151,9 @@ export class NodeService {
         await this.announceDevice(id, undefined);
         return {};
       }
+      // Stopping the server while its filesystem stays mounted elsewhere would fail that mount's I/O.
+      if (staged && staged.stagingPath !== stagingPath)
+        throw failedPrecondition(`volume ${id} is staged at ${staged.stagingPath}, not at ${stagingPath}`);
       const stillPublished: string[] = [];
       for (const target of Object.keys(staged?.publications ?? {})) {
         if (await isMountPoint(target)) stillPublished.push(target);

@@ -264,6 +264,20 @@ describe('csi-sanity Node cases over gRPC', function () {
           await csi.call('node', 'NodeUnpublishVolume', { volume_id, target_path: other });
         });
 
+        it('NodeUnstageVolume at another path than the staging one: FAILED_PRECONDITION, the staging left as it was', async () => {
+          const created = await suite.createVolume('sanity-node-unstage-elsewhere', accessType);
+          const volume_id = await stageWithoutDevice(created);
+          const elsewhere = join(suite.mountDir, 'elsewhere');
+          await csi.expectCode(
+            'node',
+            'NodeUnstageVolume',
+            { volume_id, staging_target_path: elsewhere },
+            'FAILED_PRECONDITION',
+          );
+          assert.equal(await isMountPoint(suite.stagingDir), accessType === 'mount');
+          assert.ok(stagedVolumes(csi.options.stateDir).get(volume_id), 'still recorded as staged');
+        });
+
         it('NodeGetVolumeStats: NOT_FOUND on a path that is not the volume, the volume on its target', async () => {
           const created = await suite.createVolume('sanity-node-get-volume-stats', accessType);
           const volume_id = await stageWithoutDevice(created);
