@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { findMounts } from '../../src/node/mountinfo';
 import { CsiHarness, GiB, Reply } from '../support/csi-harness';
 import { assertNothingLeft } from '../e2e/kubelet-flow';
 import { REPEATS, SuiteCase, pathKind, suiteCapability } from '../support/sanity-suite';
@@ -16,10 +16,8 @@ import { CLI, requireVduse, scratchDir } from './support';
 const VOLUME_BYTES = 10 * GiB;
 const EXPANDED_BYTES = 11 * GiB;
 
-function mountsAt(path: string): number {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .filter((line) => line.split(' ')[4] === path).length;
+async function mountsAt(path: string): Promise<number> {
+  return (await findMounts((mount) => mount.mountPoint === path)).length;
 }
 
 describe('csi-sanity Node lifecycle cases on the real kernel', function () {
@@ -66,8 +64,12 @@ describe('csi-sanity Node lifecycle cases on the real kernel', function () {
           volume_capability: capability,
           volume_context,
         });
-      assert.equal(mountsAt(suite.stagingDir), accessType === 'mount' ? 1 : 0, 'mounts on the staging dir');
-      assert.equal(mountsAt(suite.target), 1, 'mounts on the target');
+      assert.equal(
+        await mountsAt(suite.stagingDir),
+        accessType === 'mount' ? 1 : 0,
+        'mounts on the staging dir',
+      );
+      assert.equal(await mountsAt(suite.target), 1, 'mounts on the target');
       assert.equal(pathKind(suite.target), accessType === 'mount' ? 'directory' : 'other');
 
       const grown: Reply = await csi.call('node', 'NodeExpandVolume', {

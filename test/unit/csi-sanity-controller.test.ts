@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { ServiceError, status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import { unmount } from '../../src/node/mount';
 import { runTool } from '../../src/node/run';
 import { CsiHarness, GiB, MiB, Reply } from '../support/csi-harness';
 import { FakeKubeApi } from '../support/fake-kube-api';
+import { expectDoneOrNotFound, fakeVolumeId } from '../support/sanity-suite';
 
 /*
  * What the kubernetes-csi sanity suite (csi-test v5.4.0, CSI spec 1.12) asks of the Identity and
@@ -25,8 +26,6 @@ import { FakeKubeApi } from '../support/fake-kube-api';
 const VOLUME_BYTES = 10 * GiB;
 const EXPANDED_BYTES = VOLUME_BYTES + GiB;
 const MAX_NAME_LENGTH = 128;
-/** csi-sanity's generated ids: shaped like no id of ours, so they name nothing. */
-const fakeVolumeId = (): string => `fake-vol-id-${randomBytes(5).toString('hex')}`;
 const FAKE_INVALID_VOLUME_ID = 'fake-vol-id';
 
 /** One suffix for the whole run, as csi-sanity does: later cases reuse the names of earlier ones. */
@@ -134,14 +133,6 @@ class SmallFilesystem {
   }
 }
 
-async function okOrNotFound(call: Promise<unknown>): Promise<void> {
-  try {
-    await call;
-  } catch (error) {
-    if ((error as ServiceError).code !== status.NOT_FOUND) throw error;
-  }
-}
-
 function assertSnapshotInfo(snapshot: Reply): void {
   assert.ok(snapshot, 'a snapshot in the answer');
   assert.ok(snapshot.snapshot_id, 'snapshot_id');
@@ -209,13 +200,14 @@ class Resources {
     if (this.withNode) {
       const node = this.plugins.node;
       const target = join(node.root, 'csi-mount', 'target');
-      await okOrNotFound(node.call('node', 'NodeUnpublishVolume', { volume_id: id, target_path: target }));
+      await expectDoneOrNotFound(node, 'NodeUnpublishVolume', { volume_id: id, target_path: target });
       const { capabilities } = await node.call('node', 'NodeGetCapabilities');
       if (capabilities.some((c: Reply) => c.rpc?.type === 'STAGE_UNSTAGE_VOLUME')) {
         const staging = join(node.root, 'csi-staging');
-        await okOrNotFound(
-          node.call('node', 'NodeUnstageVolume', { volume_id: id, staging_target_path: staging }),
-        );
+        await expectDoneOrNotFound(node, 'NodeUnstageVolume', {
+          volume_id: id,
+          staging_target_path: staging,
+        });
       }
     }
     await this.plugins.controller.call('controller', 'DeleteVolume', { volume_id: id, secrets: {} });
