@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { log, setLogLevel } from '../log';
 import { ControllerService } from '../csi/controller';
+import { HealthEndpoint, parseListenAddress } from '../csi/health';
 import { IdentityService } from '../csi/identity';
 import { LocalRealizer } from '../csi/local-realizer';
 import { LocalStore } from '../csi/local-store';
@@ -21,8 +22,11 @@ import { parseBytes, parseInteger } from './units';
 export const PLUGIN_USAGE = `  vduse-csi plugin --mode controller|node|all --endpoint unix:///PATH --node-id ID
                    --data-dir DIR --state-dir DIR [--max-volumes N] [--max-volume-size BYTES]
                    [--log-level LEVEL] [--no-standby] [--store local|kubernetes] [--kube-namespace NS]
+                   [--health-address HOST:PORT] [--pod-name NAME --pod-uid UID]
       (CSI driver csi.vduse.dev; "all" serves every service on one socket: the single-host setup;
-       --store kubernetes keeps volumes as VduseVolume objects and runs the node agent in --mode node)`;
+       --store kubernetes keeps volumes as VduseVolume objects and runs the node agent in --mode node;
+       --health-address serves GET /healthz (alive) and /readyz (ready) for kubelet's probes;
+       --pod-name/--pod-uid: with --store kubernetes, Events on that Pod when not ready)`;
 
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -41,6 +45,10 @@ export interface PluginOptions {
   store?: 'local' | 'kubernetes';
   /** The driver's namespace, for the node capacity ConfigMap (--store kubernetes). */
   kubeNamespace?: string;
+  /** Where kubelet's probes reach /healthz and /readyz (none when absent). */
+  healthAddress?: string;
+  /** This plugin's Pod, for Events about its readiness (--store kubernetes). */
+  pod?: { name: string; uid?: string };
 }
 
 export function parsePluginOptions(argv: string[]): PluginOptions {
@@ -59,6 +67,9 @@ export function parsePluginOptions(argv: string[]): PluginOptions {
       'no-standby': { type: 'boolean', default: false },
       store: { type: 'string', default: 'local' },
       'kube-namespace': { type: 'string', default: 'default' },
+      'health-address': { type: 'string' },
+      'pod-name': { type: 'string' },
+      'pod-uid': { type: 'string' },
     },
   });
   const mode = values.mode!;
@@ -72,6 +83,11 @@ export function parsePluginOptions(argv: string[]): PluginOptions {
   }
   if (!NODE_ID.test(values['node-id']!))
     throw new Error(`--node-id ${values['node-id']} is not a valid node name`);
+  if (values['health-address'] !== undefined) parseListenAddress(values['health-address']);
+  const podName = values['pod-name'];
+  if (podName !== undefined && !NODE_ID.test(podName))
+    throw new Error(`--pod-name ${podName} is not a valid pod name`);
+  if (values['pod-uid'] !== undefined && podName === undefined) throw new Error('--pod-uid needs --pod-name');
   return {
     mode,
     endpoint: values.endpoint!,
@@ -84,6 +100,8 @@ export function parsePluginOptions(argv: string[]): PluginOptions {
     standby: !values['no-standby'],
     store,
     kubeNamespace: values['kube-namespace']!,
+    healthAddress: values['health-address'],
+    pod: podName === undefined ? undefined : { name: podName, uid: values['pod-uid'] },
   };
 }
 
@@ -108,12 +126,13 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
   const cluster = options.store === 'kubernetes' ? await connectCluster(options) : null;
   const store = cluster?.store ?? new LocalStore(options.stateDir);
   const services = loadCsiServices();
-  const bindings: ServiceBinding[] = [
-    {
-      definition: services.identity,
-      handlers: new IdentityService({ controller: withController, node: withNode, dataDir: options.dataDir }),
-    },
-  ];
+  const identity = new IdentityService({
+    controller: withController,
+    node: withNode,
+    dataDir: options.dataDir,
+    onReadinessChange: options.pod && cluster?.readinessEvents(options.pod).onChange,
+  });
+  const bindings: ServiceBinding[] = [{ definition: services.identity, handlers: identity }];
   if (withController) {
     mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
     if (!cluster) {
@@ -149,11 +168,20 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
     agent = nodeAgent;
   }
   const server = await serveCsi(options.endpoint, bindings);
+  const health =
+    options.healthAddress === undefined
+      ? undefined
+      : await HealthEndpoint.start({
+          address: options.healthAddress,
+          csiEndpoint: options.endpoint,
+          readinessProblem: () => identity.readinessProblem(),
+        });
   node?.startSupervising();
   agent?.start();
   log.info('csi plugin serving', { mode: options.mode, endpoint: options.endpoint, node: options.nodeId });
   return {
     stop: async () => {
+      await health?.close();
       node?.stopSupervising();
       await agent?.stop();
       await shutdownCsi(server);

@@ -9,10 +9,14 @@ export interface IdentityOptions {
   controller: boolean;
   node: boolean;
   dataDir: string;
+  /** Told when readiness changes (the first answer counts as a change): null is ready. */
+  onReadinessChange?: (problem: string | null) => void;
 }
 
 /** The CSI Identity service: who we are, what we serve, and whether we can serve now. */
 export class IdentityService {
+  private lastProblem: string | null | undefined;
+
   constructor(private readonly options: IdentityOptions) {}
 
   GetPluginInfo(): Promise<object> {
@@ -35,11 +39,22 @@ export class IdentityService {
   /** Not ready is an answer (ready=false), not an error: the CO keeps probing. */
   async Probe(): Promise<object> {
     const problem = await this.readinessProblem();
-    if (problem) log.warn('not ready', { reason: problem });
     return { ready: { value: problem === null } };
   }
 
-  private async readinessProblem(): Promise<string | null> {
+  /** Why this plugin cannot serve now, or null; a change is logged and reported once. */
+  async readinessProblem(): Promise<string | null> {
+    const problem = await this.findReadinessProblem();
+    if (problem !== this.lastProblem) {
+      this.lastProblem = problem;
+      if (problem) log.warn('not ready', { reason: problem });
+      else log.info('ready');
+      this.options.onReadinessChange?.(problem);
+    }
+    return problem;
+  }
+
+  private async findReadinessProblem(): Promise<string | null> {
     if (this.options.controller) {
       try {
         accessSync(this.options.dataDir, constants.W_OK);
@@ -59,7 +74,10 @@ export class IdentityService {
       const vdpa = await VdpaClient.open();
       await vdpa.close();
     } catch (error) {
-      return `the vdpa netlink family is not reachable (modprobe vdpa): ${String(error)}`;
+      return (
+        `the vdpa generic netlink family is not reachable (${String(error)}): it exists only in the ` +
+        `host's network namespace, so the node plugin must run with host network; or modprobe vdpa`
+      );
     }
     return null;
   }

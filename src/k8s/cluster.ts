@@ -2,12 +2,14 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { VolumeRealizer } from '../csi/realizer';
 import { ImageDirectory } from '../storage/images';
 import { ClaimEvents } from './claim-events';
+import { EventRecorder, InvolvedObject } from './events';
 import { CustomResource } from './custom-resource';
 import { KubePlacement } from './kube-placement';
 import { KubeRealizer } from './kube-realizer';
 import { KubeStore } from './kube-store';
 import { NodeAgent } from './node-agent';
 import { NodeCapacity } from './node-capacity';
+import { ReadinessEvents } from './readiness-events';
 import { SNAPSHOTS, SnapshotObject, VOLUMES, VolumeObject } from './resources';
 
 export interface ClusterOptions {
@@ -28,12 +30,14 @@ export class Cluster {
   readonly store: KubeStore;
   private readonly capacity: NodeCapacity;
   private readonly capacityIntervalMs: number;
+  private readonly events: EventRecorder;
 
   constructor(private readonly options: ClusterOptions) {
     this.volumes = new CustomResource(options.config, VOLUMES);
     this.snapshots = new CustomResource(options.config, SNAPSHOTS);
     this.store = new KubeStore(this.volumes, this.snapshots);
     this.capacityIntervalMs = options.capacityIntervalMs ?? 30_000;
+    this.events = new EventRecorder(options.config, options.instance);
     // Three missed reports: the agent is gone.
     this.capacity = new NodeCapacity(options.config, options.namespace, 3 * this.capacityIntervalMs);
   }
@@ -49,13 +53,18 @@ export class Cluster {
     return new KubeRealizer({
       volumes: this.volumes,
       snapshots: this.snapshots,
-      events: new ClaimEvents(this.options.config, this.options.instance),
+      events: new ClaimEvents(this.events),
       timeoutMs: this.options.waitTimeoutMs ?? 60_000,
     });
   }
 
   placement(): KubePlacement {
     return new KubePlacement(this.capacity);
+  }
+
+  /** Events on this plugin's own Pod about its readiness. */
+  readinessEvents(pod: Pick<InvolvedObject, 'name' | 'uid'>): ReadinessEvents {
+    return new ReadinessEvents(this.events, { kind: 'Pod', namespace: this.options.namespace, ...pod });
   }
 
   nodeAgent(nodeId: string, images: ImageDirectory, realizer: VolumeRealizer): NodeAgent {

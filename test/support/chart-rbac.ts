@@ -22,7 +22,8 @@
 //   the claim for its uid. node-capacity.ts read(): get of the ConfigMap vduse-csi-capacity.
 // - the node agent (node-agent.ts): gets, lists and watches both kinds, updates their status and
 //   updates the objects themselves to remove its finalizer. node-capacity.ts publish(): a JSON
-//   merge patch of vduse-csi-capacity, or its create when it does not exist yet.
+//   merge patch of vduse-csi-capacity, or its create when it does not exist yet. readiness-events.ts:
+//   creates Events on the node plugin's own pod in the release namespace.
 
 export interface Rule {
   apiGroups: string[];
@@ -93,10 +94,14 @@ export const NODE_RULES: Rule[] = [
   rule(['csi.vduse.dev'], ['vdusevolumes/status', 'vdusesnapshots/status'], ['update']),
 ];
 
-/** The node agent, in the release namespace: its capacity report (create cannot name its object). */
+/**
+ * The node plugin, in the release namespace: its capacity report (create cannot name its object),
+ * and Events on its own pod.
+ */
 export const NODE_NAMESPACE_RULES: Rule[] = [
   rule([''], ['configmaps'], ['create']),
   rule([''], ['configmaps'], ['patch'], [CAPACITY_CONFIGMAP]),
+  rule([''], ['events'], ['create']),
 ];
 
 export const LEADER_ELECTION_RULES: Rule[] = [

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { ControllerService } from '../../src/csi/controller';
 import { CsiError } from '../../src/csi/errors';
+import { IdentityService } from '../../src/csi/identity';
 import { LocalRealizer } from '../../src/csi/local-realizer';
 import { VolumeCapability } from '../../src/csi/messages';
 import { OperationLocks } from '../../src/csi/operation-locks';
@@ -77,7 +78,7 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
     rmSync(root, { recursive: true, force: true });
   });
 
-  function startAgent(nodeId: string, dataDir: string): void {
+  function startAgent(nodeId: string, dataDir: string): Cluster {
     const cluster = new Cluster({
       config: nodeProxy.kubeConfig(),
       namespace: NAMESPACE,
@@ -95,7 +96,11 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
     const agent = cluster.nodeAgent(nodeId, images, new LocalRealizer(images, servers));
     agent.start();
     agents.push(agent);
+    return cluster;
   }
+
+  const eventsAbout = (kind: string): unknown[] =>
+    api.list('/events').filter((event) => (event.involvedObject as { kind?: string }).kind === kind);
 
   it('the controller and node agents are refused nothing and use every grant', async () => {
     const cluster = new Cluster({
@@ -115,7 +120,16 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
     startAgent('node-a', join(root, 'node-a', 'data'));
     // node-b cannot make images: a regular file stands where its data directory would be.
     writeFileSync(join(root, 'blocker'), '');
-    startAgent('node-b', join(root, 'blocker', 'data'));
+    const nodeB = startAgent('node-b', join(root, 'blocker', 'data'));
+    // This host has no VDUSE: node-b's plugin is not ready, and says why on its pod.
+    const identity = new IdentityService({
+      controller: false,
+      node: true,
+      dataDir: root,
+      onReadinessChange: nodeB.readinessEvents({ name: 'vduse-csi-node-b' }).onChange,
+    });
+    assert.match((await identity.readinessProblem()) ?? '', /vduse/);
+    await eventually(async () => assert.equal(eventsAbout('Pod').length, 1), 10_000);
 
     let counter = 0;
     const create = (request: object): Promise<Reply> =>
@@ -154,7 +168,7 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
       create({ accessibility_requirements: { requisite: [on('node-b')] }, parameters: CLAIM }),
       (error: CsiError) => error.code === status.INTERNAL,
     );
-    assert.equal(api.list('/events').length, 1);
+    assert.equal(eventsAbout('PersistentVolumeClaim').length, 1);
 
     await controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });
     for (const id of [volume.volume_id, restored.volume.volume_id])

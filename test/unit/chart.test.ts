@@ -49,8 +49,8 @@ const VARIANTS: Record<string, RenderOptions> = {
         provisioner: {
           image: { repository: 'mirror.example.com/sig-storage/csi-provisioner', tag: 'v6.4.0' },
         },
-        livenessProbe: {
-          image: { repository: 'mirror.example.com/sig-storage/livenessprobe', tag: 'v2.20.0' },
+        nodeDriverRegistrar: {
+          image: { repository: 'mirror.example.com/sig-storage/csi-node-driver-registrar', tag: 'v2.17.0' },
         },
       },
     },
@@ -265,12 +265,40 @@ describe('charts/vduse-csi', function () {
           assert.ok(accounts.has(podSpecOf(workload).serviceAccountName), workload.metadata.name);
       });
 
-      it('the node DaemonSet rolls with maxSurge 1 and maxUnavailable 0', () => {
+      it('the node DaemonSet replaces its host-network pod in place: no surge pod to clash on ports', () => {
         const daemonSet = only(objectsOf(variant), 'DaemonSet');
+        assert.equal(podSpecOf(daemonSet).hostNetwork, true);
+        assert.ok(containersOf(daemonSet).some((candidate) => (candidate.ports ?? []).length > 0));
         assert.deepEqual(daemonSet.spec.updateStrategy, {
           type: 'RollingUpdate',
-          rollingUpdate: { maxSurge: 1, maxUnavailable: 0 },
+          rollingUpdate: { maxSurge: 0, maxUnavailable: 1 },
         });
+      });
+
+      it('the plugin containers start patiently, are live while they answer, ready when they can serve', () => {
+        for (const workload of [
+          only(objectsOf(variant), 'Deployment'),
+          only(objectsOf(variant), 'DaemonSet'),
+        ]) {
+          const plugin = container(workload, 'vduse-csi');
+          const { startupProbe, livenessProbe, readinessProbe } = plugin;
+          assert.ok(
+            startupProbe.periodSeconds * startupProbe.failureThreshold >= 300,
+            'startup allows 5 min',
+          );
+          assert.equal(startupProbe.httpGet.path, '/healthz');
+          assert.equal(livenessProbe.httpGet.path, '/healthz');
+          assert.equal(readinessProbe.httpGet.path, '/readyz');
+          const port = plugin.ports.find(
+            (candidate: Container) => candidate.name === 'healthz',
+          ).containerPort;
+          const host = podSpecOf(workload).hostNetwork ? '127.0.0.1' : '';
+          assert.ok(plugin.args.includes(`--health-address=${host}:${port}`), workload.kind);
+          for (const probe of [startupProbe, livenessProbe, readinessProbe]) {
+            assert.equal(probe.httpGet.port, 'healthz');
+            assert.equal(probe.httpGet.host, host || undefined);
+          }
+        }
       });
     });
   }
@@ -442,7 +470,7 @@ describe('charts/vduse-csi', function () {
       const deployment = only(objectsOf('defaults'), 'Deployment');
       assert.deepEqual(
         containersOf(deployment).map((candidate) => candidate.name),
-        ['vduse-csi', 'csi-provisioner', 'csi-resizer', 'csi-snapshotter', 'liveness-probe'],
+        ['vduse-csi', 'csi-provisioner', 'csi-resizer', 'csi-snapshotter'],
       );
       const plugin = container(deployment, 'vduse-csi');
       assert.equal(plugin.image, 'ghcr.io/vduse-csi/vduse-csi:0.1.0');
@@ -452,12 +480,7 @@ describe('charts/vduse-csi', function () {
         '--endpoint=unix:///csi/csi.sock',
       ]);
       assert.ok(plugin.args.includes('--node-id=$(NODE_NAME)'));
-      assert.equal(plugin.livenessProbe.httpGet.port, 'healthz');
       assertClusterStore(plugin);
-      assert.equal(
-        container(deployment, 'liveness-probe').image,
-        'registry.k8s.io/sig-storage/livenessprobe:v2.20.0',
-      );
     });
 
     it('csi-provisioner with topology, capacity, metadata and leader election', () => {
@@ -518,7 +541,9 @@ describe('charts/vduse-csi', function () {
     it('runs the plugin in node mode, privileged, with the host paths it needs', () => {
       const spec = podSpecOf(daemonSet());
       assert.equal(spec.priorityClassName, 'system-node-critical');
-      assert.equal(spec.hostNetwork, false);
+      // The vdpa generic netlink family exists in the host's network namespace only.
+      assert.equal(spec.hostNetwork, true);
+      assert.equal(spec.dnsPolicy, 'ClusterFirstWithHostNet');
       assert.equal(spec.hostPID, undefined);
       assert.ok(spec.terminationGracePeriodSeconds >= 60);
       const plugin = container(daemonSet(), 'vduse-csi');
@@ -559,7 +584,7 @@ describe('charts/vduse-csi', function () {
         ),
       );
       assert.equal(registrar.livenessProbe.httpGet.path, '/healthz');
-      for (const name of ['vduse-csi', 'node-driver-registrar', 'liveness-probe']) {
+      for (const name of ['vduse-csi', 'node-driver-registrar']) {
         const candidate = container(daemonSet(), name);
         const socketMount = candidate.volumeMounts.find((mount: Container) => mount.mountPath === '/csi');
         assert.equal(socketMount.subPathExpr, '$(POD_UID)', name);
@@ -568,6 +593,18 @@ describe('charts/vduse-csi', function () {
           name,
         );
       }
+    });
+
+    it('its host-network ports are the values, bound on loopback, away from the sidecar defaults', () => {
+      const ports = (name: string): number[] =>
+        container(daemonSet(), name).ports.map((port: Container) => port.containerPort as number);
+      assert.deepEqual(ports('vduse-csi'), [9838]);
+      assert.deepEqual(ports('node-driver-registrar'), [9839]);
+      assert.ok(container(daemonSet(), 'vduse-csi').args.includes('--health-address=127.0.0.1:9838'));
+      assert.ok(
+        container(daemonSet(), 'node-driver-registrar').args.includes('--http-endpoint=127.0.0.1:9839'),
+      );
+      assert.equal(container(daemonSet(), 'node-driver-registrar').livenessProbe.httpGet.host, '127.0.0.1');
     });
 
     it('an init container loads vduse and virtio_vdpa and names the one that is missing', () => {
@@ -604,7 +641,10 @@ describe('charts/vduse-csi', function () {
       assert.ok(images.includes('registry.example.com/storage/vduse-csi:1.2.3'));
       assert.ok(images.includes('mirror.example.com/sig-storage/csi-provisioner:v6.4.0'));
       assert.ok(!images.some((image) => image.startsWith('ghcr.io/vduse-csi/')));
-      assert.ok(!images.some((image) => image.startsWith('registry.k8s.io/sig-storage/livenessprobe')));
+      assert.ok(images.includes('mirror.example.com/sig-storage/csi-node-driver-registrar:v2.17.0'));
+      assert.ok(
+        !images.some((image) => image.startsWith('registry.k8s.io/sig-storage/csi-node-driver-registrar')),
+      );
       assert.deepEqual(podSpecOf(only(objects, 'DaemonSet')).imagePullSecrets, [{ name: 'regcred' }]);
     });
   });

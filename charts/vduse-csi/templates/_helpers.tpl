@@ -96,3 +96,36 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- if gt $defaults 1 }}{{ fail "storageClasses: at most one class may have default: true" }}{{ end -}}
 {{- end }}
+
+{{/*
+The plugin container's probes, answered by the plugin's --health-address (src/csi/health.ts).
+- startupProbe: a slow node (or software emulation) may take minutes to start Node.js and the
+  plugin; liveness only counts once /healthz first answered (up to 10 minutes).
+- livenessProbe: /healthz fails only when the plugin no longer answers Probe on its CSI socket.
+- readinessProbe: /readyz fails while the plugin cannot serve volumes (a kernel module missing,
+  no vdpa netlink): the pod shows not ready, with the reason in the probe's answer, and is not
+  restarted for it.
+dict: host (the address kubelet probes; empty: the pod's IP).
+*/}}
+{{- define "vduse-csi.pluginProbes" -}}
+{{- $get := dict "path" "/healthz" "port" "healthz" }}
+{{- if .host }}{{- $_ := set $get "host" .host }}{{- end }}
+startupProbe:
+  httpGet:
+    {{- toYaml $get | nindent 4 }}
+  periodSeconds: 5
+  timeoutSeconds: 10
+  failureThreshold: 120
+livenessProbe:
+  httpGet:
+    {{- toYaml $get | nindent 4 }}
+  periodSeconds: 10
+  timeoutSeconds: 10
+  failureThreshold: 6
+readinessProbe:
+  httpGet:
+    {{- toYaml (set (deepCopy $get) "path" "/readyz") | nindent 4 }}
+  periodSeconds: 10
+  timeoutSeconds: 10
+  failureThreshold: 1
+{{- end }}
