@@ -6,6 +6,7 @@ import { DEFAULT_PARAMETERS } from '../../src/csi/parameters';
 import { mount } from '../../src/node/mount';
 import { isMountPoint } from '../../src/node/mountinfo';
 import { CsiHarness, Reply } from '../support/csi-harness';
+import { requireRoot } from '../support/skips';
 import {
   REPEATS,
   SUITE_NODE_CAPABILITIES,
@@ -184,7 +185,7 @@ describe('csi-sanity Node cases over gRPC', function () {
 
       describe('after NodeStageVolume (staged state written by hand: no VDUSE here)', () => {
         before(function () {
-          if (process.getuid?.() !== 0) this.skip(); // publishing mounts
+          requireRoot(this, 'publishing mounts');
         });
 
         /**

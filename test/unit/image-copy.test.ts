@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CopyMethod, MAX_COPY_CHUNK, copyImage } from '../../src/storage/image-copy';
+import { requireRoot, skipBecause } from '../support/skips';
 
 const MiB = 1024 * 1024;
 /** Allowance for filesystem metadata (extent tree blocks, preallocation) in allocated-size checks. */
@@ -86,16 +87,16 @@ function mountForSuite(
   mountArgs: (mountPoint: string) => string[],
   prepare?: () => void,
 ): void {
-  if (process.getuid?.() !== 0) context.skip(); // mounting needs root
+  requireRoot(context, 'mounting needs root');
   try {
     prepare?.();
     fs.mkdirSync(mountPoint, { recursive: true });
     run('mount', mountArgs(mountPoint));
   } catch (error) {
-    console.log(
-      `      (skipped: cannot mount a filesystem at ${mountPoint}: ${(error as Error).message.split('\n')[0]})`,
+    skipBecause(
+      context,
+      `cannot mount a filesystem at ${mountPoint}: ${(error as Error).message.split('\n')[0]}`,
     );
-    context.skip();
   }
 }
 
@@ -357,7 +358,7 @@ describe('copyImage', function () {
 
   describe('on tmpfs (/dev/shm), which has SEEK_DATA/SEEK_HOLE but no reflink', () => {
     before(function () {
-      if (!fs.existsSync('/dev/shm')) this.skip(); // no tmpfs at /dev/shm on this machine
+      if (!fs.existsSync('/dev/shm')) skipBecause(this, 'no tmpfs at /dev/shm on this machine');
     });
     copiesCorrectly(() => '/dev/shm', 'sparse-copy');
   });
@@ -409,7 +410,7 @@ describe('copyImage', function () {
     let targetDir: string;
 
     before(function () {
-      if (!fs.existsSync('/dev/shm')) this.skip(); // no tmpfs at /dev/shm on this machine
+      if (!fs.existsSync('/dev/shm')) skipBecause(this, 'no tmpfs at /dev/shm on this machine');
       sourceDir = fs.mkdtempSync('/dev/shm/image-copy-');
       targetDir = fs.mkdtempSync(path.join(os.tmpdir(), 'image-copy-'));
     });

@@ -15,6 +15,7 @@ import {
 import { ensureDirectory, ensureFile, mount, removeMountTarget, unmount } from '../../src/node/mount';
 import { isMountPoint, mountAt } from '../../src/node/mountinfo';
 import { isToolExit, runTool, ToolError } from '../../src/node/run';
+import { requireRoot, skipBecause } from '../support/skips';
 
 const MiB = 1024 * 1024;
 const CAP_SYS_RESOURCE = 24;
@@ -44,7 +45,7 @@ describe('node mount and filesystem helpers (real mounts, needs root)', function
   }
 
   before(function () {
-    if (process.getuid?.() !== 0) this.skip(); // mounting needs root
+    requireRoot(this, 'mounting needs root');
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vduse-node-test-'));
   });
 
@@ -266,7 +267,7 @@ describe('node mount and filesystem helpers (real mounts, needs root)', function
 
     beforeEach(function () {
       // These parts then run only in the VM, through the CSI tests.
-      if (loopUnusable !== null) this.skip(); // loop devices unusable here (see loopUnusable)
+      if (loopUnusable !== null) skipBecause(this, `loop devices unusable here: ${loopUnusable}`);
     });
 
     /** A sparse image of `size` bytes attached to a free loop device. */
@@ -353,7 +354,8 @@ describe('node mount and filesystem helpers (real mounts, needs root)', function
     });
 
     it('grows a mounted ext4 after its device grows', async function () {
-      if (!hasCapability(CAP_SYS_RESOURCE)) this.skip(); // online ext4 resize needs it; see the next test
+      if (!hasCapability(CAP_SYS_RESOURCE))
+        skipBecause(this, 'no CAP_SYS_RESOURCE, which online ext4 resize needs (the next case covers that)');
       const loop = await loopDevice('grow-ext4', 64 * MiB);
       const t = target('grow-ext4');
       await safeFormatAndMount(loop.device, t, 'ext4');
@@ -375,7 +377,11 @@ describe('node mount and filesystem helpers (real mounts, needs root)', function
     });
 
     it('explains a refused online ext4 resize by the missing CAP_SYS_RESOURCE', async function () {
-      if (hasCapability(CAP_SYS_RESOURCE)) this.skip(); // only testable where the capability is missing
+      if (hasCapability(CAP_SYS_RESOURCE))
+        skipBecause(
+          this,
+          'CAP_SYS_RESOURCE is there; this case needs it missing (the previous case grows ext4)',
+        );
       const loop = await loopDevice('grow-ext4-eperm', 64 * MiB);
       const t = target('grow-ext4-eperm');
       await safeFormatAndMount(loop.device, t, 'ext4');

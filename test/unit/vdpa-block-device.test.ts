@@ -11,8 +11,11 @@ import {
   waitForBlockDevice,
   waitForBlockDeviceGone,
 } from '../../src/vdpa';
+import { skipBecause } from '../support/skips';
 
-describe('vdpa block device lookup', () => {
+describe('vdpa block device lookup', function () {
+  // Real directories and polling: up to 0.33 s for a case or hook here under load.
+  this.timeout(5_000);
   let root: string;
   let sysfsRoot: string;
   let devRoot: string;
@@ -98,7 +101,7 @@ describe('vdpa block device lookup', () => {
         return false;
       }
     });
-    if (!disk) this.skip(); // no block device node on this machine to stand in for /dev/vdX
+    if (!disk) skipBecause(this, 'no block device node on this machine to stand in for /dev/vdX');
     const { major, minor } = splitRdev(statSync(join('/dev', disk)).rdev);
     mkdirSync(join(sysfsRoot, 'class', 'block', disk), { recursive: true });
     writeFileSync(join(sysfsRoot, 'class', 'block', disk, 'dev'), `${major}:${minor}\n`);
