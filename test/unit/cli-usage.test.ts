@@ -11,7 +11,10 @@ function run(script: string, args: string[]): { status: number | null; stdout: s
   return spawnSync(process.execPath, [script, ...args], { encoding: 'utf8' });
 }
 
-describe('command-line usage', () => {
+describe('command-line usage', function () {
+  // Each case starts node processes: 0.2-0.4 s here, 2.8 s while VMs ran beside (over mocha's
+  // default 2 s); ten times that for a slow CI runner.
+  this.timeout(30_000);
   for (const [name, script] of Object.entries(ENTRY_POINTS)) {
     describe(name, () => {
       for (const args of [[], ['--help'], ['help']]) {

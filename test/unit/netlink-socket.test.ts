@@ -12,7 +12,9 @@ import {
  * Talks to the running kernel's nlctrl family, which every Linux kernel has (no module, no privilege):
  * exercises the socket, ack, error and dump paths for real.
  */
-describe('generic netlink socket (nlctrl of the running kernel)', () => {
+describe('generic netlink socket (nlctrl of the running kernel)', function () {
+  // Real kernel sockets: up to 0.15 s for a case here under load.
+  this.timeout(5_000);
   let socket: GenlSocket;
 
   before(() => {

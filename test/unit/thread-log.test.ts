@@ -21,7 +21,9 @@ function recordsOfThread(body: string): Promise<ThreadLogRecord[]> {
   });
 }
 
-describe('device thread logging', () => {
+describe('device thread logging', function () {
+  // Each case starts a worker thread: up to 0.1 s here under load.
+  this.timeout(5_000);
   it('posts records at or above its level to the main thread, with their fields', async () => {
     const records = await recordsOfThread(`
       threadLog.setLevel('warn');
