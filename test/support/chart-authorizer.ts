@@ -6,9 +6,16 @@
 // RBAC as the API server applies it to resource requests: the verb from the method (GET of a
 // collection is list, or watch with ?watch=true), "resource/subresource", rules of Roles only in
 // their namespace, resourceNames matching only requests that name an object (never a create).
+//
+// Each kubeConfig() carries its own token, which stands for the user it was made for (a node
+// plugin's pod token names its node: podServiceAccountUser). With the chart's admission policies
+// (admission-request.ts), a write RBAC allows goes on to them, with the object as it is upstream,
+// and is refused with the API server's Status when one denies it.
 import { KubeConfig } from '@kubernetes/client-node';
 import { IncomingMessage, Server, ServerResponse, createServer, request as httpRequest } from 'node:http';
 import { AddressInfo } from 'node:net';
+import { UserInfo } from './admission-policy';
+import { Admission, Write } from './admission-request';
 import { KubeObject } from './chart';
 import { Rule, grant } from './chart-rbac';
 
@@ -64,6 +71,7 @@ export function grantsOf(
 export interface RequestAttributes {
   verb: string;
   group: string;
+  version: string;
   /** The resource, with "/subresource" when there is one. */
   resource: string;
   namespace: string | undefined;
@@ -74,12 +82,15 @@ export interface RequestAttributes {
 export function attributesOf(method: string, url: URL): RequestAttributes | null {
   const parts = url.pathname.split('/').filter(Boolean);
   let group: string;
+  let version: string;
   let rest: string[];
   if (parts[0] === 'api' && parts.length >= 2) {
     group = '';
+    version = parts[1]!;
     rest = parts.slice(2);
   } else if (parts[0] === 'apis' && parts.length >= 3) {
     group = parts[1]!;
+    version = parts[2]!;
     rest = parts.slice(3);
   } else return null;
   let namespace: string | undefined;
@@ -108,7 +119,14 @@ export function attributesOf(method: string, url: URL): RequestAttributes | null
                 ? 'delete'
                 : 'deletecollection'
               : method.toLowerCase();
-  return { verb, group, resource: subresource ? `${resource}/${subresource}` : resource, namespace, name };
+  return {
+    verb,
+    group,
+    version,
+    resource: subresource ? `${resource}/${subresource}` : resource,
+    namespace,
+    name,
+  };
 }
 
 /** The grant (see chart-rbac.ts grants()) of the first rule allowing the request, or null. */
@@ -133,21 +151,71 @@ export function authorize(grants: Grants, request: RequestAttributes): string | 
   return null;
 }
 
+/**
+ * The user the API server makes of a pod's projected ServiceAccount token: from Kubernetes 1.30 on
+ * (ServiceAccountTokenPodNodeInfo) its extra names the pod's node, when `node` is given.
+ */
+export function podServiceAccountUser(namespace: string, serviceAccount: string, node?: string): UserInfo {
+  return {
+    username: `system:serviceaccount:${namespace}:${serviceAccount}`,
+    groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'],
+    extra: {
+      'authentication.kubernetes.io/pod-name': [`${serviceAccount}-pod`],
+      ...(node === undefined ? {} : { 'authentication.kubernetes.io/node-name': [node] }),
+    },
+  };
+}
+
+const OPERATIONS: Record<string, Write['operation']> = {
+  create: 'CREATE',
+  update: 'UPDATE',
+  delete: 'DELETE',
+};
+
+function statusBody(code: number, reason: string, message: string): string {
+  return JSON.stringify({
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    reason,
+    code,
+    message,
+  });
+}
+
+function answer(response: ServerResponse, code: number, body: string): void {
+  response.writeHead(code, { 'Content-Type': 'application/json' });
+  response.end(body);
+}
+
+async function readBody(request: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
 export class AuthorizingProxy {
   /** Grants requests used. */
   readonly used = new Set<string>();
-  /** Requests refused, as "verb group/resource namespace/name". */
+  /** Requests RBAC refused, as "verb group/resource namespace/name". */
   readonly denied: string[] = [];
+  /** Writes an admission policy refused, as "verb group/resource namespace/name: message". */
+  readonly rejected: string[] = [];
+  /** Writes the admission policies looked at and let through, as "verb group/resource". */
+  readonly admitted = new Set<string>();
+  private readonly users = new Map<string, UserInfo>();
 
   private constructor(
     private readonly server: Server,
     private readonly upstream: URL,
     private readonly grants: Grants,
+    private readonly admission: Admission | undefined,
   ) {}
 
-  static async start(upstream: string, grants: Grants): Promise<AuthorizingProxy> {
+  static async start(upstream: string, grants: Grants, admission?: Admission): Promise<AuthorizingProxy> {
     const server = createServer();
-    const proxy = new AuthorizingProxy(server, new URL(upstream), grants);
+    const proxy = new AuthorizingProxy(server, new URL(upstream), grants, admission);
     server.on('request', (request, response) => proxy.handle(request, response));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return proxy;
@@ -157,11 +225,14 @@ export class AuthorizingProxy {
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
-  kubeConfig(): KubeConfig {
+  /** A client configuration whose token authenticates as `user`. */
+  kubeConfig(user: UserInfo): KubeConfig {
+    const token = `token-${this.users.size + 1}`;
+    this.users.set(token, user);
     const config = new KubeConfig();
     config.loadFromOptions({
       clusters: [{ name: 'proxy', server: this.url, skipTLSVerify: true }],
-      users: [{ name: 'service-account', token: 'fake-token' }],
+      users: [{ name: 'service-account', token }],
       contexts: [{ name: 'proxy', cluster: 'proxy', user: 'service-account' }],
       currentContext: 'proxy',
     });
@@ -174,30 +245,69 @@ export class AuthorizingProxy {
   }
 
   private handle(request: IncomingMessage, response: ServerResponse): void {
+    this.serve(request, response).catch((error: unknown) => {
+      if (response.headersSent) response.destroy();
+      else answer(response, 500, statusBody(500, 'InternalError', `proxy: ${String(error)}`));
+    });
+  }
+
+  private async serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const url = new URL(request.url ?? '/', this.url);
+    const user = this.users.get((request.headers.authorization ?? '').replace(/^Bearer /, ''));
+    if (!user) {
+      request.resume();
+      answer(response, 401, statusBody(401, 'Unauthorized', 'Unauthorized'));
+      return;
+    }
     const attributes = attributesOf(request.method ?? 'GET', url);
     const allowed = attributes && authorize(this.grants, attributes);
     if (!allowed) {
-      const what = attributes
-        ? `${attributes.verb} ${attributes.group}/${attributes.resource} ${attributes.namespace ?? ''}/${attributes.name ?? ''}`
-        : `${request.method} ${url.pathname}`;
+      const what = attributes ? describe(attributes) : `${request.method} ${url.pathname}`;
       this.denied.push(what);
       request.resume();
-      response.writeHead(403, { 'Content-Type': 'application/json' });
-      response.end(
-        JSON.stringify({
-          kind: 'Status',
-          apiVersion: 'v1',
-          metadata: {},
-          status: 'Failure',
-          reason: 'Forbidden',
-          code: 403,
-          message: `forbidden: ${what}`,
-        }),
-      );
+      answer(response, 403, statusBody(403, 'Forbidden', `forbidden: ${what}`));
       return;
     }
     this.used.add(allowed);
+    const write = this.admission && writeOf(attributes);
+    if (!write || !this.admission!.concerns(write)) {
+      this.forward(request, response, request);
+      return;
+    }
+    if (!OPERATIONS[attributes.verb])
+      throw new Error(`the admission of ${attributes.verb} is not modelled: ${describe(attributes)}`);
+    const body = await readBody(request);
+    const current = write.operation === 'CREATE' ? null : await this.currentObject(url, write);
+    const denial = this.admission!.admit(
+      {
+        ...write,
+        body: body.length > 0 ? (JSON.parse(body.toString()) as Record<string, unknown>) : null,
+        user,
+      },
+      current,
+    );
+    if (!denial) {
+      this.admitted.add(`${attributes.verb} ${attributes.group}/${attributes.resource}`);
+      this.forward(request, response, body);
+      return;
+    }
+    this.rejected.push(`${describe(attributes)}: ${String(denial.status.message)}`);
+    answer(response, denial.code, JSON.stringify(denial.status));
+  }
+
+  /** The object a write changes, as the upstream API server has it (null when it has none). */
+  private async currentObject(
+    url: URL,
+    write: Omit<Write, 'body' | 'user'>,
+  ): Promise<Record<string, unknown> | null> {
+    const path = write.subresource ? url.pathname.slice(0, -`/${write.subresource}`.length) : url.pathname;
+    const reply = await fetch(new URL(path, this.upstream));
+    if (reply.status === 404) return null;
+    if (!reply.ok) throw new Error(`GET ${path}: ${reply.status}`);
+    return (await reply.json()) as Record<string, unknown>;
+  }
+
+  private forward(request: IncomingMessage, response: ServerResponse, body: IncomingMessage | Buffer): void {
     const forwarded = httpRequest(
       {
         host: this.upstream.hostname,
@@ -213,6 +323,26 @@ export class AuthorizingProxy {
     );
     forwarded.on('error', () => response.destroy());
     response.on('close', () => forwarded.destroy());
-    request.pipe(forwarded);
+    if (Buffer.isBuffer(body)) forwarded.end(body);
+    else body.pipe(forwarded);
   }
+}
+
+function describe(attributes: RequestAttributes): string {
+  return `${attributes.verb} ${attributes.group}/${attributes.resource} ${attributes.namespace ?? ''}/${attributes.name ?? ''}`;
+}
+
+/** A request that writes one object (or a collection: deletecollection, for admission to refuse). */
+function writeOf(attributes: RequestAttributes | null): Omit<Write, 'body' | 'user'> | null {
+  if (!attributes || ['get', 'list', 'watch'].includes(attributes.verb)) return null;
+  const [resource, subresource] = attributes.resource.split('/') as [string, string | undefined];
+  return {
+    operation: OPERATIONS[attributes.verb] ?? (attributes.verb === 'patch' ? 'UPDATE' : 'DELETE'),
+    group: attributes.group,
+    version: attributes.version,
+    resource,
+    ...(subresource ? { subresource } : {}),
+    ...(attributes.namespace ? { namespace: attributes.namespace } : {}),
+    name: attributes.name ?? '',
+  };
 }

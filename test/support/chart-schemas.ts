@@ -120,6 +120,8 @@ const CORE_KINDS: Record<string, string> = {
   'storage.k8s.io/v1/CSIDriver': 'V1CSIDriver',
   'storage.k8s.io/v1/StorageClass': 'V1StorageClass',
   'apiextensions.k8s.io/v1/CustomResourceDefinition': 'V1CustomResourceDefinition',
+  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy': 'V1ValidatingAdmissionPolicy',
+  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding': 'V1ValidatingAdmissionPolicyBinding',
 };
 
 const objectMeta = { $ref: '#/definitions/V1ObjectMeta' };

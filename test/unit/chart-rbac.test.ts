@@ -4,31 +4,51 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
+import { ApiException, KubeConfig } from '@kubernetes/client-node';
 import { ControllerService } from '../../src/csi/controller';
 import { CsiError } from '../../src/csi/errors';
 import { IdentityService } from '../../src/csi/identity';
 import { LocalRealizer } from '../../src/csi/local-realizer';
 import { VolumeCapability } from '../../src/csi/messages';
 import { OperationLocks } from '../../src/csi/operation-locks';
+import { DEFAULT_PARAMETERS } from '../../src/csi/parameters';
 import { TOPOLOGY_KEY } from '../../src/csi/topology';
 import { VolumeServers } from '../../src/csi/volume-servers';
 import { Cluster } from '../../src/k8s/cluster';
+import { CustomResource } from '../../src/k8s/custom-resource';
 import { NodeAgent } from '../../src/k8s/node-agent';
+import {
+  NODE_LABEL,
+  SNAPSHOTS,
+  SnapshotObject,
+  VOLUMES,
+  VolumeObject,
+  snapshotObject,
+  volumeObject,
+} from '../../src/k8s/resources';
 import { log, setLogLevel } from '../../src/log';
 import { ImageDirectory } from '../../src/storage/images';
+import { UserInfo } from '../support/admission-policy';
+import { Admission } from '../support/admission-request';
 import { KubeObject, NAMESPACE, render } from '../support/chart';
-import { AuthorizingProxy, Grants, grantsOf } from '../support/chart-authorizer';
-import { grants } from '../support/chart-rbac';
+import { AuthorizingProxy, Grants, grantsOf, podServiceAccountUser } from '../support/chart-authorizer';
+import { Rule, grants } from '../support/chart-rbac';
 import { MiB, Reply } from '../support/csi-harness';
 import { FakeKubeApi } from '../support/fake-kube-api';
 
 /*
  * The chart's RBAC for cluster mode against what the code does: the controller and two node agents
- * talk to the fake API server each through a proxy that holds the rules the default render grants
- * their ServiceAccount, and refuses anything else with 403 as the API server would. One run through
+ * talk to the fake API server each through a proxy that holds the rules the render grants their
+ * ServiceAccount, and refuses anything else with 403 as the API server would. One run through
  * every controller RPC that reaches the API (and a node agent that fails) must be refused nothing,
- * and must use every grant: the roles are exactly what the code needs.
+ * and must use every grant: the roles are exactly what the code needs. The render is that of a
+ * cluster serving ValidatingAdmissionPolicy (Kubernetes >= 1.30): the proxies also apply the
+ * chart's policy, each node agent with its own pod's token, which names its node. The second part
+ * tries writes that RBAC lets a node plugin make and the policy refuses.
  */
+const ADMISSION_API = ['admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy'];
+const CONTROLLER_USER = podServiceAccountUser(NAMESPACE, 'vduse-csi-controller');
+const nodePluginUser = (node?: string): UserInfo => podServiceAccountUser(NAMESPACE, 'vduse-csi-node', node);
 const MOUNT: VolumeCapability = {
   mount: { fs_type: 'ext4', mount_flags: [] },
   access_mode: { mode: 'SINGLE_NODE_WRITER' },
@@ -46,6 +66,7 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
   let nodeProxy: AuthorizingProxy;
   let controllerGrants: Grants;
   let nodeGrants: Grants;
+  let admission: Admission;
   const agents: NodeAgent[] = [];
   let logLevel: string;
 
@@ -53,7 +74,9 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
     // The failing agent's warnings are expected here.
     logLevel = log.level;
     setLogLevel('error');
-    objects = render();
+    objects = render({ apiVersions: ADMISSION_API, includeCrds: true });
+    admission = Admission.of(objects);
+    assert.equal(admission.policies.size, 1);
     // The controller's ServiceAccount is the sidecars' too: only the plugin's own roles count here.
     controllerGrants = grantsOf(objects, 'vduse-csi-controller', NAMESPACE, 'vduse-csi-controller');
     nodeGrants = grantsOf(objects, 'vduse-csi-node', NAMESPACE);
@@ -66,8 +89,8 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
   beforeEach(async () => {
     api = await FakeKubeApi.start();
     root = mkdtempSync(join(tmpdir(), 'vduse-rbac-'));
-    controllerProxy = await AuthorizingProxy.start(api.url, controllerGrants);
-    nodeProxy = await AuthorizingProxy.start(api.url, nodeGrants);
+    controllerProxy = await AuthorizingProxy.start(api.url, controllerGrants, admission);
+    nodeProxy = await AuthorizingProxy.start(api.url, nodeGrants, admission);
   });
 
   afterEach(async () => {
@@ -80,7 +103,7 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
 
   function startAgent(nodeId: string, dataDir: string): Cluster {
     const cluster = new Cluster({
-      config: nodeProxy.kubeConfig(),
+      config: nodeProxy.kubeConfig(nodePluginUser(nodeId)),
       namespace: NAMESPACE,
       instance: nodeId,
       capacityIntervalMs: 60_000,
@@ -104,7 +127,7 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
 
   it('the controller and node agents are refused nothing and use every grant', async () => {
     const cluster = new Cluster({
-      config: controllerProxy.kubeConfig(),
+      config: controllerProxy.kubeConfig(CONTROLLER_USER),
       namespace: NAMESPACE,
       instance: 'controller',
       waitTimeoutMs: 10_000,
@@ -178,13 +201,21 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
 
     assert.deepEqual(controllerProxy.denied, [], 'requests of the controller refused');
     assert.deepEqual(nodeProxy.denied, [], 'requests of the node agents refused');
+    assert.deepEqual([...controllerProxy.rejected, ...nodeProxy.rejected], [], 'writes the policy refused');
+    // The policy saw the node agents' status writes and finalizer removals, and let them through.
+    assert.deepEqual([...nodeProxy.admitted].sort(), [
+      'update csi.vduse.dev/vdusesnapshots',
+      'update csi.vduse.dev/vdusesnapshots/status',
+      'update csi.vduse.dev/vdusevolumes',
+      'update csi.vduse.dev/vdusevolumes/status',
+    ]);
     assert.deepEqual([...controllerProxy.used].sort(), allGrants(controllerGrants), 'controller grants');
     assert.deepEqual([...nodeProxy.used].sort(), allGrants(nodeGrants), 'node grants');
   });
 
   it('the proxy refuses what the roles leave out', async () => {
     const cluster = new Cluster({
-      config: nodeProxy.kubeConfig(),
+      config: nodeProxy.kubeConfig(nodePluginUser('node-a')),
       namespace: NAMESPACE,
       instance: 'node-a',
     });
@@ -194,13 +225,191 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
         id: `vol-${'0'.repeat(32)}`,
         name: 'x',
         capacityBytes: MiB,
-        parameters: { queues: 1, queueSize: 256, blockSize: 512 },
+        parameters: DEFAULT_PARAMETERS,
         source: null,
         nodeId: 'node-a',
         createdAtMs: 0,
       }),
     );
     assert.deepEqual(nodeProxy.denied, ['create csi.vduse.dev/vdusevolumes /']);
+  });
+
+  /*
+   * What the policy refuses a node plugin that RBAC lets through. node-a's plugin (or whoever an
+   * attempt names) writes, through a proxy with the chart's node grants (widened where an attempt
+   * says, so that only the policy stands in its way), to objects the controller made for node-a
+   * and node-b. With the policy each attempt is refused as the API server refuses it; without the
+   * policy every one of them goes through: the refusals are the policy's.
+   */
+  describe('the admission policy: each node plugin writes only the objects of its own node', () => {
+    interface Objects {
+      volumes: CustomResource<VolumeObject>;
+      snapshots: CustomResource<SnapshotObject>;
+      /** Volume and snapshot ids of node-a and of node-b. */
+      ids: Record<'node-a' | 'node-b', { volume: string; snapshot: string }>;
+    }
+    interface Attempt {
+      what: string;
+      /** node-a's plugin when not given. */
+      user?: UserInfo;
+      /** Rules beyond the chart's. */
+      widen?: Rule[];
+      /** The policy's message. */
+      refusal: RegExp;
+      run(objects: Objects): Promise<unknown>;
+    }
+    const OWN_NODE = /^node node-a may only write the objects of its own node$/;
+    const STATUS_ONLY =
+      /^outside the status, the node plugin may only remove the finalizer csi\.vduse\.dev\/image of an object being deleted$/;
+    const ready = <T extends VolumeObject | SnapshotObject>(object: T): T => {
+      object.status = { phase: 'Ready' };
+      return object;
+    };
+    const withoutFinalizers = (object: VolumeObject): VolumeObject => {
+      object.metadata.finalizers = [];
+      return object;
+    };
+    const ATTEMPTS: Attempt[] = [
+      {
+        what: "node-a writes the status of node-b's volume",
+        refusal: OWN_NODE,
+        run: ({ volumes, ids }) => volumes.update(ids['node-b'].volume, ready, 'status'),
+      },
+      {
+        what: "node-a writes the status of node-b's snapshot",
+        refusal: OWN_NODE,
+        run: ({ snapshots, ids }) => snapshots.update(ids['node-b'].snapshot, ready, 'status'),
+      },
+      {
+        what: "node-a relabels node-b's volume to itself (its watch would take it in)",
+        refusal: OWN_NODE,
+        run: ({ volumes, ids }) =>
+          volumes.update(ids['node-b'].volume, (object) => {
+            object.metadata.labels = { ...object.metadata.labels, [NODE_LABEL]: 'node-a' };
+            return object;
+          }),
+      },
+      {
+        what: "node-a removes the finalizer of node-b's volume",
+        refusal: OWN_NODE,
+        run: ({ volumes, ids }) => volumes.update(ids['node-b'].volume, withoutFinalizers),
+      },
+      {
+        what: 'node-a changes the spec of its own volume',
+        refusal: STATUS_ONLY,
+        run: ({ volumes, ids }) =>
+          volumes.update(ids['node-a'].volume, (object) => {
+            object.spec.capacityBytes *= 2;
+            return object;
+          }),
+      },
+      {
+        what: 'node-a removes the finalizer of its own volume, which is not being deleted',
+        refusal: STATUS_ONLY,
+        run: ({ volumes, ids }) => volumes.update(ids['node-a'].volume, withoutFinalizers),
+      },
+      {
+        what: 'node-a deletes its own volume (with a role that would allow it)',
+        widen: [{ apiGroups: ['csi.vduse.dev'], resources: ['vdusevolumes'], verbs: ['delete'] }],
+        refusal: /^the node plugin never creates or deletes VduseVolumes or VduseSnapshots$/,
+        run: ({ volumes, ids }) => volumes.delete(ids['node-a'].volume),
+      },
+      {
+        what: "a token of the node plugin's ServiceAccount that names no node writes a status",
+        user: nodePluginUser(),
+        refusal: /^the token names no node: the node plugin must use its pod's token, which names/,
+        run: ({ volumes, ids }) => volumes.update(ids['node-a'].volume, ready, 'status'),
+      },
+    ];
+
+    let made = 0;
+    /** A volume and a snapshot of each node, made by the controller; their ids. */
+    async function makeObjects(): Promise<Objects['ids']> {
+      const config = controllerProxy.kubeConfig(CONTROLLER_USER);
+      const ids = {} as Objects['ids'];
+      for (const nodeId of ['node-a', 'node-b'] as const) {
+        const hex = (++made).toString(16).padStart(32, '0');
+        const volume = `vol-${hex}`;
+        const snapshot = `snap-${hex}`;
+        await new CustomResource<VolumeObject>(config, VOLUMES).create(
+          volumeObject({
+            id: volume,
+            name: `pvc-${hex}`,
+            capacityBytes: MiB,
+            parameters: DEFAULT_PARAMETERS,
+            source: null,
+            nodeId,
+            createdAtMs: 0,
+          }),
+        );
+        await new CustomResource<SnapshotObject>(config, SNAPSHOTS).create(
+          snapshotObject({
+            id: snapshot,
+            name: `snapshot-${hex}`,
+            sourceVolumeId: volume,
+            nodeId,
+            sizeBytes: 0,
+            createdAtMs: 0,
+          }),
+        );
+        ids[nodeId] = { volume, snapshot };
+      }
+      return ids;
+    }
+
+    /** The attempt's proxy (started here, stopped by the caller) and what it writes with. */
+    async function attemptWith(
+      attempt: Attempt,
+      withPolicy: boolean,
+    ): Promise<{ proxy: AuthorizingProxy; objects: Objects }> {
+      const granted: Grants = { ...nodeGrants, cluster: [...nodeGrants.cluster, ...(attempt.widen ?? [])] };
+      const proxy = await AuthorizingProxy.start(api.url, granted, withPolicy ? admission : undefined);
+      const config: KubeConfig = proxy.kubeConfig(attempt.user ?? nodePluginUser('node-a'));
+      const objects = {
+        volumes: new CustomResource<VolumeObject>(config, VOLUMES),
+        snapshots: new CustomResource<SnapshotObject>(config, SNAPSHOTS),
+        ids: await makeObjects(),
+      };
+      return { proxy, objects };
+    }
+
+    for (const attempt of ATTEMPTS) {
+      it(`refuses: ${attempt.what}`, async () => {
+        const { proxy, objects } = await attemptWith(attempt, true);
+        try {
+          await assert.rejects(attempt.run(objects), (error: ApiException<string>) => {
+            // The API server's answer to a policy's denial: the policy's reason (Forbidden: 403),
+            // admission.NewForbidden's message naming the object, the policy and its binding.
+            assert.equal(error.code, 403);
+            const answer = JSON.parse(error.body) as { reason: string; message: string; details: object };
+            assert.equal(answer.reason, 'Forbidden');
+            const match =
+              /^vduse(volumes|snapshots)\.csi\.vduse\.dev "(vol|snap)-[0-9a-f]{32}" is forbidden: ValidatingAdmissionPolicy 'vduse-csi-node-objects' with binding 'vduse-csi-node-objects' denied request: (.*)$/.exec(
+                answer.message,
+              );
+            assert.ok(match, answer.message);
+            assert.match(match[3]!, attempt.refusal);
+            return true;
+          });
+          assert.equal(proxy.rejected.length, 1);
+          assert.deepEqual(proxy.denied, [], 'RBAC let it through');
+        } finally {
+          await proxy.stop();
+        }
+      });
+    }
+
+    it('lets every one of them through when the chart renders no policy', async () => {
+      for (const attempt of ATTEMPTS) {
+        const { proxy, objects } = await attemptWith(attempt, false);
+        try {
+          await attempt.run(objects);
+          assert.deepEqual(proxy.denied, [], attempt.what);
+        } finally {
+          await proxy.stop();
+        }
+      }
+    });
   });
 });
 

@@ -35,11 +35,18 @@ import {
 } from '../support/chart-schemas';
 
 const SNAPSHOT_API = ['snapshot.storage.k8s.io/v1'];
+const ADMISSION_POLICY_API = ['admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy'];
 
 /** The chart with the values each test variant layers over values.yaml. */
 const VARIANTS: Record<string, RenderOptions> = {
   defaults: {},
   'defaults, cluster with the snapshot API': { apiVersions: SNAPSHOT_API },
+  'defaults, cluster with ValidatingAdmissionPolicy': { apiVersions: ADMISSION_POLICY_API },
+  'no admission policy': {
+    values: { nodeAdmissionPolicy: { create: 'never' } },
+    apiVersions: ADMISSION_POLICY_API,
+  },
+  'admission policy forced': { values: { nodeAdmissionPolicy: { create: 'always' } } },
   'standby off': { values: { node: { standby: false } } },
   'custom images': {
     values: {
@@ -183,6 +190,11 @@ describe('charts/vduse-csi', function () {
       ['a relative data directory', { dataDir: 'var/lib/vduse' }, /dataDir/],
       ['a second controller replica', { controller: { replicas: 2 } }, /replicas/],
       ['a store the plugin does not have', { store: 'etcd' }, /store/],
+      [
+        'an admission policy setting other than auto/always/never',
+        { nodeAdmissionPolicy: { create: 'yes' } },
+        /create/,
+      ],
       [
         'the removed controller.hostStore (store: local replaces it)',
         { controller: { hostStore: { enabled: true } } },
@@ -462,6 +474,49 @@ describe('charts/vduse-csi', function () {
       assert.equal(objects.filter((object) => object.metadata.name === 'vduse-csi-snapshotter').length, 0);
       const deployment = only(objects, 'Deployment');
       assert.ok(!containersOf(deployment).some((candidate) => candidate.name === 'csi-snapshotter'));
+    });
+  });
+
+  describe('node admission policy', () => {
+    const policyObjects = (objects: KubeObject[]): string[] =>
+      objects
+        .filter((object) => object.apiVersion === 'admissionregistration.k8s.io/v1')
+        .map((object) => `${object.kind} ${object.metadata.name}`);
+    const BOTH = [
+      'ValidatingAdmissionPolicy vduse-csi-node-objects',
+      'ValidatingAdmissionPolicyBinding vduse-csi-node-objects',
+    ];
+
+    it('cluster mode, when the cluster serves ValidatingAdmissionPolicy, unless forced or turned off', () => {
+      assert.deepEqual(policyObjects(objectsOf('defaults')), []);
+      assert.deepEqual(policyObjects(objectsOf('defaults, cluster with ValidatingAdmissionPolicy')), BOTH);
+      assert.deepEqual(policyObjects(objectsOf('admission policy forced')), BOTH);
+      assert.deepEqual(policyObjects(objectsOf('no admission policy')), []);
+      const local = render({
+        values: { store: 'local', nodeAdmissionPolicy: { create: 'always' } },
+        apiVersions: ADMISSION_POLICY_API,
+      });
+      assert.deepEqual(policyObjects(local), []);
+    });
+
+    it("binds to deny, matches only the node plugin's ServiceAccount, fails closed", () => {
+      const objects = objectsOf('admission policy forced');
+      const policy = only(objects, 'ValidatingAdmissionPolicy');
+      const binding = only(objects, 'ValidatingAdmissionPolicyBinding');
+      assert.equal(binding.spec.policyName, policy.metadata.name);
+      assert.deepEqual(binding.spec.validationActions, ['Deny']);
+      assert.equal(policy.spec.failurePolicy, 'Fail');
+      assert.deepEqual(
+        policy.spec.matchConditions.map((condition: { expression: string }) => condition.expression),
+        [`request.userInfo.username == "system:serviceaccount:${NAMESPACE}:vduse-csi-node"`],
+      );
+      const rules = policy.spec.matchConstraints.resourceRules as Array<Record<string, string[]>>;
+      assert.deepEqual(rules.flatMap((rule) => rule.resources).sort(), [
+        'vdusesnapshots',
+        'vdusesnapshots/status',
+        'vdusevolumes',
+        'vdusevolumes/status',
+      ]);
     });
   });
 
