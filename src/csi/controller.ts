@@ -15,6 +15,8 @@ import { OperationLocks } from './operation-locks';
 import { paginate } from './pagination';
 import { VolumeParameters, parametersContext, parseParameters, sameParameters } from './parameters';
 import { NodePlacement } from './placement';
+import { ProvisionedSpace } from './capacity';
+import { Serial } from './serial';
 import { VolumeRealizer } from './realizer';
 import { SnapshotRecord, VolumeRecord, VolumeSource, VolumeStore } from './store';
 import { nodeTopology } from './topology';
@@ -85,6 +87,9 @@ interface ListRequest {
  * its image is made (so a retry after a crash finishes the job) and leaves it after the image is gone.
  */
 export class ControllerService {
+  /** Admitting a new or grown volume against its node's space: one at a time. */
+  private readonly admissions = new Serial();
+
   constructor(private readonly options: ControllerOptions) {}
 
   async CreateVolume(request: CreateVolumeRequest): Promise<{ volume: Volume }> {
@@ -121,21 +126,27 @@ export class ControllerService {
         minimumBytes: Math.max(wantsXfs ? XFS_MINIMUM_BYTES : MINIMUM_VOLUME_BYTES, sourceBytes),
         maximumBytes: this.options.maximumVolumeBytes,
       });
-      const nodeId = await this.options.placement.nodeFor(
-        request.accessibility_requirements,
-        resolved?.nodeId ?? null,
-      );
-      const record: VolumeRecord = {
-        id,
-        name,
-        capacityBytes,
-        parameters,
-        source,
-        nodeId,
-        createdAtMs: Date.now(),
-        claim: claimOf(request.parameters),
-      };
-      await this.options.store.putVolume(record);
+      // Placed and recorded one volume at a time, so each one counts the ones before it.
+      const record = await this.admissions.run(async () => {
+        const space = await ProvisionedSpace.read(this.options.store, parameters.overcommitRatio);
+        const placed: VolumeRecord = {
+          id,
+          name,
+          capacityBytes,
+          parameters,
+          source,
+          nodeId: await this.options.placement.nodeFor(
+            request.accessibility_requirements,
+            resolved?.nodeId ?? null,
+            capacityBytes,
+            space,
+          ),
+          createdAtMs: Date.now(),
+          claim: claimOf(request.parameters),
+        };
+        await this.options.store.putVolume(placed);
+        return placed;
+      });
       await this.realize(id, () => this.options.realizer.createVolume(record));
       return { volume: this.describe(record) };
     });
@@ -222,7 +233,7 @@ export class ControllerService {
     parameters?: Record<string, string>;
     accessible_topology?: Topology | null;
   }): Promise<object> {
-    parseParameters(request.parameters);
+    const parameters = parseParameters(request.parameters);
     const maximum = {
       maximum_volume_size: { value: this.options.maximumVolumeBytes },
       minimum_volume_size: { value: MINIMUM_VOLUME_BYTES },
@@ -231,10 +242,9 @@ export class ControllerService {
       (capability) => capabilityProblem(capability) !== null,
     );
     if (unsupported) return { available_capacity: 0, ...maximum };
-    return {
-      available_capacity: await this.options.placement.availableBytes(request.accessible_topology),
-      ...maximum,
-    };
+    const space = await ProvisionedSpace.read(this.options.store, parameters.overcommitRatio);
+    const rooms = await this.options.placement.roomsIn(request.accessible_topology);
+    return { available_capacity: space.largestAvailable(rooms), ...maximum };
   }
 
   ControllerGetCapabilities(): Promise<object> {
@@ -275,7 +285,7 @@ export class ControllerService {
           `${wanted} bytes is more than the largest volume, ${this.options.maximumVolumeBytes} bytes`,
         );
       const grown = { ...volume, capacityBytes: wanted };
-      if (wanted > volume.capacityBytes) await this.options.store.putVolume(grown);
+      if (wanted > volume.capacityBytes) await this.admitGrowth(volume, grown);
       await this.options.realizer.growVolume(grown);
       return {
         capacity_bytes: wanted,
@@ -341,6 +351,16 @@ export class ControllerService {
       entries: page.entries.map((snapshot) => ({ snapshot: describeSnapshot(snapshot) })),
       next_token: page.next_token,
     };
+  }
+
+  /** Records a volume's new size once its node has the growth available (as CreateVolume admits). */
+  private admitGrowth(volume: VolumeRecord, grown: VolumeRecord): Promise<void> {
+    return this.admissions.run(async () => {
+      const space = await ProvisionedSpace.read(this.options.store, volume.parameters.overcommitRatio);
+      const [room] = await this.options.placement.roomsIn(nodeTopology(volume.nodeId));
+      space.admitGrowth(volume.id, room, volume.nodeId, grown.capacityBytes - volume.capacityBytes);
+      await this.options.store.putVolume(grown);
+    });
   }
 
   private async requireVolume(id: string): Promise<VolumeRecord> {

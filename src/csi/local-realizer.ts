@@ -30,7 +30,10 @@ export class LocalRealizer implements VolumeRealizer {
   }
 
   async growVolume(record: VolumeRecord): Promise<void> {
-    await withSpaceErrors(async () => this.images.grow('volumes', record.id, record.capacityBytes));
+    await withSpaceErrors(async () => {
+      this.images.grow('volumes', record.id, record.capacityBytes);
+      if (isThick(record)) await this.images.reserve('volumes', record.id);
+    });
     // A live device learns its new size now; a filesystem on it still needs NodeExpandVolume.
     const served = await this.servers.status(record.id);
     if (served && served.capacityBytes < record.capacityBytes)
@@ -76,7 +79,7 @@ export class LocalRealizer implements VolumeRealizer {
   private async makeImage(record: VolumeRecord): Promise<void> {
     const { id, capacityBytes, source } = record;
     if (!source) {
-      this.images.createEmpty('volumes', id, capacityBytes);
+      await this.images.createEmpty('volumes', id, capacityBytes, isThick(record));
       return;
     }
     this.images.ensureDirectory('volumes');
@@ -85,6 +88,8 @@ export class LocalRealizer implements VolumeRealizer {
       await copyImage(this.images.path('snapshots', source.id), target, { sizeBytes: capacityBytes });
     else await this.copyVolume(source.id, target);
     this.images.grow('volumes', id, capacityBytes);
+    // After the copy, in place: a crash before it ends leaves a copy not (fully) reserved.
+    if (isThick(record)) await this.images.reserve('volumes', id);
   }
 
   /** A point-in-time copy: a live server pauses its queues for it, an idle image is copied as is. */
@@ -92,6 +97,10 @@ export class LocalRealizer implements VolumeRealizer {
     if (await this.servers.copyWhilePaused(volumeId, target)) return;
     await copyImage(this.images.path('volumes', volumeId), target);
   }
+}
+
+function isThick(record: VolumeRecord): boolean {
+  return record.parameters.provisioning === 'thick';
 }
 
 const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { isSnapshotId, isVolumeId } from './ids';
+import { storedParameters } from './parameters';
 import { RecordDirectory } from './record-directory';
 import { SnapshotRecord, VolumeRecord, VolumeStore } from './store';
 
@@ -18,15 +19,16 @@ export class LocalStore implements VolumeStore {
   }
 
   async getVolume(id: string): Promise<VolumeRecord | null> {
-    return this.volumes.get(id);
+    const volume = this.volumes.get(id);
+    return volume && withStoredParameters(volume);
   }
 
   async findVolumeByName(name: string): Promise<VolumeRecord | null> {
-    return this.volumes.list().find((volume) => volume.name === name) ?? null;
+    return (await this.listVolumes()).find((volume) => volume.name === name) ?? null;
   }
 
   async listVolumes(): Promise<VolumeRecord[]> {
-    return this.volumes.list();
+    return this.volumes.list().map(withStoredParameters);
   }
 
   async putVolume(record: VolumeRecord): Promise<void> {
@@ -56,4 +58,9 @@ export class LocalStore implements VolumeStore {
   async deleteSnapshot(id: string): Promise<void> {
     this.snapshots.delete(id);
   }
+}
+
+/** Records written before some parameters existed read with their defaults. */
+function withStoredParameters(volume: VolumeRecord): VolumeRecord {
+  return { ...volume, parameters: storedParameters(volume.parameters) };
 }

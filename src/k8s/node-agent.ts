@@ -14,7 +14,7 @@ import { CustomResource, Selector } from './custom-resource';
 import { failureMessage } from './failure';
 import { imageCondition } from './image-check';
 import { LatestPerKey } from './latest-per-key';
-import { NodeCapacity } from './node-capacity';
+import { NodeCapacity, NodeSpaceReport } from './node-capacity';
 import { ResourceWatch } from './resource-watch';
 import {
   FINALIZER,
@@ -366,16 +366,16 @@ export class NodeAgent {
     });
   }
 
-  /** Reports this node's free space, one report at a time; false when the report failed. */
+  /** Reports this node's space, one report at a time; false when the report failed. */
   private publishCapacity(): Promise<boolean> {
-    const published = this.publishing.then(() => this.stopped || this.publishFreeBytes());
+    const published = this.publishing.then(() => this.stopped || this.publishSpace());
     this.publishing = published;
     return published;
   }
 
-  private async publishFreeBytes(): Promise<boolean> {
+  private async publishSpace(): Promise<boolean> {
     try {
-      await this.options.capacity.publish(this.options.nodeId, await this.freeBytes());
+      await this.options.capacity.publish(this.options.nodeId, await this.space());
       return true;
     } catch (error) {
       log.warn('could not publish the free space of this node', { error: String(error) });
@@ -384,15 +384,16 @@ export class NodeAgent {
   }
 
   /** An unusable data directory has no room; the agent still runs and says so. */
-  private async freeBytes(): Promise<number> {
+  private async space(): Promise<NodeSpaceReport> {
     try {
-      return await this.options.images.freeBytes();
+      const { images } = this.options;
+      return { freeBytes: await images.freeBytes(), roomBytes: await images.roomBytes() };
     } catch (error) {
       log.warn('cannot tell the free space of the data directory: reporting none', {
         dataDir: this.options.images.dataDir,
         error: String(error),
       });
-      return 0;
+      return { freeBytes: 0, roomBytes: 0 };
     }
   }
 

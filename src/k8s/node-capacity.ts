@@ -1,16 +1,24 @@
 import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { NodeRoom } from '../csi/capacity';
 import { isStatus } from './custom-resource';
 
 /**
- * Free bytes per node, for GetCapacity and for placing volumes with no topology requirement: each
- * node agent writes its own key of one ConfigMap in the driver's namespace (a JSON merge patch, so
- * agents never conflict), the controller reads it. An entry older than `staleAfterMs` counts as
- * nothing: its agent is not running.
+ * The room each node has for volume images (what they take plus what is free), for placement,
+ * GetCapacity and expansion: each node agent writes its own key of one ConfigMap in the driver's
+ * namespace (a JSON merge patch, so agents never conflict), the controller reads it. An entry older
+ * than `staleAfterMs` counts as nothing: its agent is not running.
  */
 export const CAPACITY_CONFIGMAP = 'vduse-csi-capacity';
 
-interface Entry {
+/** What an agent reports of its data directory. */
+export interface NodeSpaceReport {
+  /** Free bytes of its filesystem. */
   freeBytes: number;
+  /** Free bytes plus those its volume images take (ImageDirectory.roomBytes). */
+  roomBytes: number;
+}
+
+interface Entry extends NodeSpaceReport {
   updatedAt: string;
 }
 
@@ -25,8 +33,8 @@ export class NodeCapacity {
     this.api = config.makeApiClient(CoreV1Api);
   }
 
-  async publish(nodeId: string, freeBytes: number): Promise<void> {
-    const entry: Entry = { freeBytes, updatedAt: new Date().toISOString() };
+  async publish(nodeId: string, space: NodeSpaceReport): Promise<void> {
+    const entry: Entry = { ...space, updatedAt: new Date().toISOString() };
     const data = { [nodeId]: JSON.stringify(entry) };
     const name = CAPACITY_CONFIGMAP;
     const namespace = this.namespace;
@@ -82,11 +90,11 @@ export class CapacityReports {
     private readonly staleAfterMs: number,
   ) {}
 
-  /** Free bytes of every node whose agent reported recently. */
-  freeBytes(): Map<string, number> {
-    const fresh = new Map<string, number>();
-    for (const [nodeId, entry] of this.entries) if (this.isFresh(entry)) fresh.set(nodeId, entry.freeBytes);
-    return fresh;
+  /** The room of every node whose agent reported recently. */
+  rooms(): NodeRoom[] {
+    return [...this.entries]
+      .filter(([, entry]) => this.isFresh(entry))
+      .map(([node, entry]) => ({ node, roomBytes: entry.roomBytes }));
   }
 
   isLive(nodeId: string): boolean {
@@ -106,12 +114,13 @@ export class CapacityReports {
   }
 }
 
+/** An entry of an agent from before roomBytes existed counts its free bytes as its room. */
 function parseEntry(text: string): Entry | null {
   try {
     const entry = JSON.parse(text) as Partial<Entry>;
-    return typeof entry.freeBytes === 'number' && typeof entry.updatedAt === 'string'
-      ? (entry as Entry)
-      : null;
+    if (typeof entry.freeBytes !== 'number' || typeof entry.updatedAt !== 'string') return null;
+    const roomBytes = typeof entry.roomBytes === 'number' ? entry.roomBytes : entry.freeBytes;
+    return { freeBytes: entry.freeBytes, roomBytes, updatedAt: entry.updatedAt };
   } catch {
     return null;
   }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { storedParameters } from '../csi/parameters';
 import { SnapshotRecord, VolumeRecord } from '../csi/store';
 
 /*
@@ -53,7 +54,8 @@ export interface VolumeSpec {
   name: string;
   capacityBytes: number;
   nodeId: string;
-  parameters: VolumeRecord['parameters'];
+  /** overcommitRatio and provisioning are missing from objects written before they existed. */
+  parameters: Partial<VolumeRecord['parameters']>;
   source?: { kind: 'snapshot' | 'volume'; id: string };
   pvc?: { name: string; namespace: string };
 }
@@ -123,7 +125,7 @@ export function volumeRecord(object: VolumeObject): VolumeRecord {
     id: object.metadata.name,
     name: spec.name,
     capacityBytes: spec.capacityBytes,
-    parameters: { ...spec.parameters },
+    parameters: storedParameters(spec.parameters),
     source: spec.source ? { ...spec.source } : null,
     nodeId: spec.nodeId,
     createdAtMs: timestampMs(object.metadata.creationTimestamp),

@@ -1,6 +1,7 @@
 import {
   closeSync,
   existsSync,
+  fstatSync,
   ftruncateSync,
   fsyncSync,
   mkdirSync,
@@ -14,13 +15,14 @@ import { statfs } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fsyncPath } from '../sys/atomic-file';
+import { allocateRange } from '../sys/file-ranges';
 
 export type ImageKind = 'volumes' | 'snapshots';
 
 /**
  * The image files of one node's volumes and snapshots: `<dataDir>/volumes/<id>.img` and
- * `<dataDir>/snapshots/<id>.img`, sparse, created and grown atomically. Ids are validated by the
- * caller (see csi/ids.ts) before they reach this class.
+ * `<dataDir>/snapshots/<id>.img`, sparse (or reserved: see createEmpty), created and grown
+ * atomically. Ids are validated by the caller (see csi/ids.ts) before they reach this class.
  */
 export class ImageDirectory {
   constructor(readonly dataDir: string) {}
@@ -44,14 +46,18 @@ export class ImageDirectory {
     }
   }
 
-  /** A new all-hole image; an image left by an interrupted create is replaced. */
-  createEmpty(kind: ImageKind, id: string, bytes: number): void {
+  /**
+   * A new image, all holes; or with `reserve` all of its blocks allocated before it appears, so
+   * writes to it never fail for want of space. An image left by an interrupted create is replaced.
+   */
+  async createEmpty(kind: ImageKind, id: string, bytes: number, reserve = false): Promise<void> {
     const target = this.path(kind, id);
     this.ensureDirectory(kind);
     const temporary = `${target}.tmp-${randomBytes(6).toString('hex')}`;
     const fd = openSync(temporary, 'wx', 0o600);
     try {
       ftruncateSync(fd, bytes);
+      if (reserve) await allocateRange(fd, 0, bytes, `fallocate ${temporary}`);
       fsyncSync(fd);
     } catch (error) {
       closeSync(fd);
@@ -60,6 +66,18 @@ export class ImageDirectory {
     }
     closeSync(fd);
     renameDurably(temporary, target);
+  }
+
+  /** Allocates every block of an image that is still a hole (thick provisioning). */
+  async reserve(kind: ImageKind, id: string): Promise<void> {
+    const path = this.path(kind, id);
+    const fd = openSync(path, 'r+');
+    try {
+      await allocateRange(fd, 0, fstatSync(fd).size, `fallocate ${path}`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** Grows an image (never shrinks it); the new tail reads as zeros and takes no space. */
@@ -102,6 +120,25 @@ export class ImageDirectory {
     mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
     const stats = await statfs(this.dataDir);
     return stats.bavail * stats.bsize;
+  }
+
+  /**
+   * The room volume images have on the data directory's filesystem: what they take already plus
+   * what is free. Whatever else is there (snapshots, other files) is not theirs.
+   */
+  async roomBytes(): Promise<number> {
+    const free = await this.freeBytes();
+    return this.list('volumes').reduce((room, id) => room + this.allocatedBytes('volumes', id), free);
+  }
+
+  /** Bytes of the filesystem an image takes (its allocated blocks); 0 when it does not exist. */
+  allocatedBytes(kind: ImageKind, id: string): number {
+    try {
+      return statSync(this.path(kind, id)).blocks * 512;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw error;
+    }
   }
 
   ensureDirectory(kind: ImageKind): void {

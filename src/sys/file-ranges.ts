@@ -3,9 +3,10 @@ import { SysError } from './errors';
 
 /*
  * Bindings for copying file ranges: extent discovery (lseek SEEK_DATA/SEEK_HOLE), in-kernel copies
- * (copy_file_range) and reflinks (FICLONE). The copy calls run on the libuv threadpool through
- * koffi's `.async`, because one call can move tens of MiB; koffi restores the worker thread's errno
- * while the completion callback runs, so failures still carry their errno.
+ * (copy_file_range), reflinks (FICLONE) and reserving blocks (fallocate). The copy and allocation
+ * calls run on the libuv threadpool through koffi's `.async`, because one call can move tens of MiB;
+ * koffi restores the worker thread's errno while the completion callback runs, so failures still
+ * carry their errno.
  */
 const libc = koffi.load('libc.so.6');
 type NativeFunction = ReturnType<LibraryHandle['func']>;
@@ -16,6 +17,7 @@ const raw = {
     'intptr_t copy_file_range(int fdIn, void *offIn, int fdOut, void *offOut, size_t length, unsigned int flags)',
   ),
   ioctlInt: libc.func('int ioctl(int fd, unsigned long request, intptr_t arg)'),
+  fallocate: libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
 };
 
 export const SEEK_DATA = 3;
@@ -84,4 +86,17 @@ export function copyFileRange(
 /** ioctl(FICLONE): replaces `fdOut`'s contents with a reflink of all of `fdIn`, on the threadpool. */
 export async function cloneFile(fdOut: number, fdIn: number, what = 'ioctl FICLONE'): Promise<void> {
   await callAsync(raw.ioctlInt, [fdOut, FICLONE, fdIn], what);
+}
+
+/**
+ * fallocate(2) mode 0 on the threadpool: allocates the blocks of every hole in the range (data stays
+ * as it is; holes read as zeroes), so later writes there cannot fail for want of space.
+ */
+export async function allocateRange(
+  fd: number,
+  offset: number,
+  length: number,
+  what = 'fallocate',
+): Promise<void> {
+  if (length > 0) await callAsync(raw.fallocate, [fd, 0, offset, length], what);
 }

@@ -91,7 +91,7 @@ export async function removePublished(csi: CsiEndpoints, volume: Published): Pro
 }
 
 /** Writes `label`-tagged random data (a file, or 1 MiB at an offset of the raw device) and returns its digest. */
-function writeData(kind: VolumeKind, target: string, label: string, offsetMiB: number): string {
+export function writeData(kind: VolumeKind, target: string, label: string, offsetMiB: number): string {
   if (kind === 'block') {
     return sh(
       `head -c 1048576 /dev/urandom > /tmp/${label}.bin && ` +
@@ -104,7 +104,7 @@ function writeData(kind: VolumeKind, target: string, label: string, offsetMiB: n
   ).trim();
 }
 
-function readDigest(kind: VolumeKind, target: string, label: string, offsetMiB: number): string {
+export function readDigest(kind: VolumeKind, target: string, label: string, offsetMiB: number): string {
   if (kind === 'block') {
     return sh(
       `dd if=${target} bs=1M skip=${offsetMiB} count=1 iflag=direct status=none | sha256sum | cut -d' ' -f1`,

@@ -27,6 +27,14 @@ export const SUITE_NODE_CAPABILITIES = [
   'VOLUME_MOUNT_GROUP',
 ];
 
+/**
+ * The StorageClass parameters the replays run the suite with (`csi-sanity --csi.testvolumeparameters`
+ * a YAML file of them), which it sends with every CreateVolume: its 10 GiB volumes are never written
+ * and live on data directories smaller than one of them, so they belong in a thin class that allows
+ * the node to be overcommitted that far; the default class (no overcommit) would refuse them.
+ */
+export const SUITE_VOLUME_PARAMETERS: Readonly<Record<string, string>> = { overcommitRatio: '500' };
+
 /** The suite's idempotency count: each stage and publish of its lifecycle case is sent this often. */
 export const REPEATS = 10;
 
@@ -90,6 +98,7 @@ export class SuiteCase {
       name: `${name}-${accessType}`,
       volume_capabilities: [suiteCapability(accessType)],
       capacity_range: { required_bytes: 16 * MiB },
+      parameters: { ...SUITE_VOLUME_PARAMETERS },
       ...extra,
     });
     this.volumeIds.push(created.volume.volume_id);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TOPOLOGY_KEY } from '../../src/csi/topology';
 import {
@@ -11,6 +12,11 @@ import {
   blockCapability,
   mountCapability,
 } from '../support/csi-harness';
+import { eventually } from '../support/eventually';
+import { SmallFilesystem } from '../support/small-filesystem';
+
+/** The small data directory of the capacity cases. */
+const DATA_BYTES = 64 * MiB;
 
 /*
  * The Controller and Identity services over real gRPC on a unix socket, with real image files:
@@ -408,6 +414,131 @@ function describeController(store: NonNullable<HarnessOptions['store']>): void {
         );
         const listed = await csi.call('controller', 'ControllerGetVolume', { volume_id: id });
         assert.equal(listed.volume.capacity_bytes, 100 * MiB + 4096);
+      });
+    });
+
+    describe('capacity accounting on a small data directory', () => {
+      const data = new SmallFilesystem(DATA_BYTES);
+      const available = async (parameters: Record<string, string> = {}): Promise<number> =>
+        Number((await csi.call('controller', 'GetCapacity', { parameters })).available_capacity);
+      const refused = (request: object): Promise<string> =>
+        csi.expectCode(
+          'controller',
+          'CreateVolume',
+          { name: uniqueName(), volume_capabilities: [mountCapability()], ...request },
+          'RESOURCE_EXHAUSTED',
+        );
+      const expand = (volume_id: string, bytes: number): object => ({
+        volume_id,
+        capacity_range: { required_bytes: bytes },
+        volume_capability: blockCapability(),
+      });
+      const allocated = (id: string): number => statSync(imagePath('volumes', id)).blocks * 512;
+
+      beforeEach(async function () {
+        await csi.stop();
+        const root = mkdtempSync(join(tmpdir(), 'vduse-csi-capacity-'));
+        await data.create(join(root, 'data'));
+        if (!data.mounted) this.skip(); // needs root to mount the small data directory
+        csi = await CsiHarness.start({ mode: 'all', store, root });
+      });
+      afterEach(async () => {
+        await csi.stop();
+        await data.remove();
+        rmSync(join(data.dir, '..'), { recursive: true, force: true });
+      });
+
+      it('counts provisioned bytes, not written ones; refuses what does not fit, naming node and bytes', async () => {
+        const room = await available();
+        assert.equal(room, DATA_BYTES, 'an empty data directory is all room');
+        const { volume } = await create({ capacity_range: { required_bytes: 40 * MiB } });
+        assert.equal(await available(), room - 40 * MiB);
+        // What the volume's pod writes was counted when it was made.
+        writeAt(imagePath('volumes', volume.volume_id), 0, 'x'.repeat(8 * MiB));
+        assert.equal(await available(), room - 40 * MiB);
+
+        const message = await refused({ capacity_range: { required_bytes: room - 39 * MiB } });
+        assert.match(
+          message,
+          new RegExp(
+            `no room for a volume of ${room - 39 * MiB} bytes: node node-1 has ${room - 40 * MiB} bytes available`,
+          ),
+        );
+        const { volume: rest } = await create({ capacity_range: { required_bytes: room - 40 * MiB } });
+        assert.equal(await available(), 0);
+        await refused({ capacity_range: { required_bytes: MiB } });
+
+        const growth = await csi.expectCode(
+          'controller',
+          'ControllerExpandVolume',
+          expand(volume.volume_id, 41 * MiB),
+          'RESOURCE_EXHAUSTED',
+        );
+        assert.match(
+          growth,
+          new RegExp(`volume ${volume.volume_id} cannot grow by ${MiB} bytes: node node-1`),
+        );
+        await csi.call('controller', 'DeleteVolume', { volume_id: rest.volume_id });
+        await csi.call('controller', 'ControllerExpandVolume', expand(volume.volume_id, 48 * MiB));
+        assert.equal(await available(), room - 48 * MiB);
+
+        // A snapshot is not provisioned: it counts with the space its copy takes.
+        await csi.call('controller', 'CreateSnapshot', {
+          name: uniqueName(),
+          source_volume_id: volume.volume_id,
+        });
+        await eventually(async () => assert.equal(await available(), room - 56 * MiB), 5000);
+      });
+
+      it('a class with an overcommit ratio provisions past the room; GetCapacity answers per class', async () => {
+        const room = await available();
+        await create({ capacity_range: { required_bytes: 48 * MiB } });
+        const thin = { overcommitRatio: '2.5' };
+        assert.equal(await available(thin), room * 2.5 - 48 * MiB);
+        const { volume } = await create({ capacity_range: { required_bytes: 100 * MiB }, parameters: thin });
+        // The node is overcommitted now: the default class finds no room at all.
+        assert.equal(await available(), 0);
+        await refused({ capacity_range: { required_bytes: MiB } });
+        assert.equal(await available(thin), room * 2.5 - 148 * MiB);
+        // A volume grows by its own class's ratio.
+        await csi.call('controller', 'ControllerExpandVolume', expand(volume.volume_id, 108 * MiB));
+        await csi.expectCode(
+          'controller',
+          'ControllerExpandVolume',
+          expand(volume.volume_id, 200 * MiB),
+          'RESOURCE_EXHAUSTED',
+        );
+        await csi.expectCode(
+          'controller',
+          'GetCapacity',
+          { parameters: { overcommitRatio: '0.5' } },
+          'INVALID_ARGUMENT',
+        );
+      });
+
+      it('provisioning thick reserves every block of the image, of its growth and of a clone', async () => {
+        const thick = { provisioning: 'thick' };
+        const { volume } = await create({ capacity_range: { required_bytes: 16 * MiB }, parameters: thick });
+        assert.equal(allocated(volume.volume_id), 16 * MiB);
+        await csi.call('controller', 'ControllerExpandVolume', expand(volume.volume_id, 24 * MiB));
+        assert.equal(allocated(volume.volume_id), 24 * MiB);
+        const { volume: clone } = await create({
+          capacity_range: { required_bytes: 24 * MiB },
+          parameters: thick,
+          volume_content_source: { volume: { volume_id: volume.volume_id } },
+        });
+        assert.equal(allocated(clone.volume_id), 24 * MiB);
+        assert.equal(await available(), DATA_BYTES - 48 * MiB);
+        await csi.expectCode(
+          'controller',
+          'CreateVolume',
+          {
+            name: uniqueName(),
+            volume_capabilities: [mountCapability()],
+            parameters: { ...thick, overcommitRatio: '2' },
+          },
+          'INVALID_ARGUMENT',
+        );
       });
     });
 

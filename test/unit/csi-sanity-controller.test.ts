@@ -1,19 +1,17 @@
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { unmount } from '../../src/node/mount';
-import { runTool } from '../../src/node/run';
 import { CsiHarness, GiB, MiB, Reply } from '../support/csi-harness';
 import { FakeKubeApi } from '../support/fake-kube-api';
-import { expectDoneOrNotFound, fakeVolumeId } from '../support/sanity-suite';
+import { SUITE_VOLUME_PARAMETERS, expectDoneOrNotFound, fakeVolumeId } from '../support/sanity-suite';
+import { SmallFilesystem } from '../support/small-filesystem';
 
 /*
  * What the kubernetes-csi sanity suite (csi-test v5.4.0, CSI spec 1.12) asks of the Identity and
- * Controller services, case by case: the requests it sends (its default 10 GiB volume size, no
- * parameters, empty secrets, a mount capability without fs_type), what it asserts of the answers,
+ * Controller services, case by case: the requests it sends (its default 10 GiB volume size, the test
+ * volume parameters SUITE_VOLUME_PARAMETERS, empty secrets, a mount capability without fs_type), what it asserts of the answers,
  * and its cleanup after every case (for each volume it made, newest first: NodeUnpublishVolume and
  * NodeUnstageVolume answering OK or NOT_FOUND, then DeleteVolume; for each snapshot DeleteSnapshot;
  * a volume or snapshot made twice is deleted twice). The data directory sits on a filesystem with
@@ -41,7 +39,7 @@ function volumeRequest(name: string): Record<string, unknown> {
     name,
     volume_capabilities: [capability()],
     capacity_range: { required_bytes: VOLUME_BYTES, limit_bytes: VOLUME_BYTES },
-    parameters: {},
+    parameters: { ...SUITE_VOLUME_PARAMETERS },
     secrets: {},
   };
 }
@@ -114,24 +112,8 @@ const LAYOUTS: [string, (root: string) => Promise<Plugins>][] = [
   ['controller and node sockets, kubernetes store', (root) => separatePlugins(root, 'kubernetes')],
 ];
 
-/** A tmpfs smaller than one sanity volume, when this process may mount (root); a plain directory otherwise. */
-class SmallFilesystem {
-  static readonly BYTES = 512 * MiB;
-  dir = '';
-  mounted = false;
-
-  async create(): Promise<void> {
-    this.dir = mkdtempSync(join(tmpdir(), 'vduse-csi-sanity-'));
-    if (process.getuid?.() !== 0) return;
-    await runTool('mount', ['-t', 'tmpfs', '-o', `size=${SmallFilesystem.BYTES}`, 'tmpfs', this.dir]);
-    this.mounted = true;
-  }
-
-  async remove(): Promise<void> {
-    if (this.mounted) await unmount(this.dir);
-    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
-  }
-}
+/** A tmpfs smaller than one sanity volume, when this process may mount (root). */
+const SMALL_FILESYSTEM_BYTES = 512 * MiB;
 
 function assertSnapshotInfo(snapshot: Reply): void {
   assert.ok(snapshot, 'a snapshot in the answer');
@@ -221,7 +203,7 @@ class Resources {
 
 describe('csi-sanity v5.4.0: Identity and Controller cases', function () {
   this.timeout(120_000);
-  const filesystem = new SmallFilesystem();
+  const filesystem = new SmallFilesystem(SMALL_FILESYSTEM_BYTES, 'vduse-csi-sanity-');
   before(() => filesystem.create());
   after(() => filesystem.remove());
 
@@ -351,10 +333,17 @@ function describeLayout(
           assert.equal(typeof reply.available_capacity, 'number');
         });
 
-        it('reports free space below one sanity volume, and such volumes are still made', async function () {
+        it('reports less than one sanity volume by default, and such volumes in the overcommitting class', async function () {
           if (!filesystem.mounted) this.skip(); // needs root to mount the small filesystem
           const { available_capacity } = await controller('GetCapacity', {});
-          assert.ok(available_capacity <= SmallFilesystem.BYTES, `${available_capacity} bytes free`);
+          assert.ok(available_capacity <= SMALL_FILESYSTEM_BYTES, `${available_capacity} bytes free`);
+          const thin = await controller('GetCapacity', { parameters: SUITE_VOLUME_PARAMETERS });
+          assert.ok(thin.available_capacity > VOLUME_BYTES, `${thin.available_capacity} bytes available`);
+          await expectController(
+            'CreateVolume',
+            { ...volumeRequest(unique('sanity-small-disk-default')), parameters: {} },
+            'RESOURCE_EXHAUSTED',
+          );
           const { volume } = await r.createVolume(volumeRequest(unique('sanity-small-disk')));
           assert.equal(volume.capacity_bytes, VOLUME_BYTES);
           assert.ok(imageBlocks('volumes', volume.volume_id) < MiB, 'the image is sparse');
@@ -378,7 +367,7 @@ function describeLayout(
           const { volume } = await r.createVolume({
             name: 'sanity',
             volume_capabilities: [capability()],
-            parameters: {},
+            parameters: { ...SUITE_VOLUME_PARAMETERS },
             secrets: {},
           });
           assert.equal((await controller('ListVolumes', {})).entries.length, before + 1);
@@ -389,11 +378,18 @@ function describeLayout(
 
       describe('CreateVolume', () => {
         it('should fail when no name is provided', async () => {
-          await expectController('CreateVolume', { parameters: {}, secrets: {} }, 'INVALID_ARGUMENT');
+          await expectController(
+            'CreateVolume',
+            { parameters: { ...SUITE_VOLUME_PARAMETERS }, secrets: {} },
+            'INVALID_ARGUMENT',
+          );
         });
 
         it('should fail when no volume capabilities are provided', async () => {
-          const request = { name: unique('sanity-controller-create-no-volume-capabilities'), parameters: {} };
+          const request = {
+            name: unique('sanity-controller-create-no-volume-capabilities'),
+            parameters: { ...SUITE_VOLUME_PARAMETERS },
+          };
           await expectController('CreateVolume', request, 'INVALID_ARGUMENT');
         });
 

@@ -4,7 +4,7 @@ import { CsiError } from '../../src/csi/errors';
 import { isVolumeId, snapshotIdFor, volumeIdFor } from '../../src/csi/ids';
 import { OperationLocks } from '../../src/csi/operation-locks';
 import { paginate } from '../../src/csi/pagination';
-import { parseParameters } from '../../src/csi/parameters';
+import { DEFAULT_PARAMETERS, parseParameters } from '../../src/csi/parameters';
 import { nodeSatisfies, TOPOLOGY_KEY } from '../../src/csi/topology';
 import { VolumeCapability } from '../../src/csi/messages';
 import { capabilityProblem, chooseCapacity, parseCapability, requirePath } from '../../src/csi/validate';
@@ -112,14 +112,32 @@ describe('CSI request validation', () => {
         queues: 2,
         queueSize: 128,
         blockSize: 4096,
+        overcommitRatio: 1,
+        provisioning: 'thin',
       },
     );
+    assert.deepEqual(parseParameters({ overcommitRatio: '2.5' }), {
+      ...DEFAULT_PARAMETERS,
+      overcommitRatio: 2.5,
+    });
+    assert.deepEqual(parseParameters({ overcommitRatio: '1.0', provisioning: 'thick' }), {
+      ...DEFAULT_PARAMETERS,
+      provisioning: 'thick',
+    });
     const invalid: Record<string, string>[] = [
       { queues: '0' },
       { queues: '1.5' },
       { queueSize: '100' },
       { blockSize: '8192' },
       { colour: 'red' },
+      { overcommitRatio: '0.5' },
+      { overcommitRatio: '-2' },
+      { overcommitRatio: '2e3' },
+      { overcommitRatio: '1001' },
+      { overcommitRatio: 'Infinity' },
+      { overcommitRatio: '' },
+      { provisioning: 'eager' },
+      { provisioning: 'thick', overcommitRatio: '2' },
     ];
     for (const bad of invalid)
       assert.equal(

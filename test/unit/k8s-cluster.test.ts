@@ -12,6 +12,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
+import { CoreV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { CsiError } from '../../src/csi/errors';
 import { VolumeCapability } from '../../src/csi/messages';
 import { NodeOptions, NodeService } from '../../src/csi/node';
@@ -24,6 +25,7 @@ import { FINALIZER } from '../../src/k8s/resources';
 import { log, setLogLevel } from '../../src/log';
 import { FakeKubeCluster, NAMESPACE } from '../support/fake-kube-cluster';
 import { CsiHarness, MiB, Reply } from '../support/csi-harness';
+import { SmallFilesystem } from '../support/small-filesystem';
 
 /*
  * Cluster mode with no real API server: the controller and the node agents of two nodes (each with
@@ -54,13 +56,18 @@ describe('cluster mode: controller and node agents through the Kubernetes API', 
   const image = (node: string, kind: 'volumes' | 'snapshots', id: string): string =>
     kube.node(node).images.path(kind, id);
   const volumeStatus = (id: string): Reply => kube.api.object(VOLUMES, id)?.status;
-  const capacityReport = (node: string): { freeBytes: number; updatedAt: string } | undefined => {
+  const capacityReport = (
+    node: string,
+  ): { freeBytes: number; roomBytes: number; updatedAt: string } | undefined => {
     const data = kube.api.object('/configmaps', CAPACITY_CONFIGMAP, NAMESPACE)?.data as Record<
       string,
       string
     >;
     return data?.[node] === undefined ? undefined : JSON.parse(data[node]);
   };
+  const capacityOn = async (node: string, parameters: Record<string, string> = {}): Promise<number> =>
+    ((await kube.controller.GetCapacity({ accessible_topology: on(node), parameters })) as Reply)
+      .available_capacity;
   /** Asserts the promise fails with RESOURCE_EXHAUSTED at once (not after the wait) and returns the message. */
   const exhausted = async (reply: Promise<unknown>): Promise<string> => {
     const started = Date.now();
@@ -386,6 +393,82 @@ describe('cluster mode: controller and node agents through the Kubernetes API', 
     });
   });
 
+  describe('with small data directories: 32 MiB on node-a, 96 MiB on node-b', () => {
+    const disks: Record<string, SmallFilesystem> = {
+      'node-a': new SmallFilesystem(32 * MiB),
+      'node-b': new SmallFilesystem(96 * MiB),
+    };
+    const nodeOf = (reply: Reply): string => reply.volume.accessible_topology[0].segments[TOPOLOGY_KEY];
+
+    beforeEach(async function () {
+      for (const disk of Object.values(disks)) await disk.create();
+      if (!disks['node-a']!.mounted) this.skip(); // needs root to mount the small data directories
+      kube = await FakeKubeCluster.start({ dataDir: (node) => disks[node]!.dir });
+    });
+    afterEach(async () => {
+      await kube?.stop();
+      for (const disk of Object.values(disks)) await disk.remove();
+    });
+
+    it('agents report their room (older ones their free bytes); volumes go where they fit, RESOURCE_EXHAUSTED names each node', async () => {
+      assert.equal(capacityReport('node-a')!.roomBytes, 32 * MiB);
+      assert.equal(await capacityOn('node-b'), 96 * MiB);
+      // No topology: the node with the most available.
+      assert.equal(nodeOf(await create({ capacity_range: { required_bytes: 24 * MiB } })), 'node-b');
+      // A preferred node without room gives way to one with room.
+      const preferred = await create({
+        capacity_range: { required_bytes: 40 * MiB },
+        accessibility_requirements: { preferred: [on('node-a')] },
+      });
+      assert.equal(nodeOf(preferred), 'node-b');
+      assert.equal(await capacityOn('node-b'), 32 * MiB);
+      const both = await exhausted(
+        create({
+          capacity_range: { required_bytes: 40 * MiB },
+          accessibility_requirements: { requisite: [on('node-a'), on('node-b')], preferred: [on('node-a')] },
+        }),
+      );
+      assert.match(
+        both,
+        new RegExp(
+          `no room for a volume of ${40 * MiB} bytes: node node-a has ${32 * MiB} bytes available .*; node node-b has ${32 * MiB} bytes available`,
+        ),
+      );
+      // Growth is counted on the volume's node too.
+      const grown = await exhausted(
+        kube.controller.ControllerExpandVolume({
+          volume_id: preferred.volume.volume_id,
+          capacity_range: { required_bytes: 80 * MiB },
+        }),
+      );
+      assert.match(grown, /cannot grow by 41943040 bytes: node node-b has 33554432 bytes available/);
+      // A class that overcommits takes it.
+      const thin = await create({
+        capacity_range: { required_bytes: 40 * MiB },
+        accessibility_requirements: { requisite: [on('node-a')] },
+        parameters: { overcommitRatio: '2' },
+      });
+      assert.equal(nodeOf(thin), 'node-a');
+      assert.equal(await capacityOn('node-a'), 0);
+      assert.equal(await capacityOn('node-a', { overcommitRatio: '2' }), 24 * MiB);
+      // An agent of an older build reports no roomBytes: its free bytes count as its room.
+      await kube.stopAgent('node-a');
+      const entry = { freeBytes: 5 * MiB, updatedAt: new Date().toISOString() };
+      await kube.api
+        .kubeConfig()
+        .makeApiClient(CoreV1Api)
+        .patchNamespacedConfigMap(
+          {
+            name: CAPACITY_CONFIGMAP,
+            namespace: NAMESPACE,
+            body: { data: { 'node-a': JSON.stringify(entry) } },
+          },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        );
+      assert.equal(await capacityOn('node-a', { overcommitRatio: '100' }), 500 * MiB - 40 * MiB);
+    });
+  });
+
   it('the plugin writes the device on the volume status before answering: NodeUnstageVolume clears it', async () => {
     const csi = await CsiHarness.start({ mode: 'all', store: 'kubernetes' });
     try {
@@ -502,14 +585,11 @@ describe('cluster mode: controller and node agents through the Kubernetes API', 
   });
 
   it('a failing agent becomes a CSI error and a Warning event on the claim; the object is cleaned up', async () => {
-    kube = await FakeKubeCluster.start({
-      // A data directory that cannot be created: a regular file stands in its way.
-      dataDir: (node, root) => {
-        if (node !== 'node-a') return join(root, node, 'data');
-        writeFileSync(join(root, 'blocker'), '');
-        return join(root, 'blocker', 'data');
-      },
-    });
+    kube = await FakeKubeCluster.start();
+    // The data directory breaks after its agent reported room: a regular file takes its place.
+    const dataDir = kube.node('node-a').images.dataDir;
+    rmSync(dataDir, { recursive: true, force: true });
+    writeFileSync(dataDir, '');
     const request = {
       name: uniqueName(),
       volume_capabilities: [MOUNT],

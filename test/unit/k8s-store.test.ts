@@ -26,7 +26,7 @@ function volume(name: string, nodeId = 'node-a'): VolumeRecord {
     id: volumeIdFor(name),
     name,
     capacityBytes: 8 * MiB,
-    parameters: { queues: 2, queueSize: 128, blockSize: 4096 },
+    parameters: { queues: 2, queueSize: 128, blockSize: 4096, overcommitRatio: 2.5, provisioning: 'thin' },
     source: null,
     nodeId,
     createdAtMs: 0,
@@ -69,6 +69,18 @@ describe('Kubernetes API store', function () {
     const grown = (await volumes.get(record.id))!;
     assert.equal(grown.spec.capacityBytes, 16 * MiB);
     assert.equal(grown.metadata.generation, 2);
+    // An object from before overcommitRatio and provisioning existed reads with their defaults.
+    await volumes.update(record.id, (current) => {
+      current.spec.parameters = { queues: 2, queueSize: 128, blockSize: 4096 };
+      return current;
+    });
+    assert.deepEqual((await store.getVolume(record.id))!.parameters, {
+      queues: 2,
+      queueSize: 128,
+      blockSize: 4096,
+      overcommitRatio: 1,
+      provisioning: 'thin',
+    });
 
     const snapshot: SnapshotRecord = {
       id: snapshotIdFor('snap-1'),
@@ -87,7 +99,7 @@ describe('Kubernetes API store', function () {
 
     // Deletion waits for the node agent (finalizer); meanwhile the record is gone for the CSI services.
     await store.deleteVolume(record.id);
-    assert.equal((await volumes.get(record.id))!.metadata.generation, 3);
+    assert.equal((await volumes.get(record.id))!.metadata.generation, 4);
     assert.equal(await store.getVolume(record.id), null);
     assert.deepEqual(await store.listVolumes(), []);
     await assert.rejects(store.putVolume(record), (error: CsiError) => error.code === status.ABORTED);
