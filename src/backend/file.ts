@@ -152,9 +152,15 @@ export class FileBackendProvider implements BackendProvider {
     private readonly created: boolean,
   ) {}
 
-  /** Creates the image (sparse) when missing; never shrinks an existing one. */
+  /**
+   * Creates the image (sparse) when missing and a size is given; never shrinks an existing one.
+   * Without a size a missing image is an error: serving a fresh empty one in its place would hide
+   * the loss of the data it held.
+   */
   static create(path: string, sizeBytes: number | undefined): FileBackendProvider {
     const created = !existsSync(path);
+    if (created && sizeBytes === undefined)
+      throw new Error(`image ${path} does not exist (a new image is made only when a size is given)`);
     const fd = libc.openPath(path, libc.O_RDWR | libc.O_CREAT, 0o600);
     try {
       const current = statSync(path).size;

@@ -5,6 +5,7 @@ import { AdminRequest, adminSocketPath, callAdmin, listenAdmin } from '../daemon
 import { spawnSuccessor, stopSuccessor } from '../daemon/successor';
 import { BlkDeviceServer, BlkServeOptions } from '../daemon/blk-device-server';
 import { DEFAULT_STATE_DIR } from '../daemon/device-record';
+import { StartFailure, startFailureLine } from '../daemon/start-failure';
 import { copyImage } from '../storage/image-copy';
 import { buildId } from './build-id';
 import { validateDeviceName } from '../vdpa';
@@ -98,6 +99,11 @@ export function announceStandby(name: string): void {
   process.stdout.write(`${JSON.stringify({ standby: name, pid: process.pid })}\n`);
 }
 
+/** The line a server that failed to start prints, whatever the log level: the CSI plugin reads it. */
+export function announceStartFailure(failure: StartFailure): void {
+  process.stdout.write(`${startFailureLine(failure, process.pid)}\n`);
+}
+
 /** `vduse-csi blk serve`: serves until SIGTERM or SIGINT (then removes the devices) or a hand-over. */
 export async function serve(argv: string[]): Promise<void> {
   const { devices, standby, keepStandby } = parseServeOptions(argv);
@@ -105,13 +111,18 @@ export async function serve(argv: string[]): Promise<void> {
   // A server listens from the start: a SIGTERM right after it announced its device must still
   // remove the device. A standby keeps the default (exit) until it has taken a device over.
   const stopSignal = standby ? undefined : signalled();
-  const running: Array<{ server: BlkDeviceServer; admin: Server }> = [];
+  const running: Array<{ server: BlkDeviceServer; admin?: Server }> = [];
   let handOverRequested!: () => void;
   const handOver = new Promise<string>((resolve) => (handOverRequested = () => resolve('hand-over')));
-  const stopAll = async (): Promise<void> => {
+  const stopAll = async (onError?: (error: unknown, device: string) => void): Promise<void> => {
     for (const { server, admin } of running.splice(0)) {
-      admin.close();
-      await server.stop();
+      admin?.close();
+      try {
+        await server.stop();
+      } catch (error) {
+        if (!onError) throw error;
+        onError(error, server.options.name);
+      }
     }
   };
   try {
@@ -123,15 +134,24 @@ export async function serve(argv: string[]): Promise<void> {
         log.info('the device was removed while standing by', { device: options.name });
         return;
       }
-      const admin = await listenAdmin(adminSocketPath(options.stateDir, options.name), (request) =>
+      // Running before its admin socket listens: a failure to listen must still remove the device.
+      const entry: (typeof running)[number] = { server };
+      running.push(entry);
+      entry.admin = await listenAdmin(adminSocketPath(options.stateDir, options.name), (request) =>
         answerAdmin(server, request, handOverRequested),
       );
-      running.push({ server, admin });
       process.stdout.write(`${server.path}\n${JSON.stringify({ name: options.name, path: server.path })}\n`);
       log.info('serving', { device: options.name, path: server.path, image: options.imagePath });
     }
   } catch (error) {
-    await stopAll();
+    // The devices served so far go again; a failure to remove one is logged beside this error.
+    await stopAll((cleanup, device) =>
+      log.error('could not remove a device after another failed to start', {
+        device,
+        error: String(cleanup),
+      }),
+    );
+    if (error instanceof StartFailure) announceStartFailure(error);
     throw error;
   }
   const successor = keepStandby ? spawnSuccessor(argv) : undefined;
@@ -143,7 +163,7 @@ export async function serve(argv: string[]): Promise<void> {
   await stopSuccessor(successor);
   if (reason !== 'hand-over') return stopAll();
   for (const { server, admin } of running.splice(0)) {
-    admin.close();
+    admin?.close();
     await server.handOver();
   }
 }

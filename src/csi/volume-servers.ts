@@ -5,7 +5,9 @@ import { adminSocketPath, callAdmin } from '../daemon/admin-socket';
 import { buildId } from '../cli/build-id';
 import { log } from '../log';
 import { devicePath } from '../vduse/device';
+import { CsiError } from './errors';
 import { VolumeParameters } from './parameters';
+import { logTail, serverExitError } from './server-failure';
 
 /** What one volume's serving process is started with. */
 export interface ServeSpec {
@@ -89,8 +91,8 @@ export class VolumeServers {
     const standby = this.spawnServer(spec, ['--standby']);
     const deadline = Date.now() + (this.options.startTimeoutMs ?? 180_000);
     while (!loggedStandingBy(standby.logPath, spec.deviceName, standby.child.pid!)) {
-      if (standby.exited() !== null)
-        throw new Error(`standby for ${spec.deviceName} failed (${standby.exited()})`);
+      const exited = standby.exited();
+      if (exited !== null) throw exitError('standby', spec, standby, exited);
       if (Date.now() > deadline) {
         standby.child.kill('SIGKILL');
         throw new Error(
@@ -145,11 +147,7 @@ export class VolumeServers {
         return status;
       }
       const exited = server.exited();
-      if (exited !== null) {
-        throw new Error(
-          `device server for ${spec.deviceName} failed (${exited}): ${lastLines(server.logPath)}`,
-        );
-      }
+      if (exited !== null) throw exitError('device server', spec, server, exited);
       if (Date.now() > deadline) {
         server.child.kill('SIGKILL');
         throw new Error(
@@ -247,12 +245,21 @@ function serveArguments(spec: ServeSpec, options: VolumeServersOptions): string[
   ];
 }
 
-function lastLines(path: string, count = 5): string {
+function logLines(path: string): string[] {
   try {
-    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-count).join(' | ');
+    return readFileSync(path, 'utf8').trimEnd().split('\n');
   } catch {
-    return '(no log)';
+    return [];
   }
+}
+
+function lastLines(path: string): string {
+  return logTail(logLines(path));
+}
+
+/** A server that exited before serving: the cause it reported, with a fitting gRPC code. */
+function exitError(what: string, spec: ServeSpec, server: SpawnedServer, exited: string): CsiError {
+  return serverExitError(what, spec.deviceName, server.child.pid, exited, logLines(server.logPath));
 }
 
 function sleep(ms: number): Promise<void> {

@@ -19,6 +19,7 @@ import {
 } from './inflight-log';
 import { DevicePause } from './pause';
 import { SharedDeviceState } from './shared-state';
+import { StartSteps } from './start-steps';
 
 export interface BlkServeOptions {
   name: string;
@@ -66,11 +67,6 @@ export class BlkDeviceServer {
   }
 
   /**
-   * Serves the device: creates it, or takes over a live one a previous server left (crash, kill,
-   * upgrade) when its record is in the state directory. On failure, whatever this call created is
-   * removed again before the error surfaces.
-   */
-  /**
    * Waits, warmed up, until the live server of an existing device lets go of it (it died, or handed
    * the device over), then takes the device over. Resolves null when the device is removed instead.
    */
@@ -89,105 +85,118 @@ export class BlkDeviceServer {
         if (isErrno(error, 'ENOENT')) return null;
         throw error;
       }
-      if (!device) {
-        await new Promise((resolve) => setTimeout(resolve, STANDBY_POLL_MS));
-        continue;
+      if (device) {
+        const opened = device;
+        return StartSteps.attempt(options.name, (steps) => {
+          steps.onFailure(`closing VDUSE device ${options.name}`, () => opened.close());
+          return BlkDeviceServer.adopt(steps, options, record, opened);
+        });
       }
-      const control = VduseControl.open();
-      try {
-        return await BlkDeviceServer.adopt(control, options, record, device);
-      } catch (error) {
-        control.close();
-        throw error;
-      }
+      await new Promise((resolve) => setTimeout(resolve, STANDBY_POLL_MS));
     }
   }
 
+  /**
+   * Serves the device: creates it, or takes over a live one a previous server left (crash, kill,
+   * upgrade) when its record is in the state directory. A failure is a StartFailure naming the step
+   * and the cause; whatever this call made is removed again (a device taken over is left as it was
+   * found, for the next server) before it surfaces.
+   */
   static async start(options: BlkServeOptions): Promise<BlkDeviceServer> {
-    const control = VduseControl.open();
-    try {
-      const record = readRecord(options.stateDir, options.name);
+    return StartSteps.attempt(options.name, async (steps) => {
+      const record = await steps.run(`reading the device record of ${options.name}`, () =>
+        readRecord(options.stateDir, options.name),
+      );
       if (record && existsSync(devicePath(options.name)))
-        return await BlkDeviceServer.adopt(control, options, record);
-      return await BlkDeviceServer.create(control, options);
-    } catch (error) {
-      control.close();
-      throw error;
-    }
+        return BlkDeviceServer.adopt(steps, options, record);
+      return BlkDeviceServer.create(steps, options);
+    });
   }
 
-  private static async create(control: VduseControl, options: BlkServeOptions): Promise<BlkDeviceServer> {
-    const provider = FileBackendProvider.create(options.imagePath, options.sizeBytes);
+  private static async create(steps: StartSteps, options: BlkServeOptions): Promise<BlkDeviceServer> {
+    const { name, stateDir } = options;
+    const provider = await steps.run('opening the image', () => openImage(options), 'image');
+    steps.onFailure(`removing the image ${options.imagePath} if this start made it`, () =>
+      provider.removeIfCreated(),
+    );
     const geometry: BlkGeometry = {
       capacityBytes: provider.size(),
       queues: options.queues,
       queueSize: options.queueSize,
       blockSize: options.blockSize,
       readOnly: options.readOnly,
-      serial: options.name,
+      serial: name,
     };
-    const logPath = inflightLogPath(options.stateDir, options.name);
-    let server: BlkDeviceServer | undefined;
+    const control = await openControl(steps);
+    const creating = `creating VDUSE device ${name}`;
+    const nameTaken =
+      `a VDUSE device named ${name} already exists and has no record in ${stateDir}: ` +
+      'it was not made by vduse-csi with this state directory (another program or server holds the name)';
+    if (existsSync(devicePath(name))) throw steps.fail(creating, 'in-use', nameTaken);
+    // Log and record before the device: a server killed right after CREATE_DEV leaves a device
+    // the next start can take over (and finish binding) instead of a nameless orphan.
+    const logPath = inflightLogPath(stateDir, name);
     let created = false;
-    try {
-      if (geometry.capacityBytes < geometry.blockSize) {
-        throw new Error(`image ${options.imagePath} is smaller than one block: give --size`);
-      }
-      // Log and record before the device: a server killed right after CREATE_DEV leaves a device
-      // the next start can take over (and finish binding) instead of a nameless orphan.
-      createInflightLog(logPath, geometry.queues, geometry.queueSize);
-      writeRecord(options.stateDir, deviceRecord(options, geometry));
-      created = control.createDevice({
-        name: options.name,
-        deviceId: VIRTIO_ID_BLOCK,
-        vendorId: VIRTIO_VENDOR_ID,
-        features: blkFeatures(geometry),
-        queueCount: geometry.queues,
-        queueAlign: 4096,
-        config: encodeBlkConfig(geometry),
-      });
-      if (!created) {
-        throw new Error(
-          `a VDUSE device named ${options.name} already exists and has no record in ${options.stateDir}: ` +
-            'it was not made by vduse-csi with this state directory',
-        );
-      }
-      const device = VduseDevice.open(options.name);
-      server = new BlkDeviceServer(options, provider, control, device, geometry);
-      for (let queue = 0; queue < geometry.queues; queue++) device.setupQueue(queue, geometry.queueSize);
-      if (options.bounceBytes !== undefined) setBounceSize(options.name, options.bounceBytes);
-      setMessageTimeout(options.name);
-      await server.startThreads(false);
-      await server.bind();
-      return server;
-    } catch (error) {
-      if (server)
-        await server.stop().catch((cleanup) => log.error('cleanup failed', { error: String(cleanup) }));
-      else {
-        if (created) destroyQuietly(control, options.name);
-        removeRecord(options.stateDir, options.name);
+    await steps.run(`writing the in-flight log and device record of ${name}`, () => {
+      steps.onFailure(`removing the device record and in-flight log of ${name}`, () => {
+        // Without its record a device left behind could never be taken over (or removed) again.
+        if (created && existsSync(devicePath(name)))
+          throw new Error(`kept them: VDUSE device ${name} is still there`);
+        removeRecord(stateDir, name);
         removeInflightLog(logPath);
-      }
-      provider.removeIfCreated();
-      throw error;
-    }
+      });
+      createInflightLog(logPath, geometry.queues, geometry.queueSize);
+      writeRecord(stateDir, deviceRecord(options, geometry));
+    });
+    created = await steps.run(
+      creating,
+      () =>
+        control.createDevice({
+          name,
+          deviceId: VIRTIO_ID_BLOCK,
+          vendorId: VIRTIO_VENDOR_ID,
+          features: blkFeatures(geometry),
+          queueCount: geometry.queues,
+          queueAlign: 4096,
+          config: encodeBlkConfig(geometry),
+        }),
+      'environment',
+    );
+    if (!created) throw steps.fail(creating, 'in-use', nameTaken);
+    steps.onFailure(`destroying VDUSE device ${name}`, () => destroyWithRetry(control, name));
+    const device = await openDevice(steps, name);
+    const server = new BlkDeviceServer(options, provider, control, device, geometry);
+    await steps.run(`configuring VDUSE device ${name} (virtqueues, bounce buffer, message timeout)`, () => {
+      for (let queue = 0; queue < geometry.queues; queue++) device.setupQueue(queue, geometry.queueSize);
+      if (options.bounceBytes !== undefined) setBounceSize(name, options.bounceBytes);
+      setMessageTimeout(name);
+    });
+    await server.startThreadsStep(steps, false);
+    await server.bindStep(steps);
+    return server;
   }
 
   /**
    * Takes over a device whose server is gone: same geometry; each queue in use goes on from the
-   * in-flight log, serving again what the previous server took and did not return.
+   * in-flight log, serving again what the previous server took and did not return. A failure leaves
+   * the device as it was (closed again), for the next server to take over.
    */
   private static async adopt(
-    control: VduseControl,
+    steps: StartSteps,
     options: BlkServeOptions,
     record: DeviceRecord,
-    openDevice?: VduseDevice,
+    opened?: VduseDevice,
   ): Promise<BlkDeviceServer> {
+    const { name } = options;
     if (resolve(record.imagePath) !== resolve(options.imagePath)) {
-      openDevice?.close();
-      throw new Error(`VDUSE device ${options.name} serves ${record.imagePath}, not ${options.imagePath}`);
+      throw steps.fail(
+        `taking over VDUSE device ${name}`,
+        'in-use',
+        `VDUSE device ${name} serves ${record.imagePath}, not ${options.imagePath}`,
+      );
     }
-    const device = openDevice ?? VduseDevice.open(options.name);
+    const control = await openControl(steps);
+    const device = opened ?? (await openDevice(steps, name));
     const server = new BlkDeviceServer(
       { ...options, ...record.geometry },
       new FileBackendProvider(record.imagePath, false),
@@ -195,31 +204,42 @@ export class BlkDeviceServer {
       device,
       record.geometry,
     );
-    server.vdpaBound = vdpaDeviceExists(options.name);
-    if (device.queueInfo(0).ready) server.state.setRunning(true);
-    log.info('taking over a live device', { device: options.name, bound: server.vdpaBound });
     const { queues, queueSize } = record.geometry;
-    const logPath = inflightLogPath(options.stateDir, options.name);
-    if (!inflightLogFits(logPath, queues, queueSize)) {
-      log.error('in-flight log missing or of the wrong size: queues in use cannot be resumed', {
-        device: options.name,
-        path: logPath,
-      });
-      createEmptyInflightLog(logPath, queues, queueSize);
-    }
-    const probeFailed = server.vdpaBound && virtioProbeFailed(options.name);
-    // A server killed between creating and binding the device: finish what it started.
-    if (!server.vdpaBound) for (let queue = 0; queue < queues; queue++) device.setupQueue(queue, queueSize);
-    await server.startThreads(true);
+    const probeFailed = await steps.run(`reading the state of VDUSE device ${name}`, () => {
+      server.vdpaBound = vdpaDeviceExists(name);
+      if (device.queueInfo(0).ready) server.state.setRunning(true);
+      log.info('taking over a live device', { device: name, bound: server.vdpaBound });
+      const logPath = inflightLogPath(options.stateDir, name);
+      if (!inflightLogFits(logPath, queues, queueSize)) {
+        log.error('in-flight log missing or of the wrong size: queues in use cannot be resumed', {
+          device: name,
+          path: logPath,
+        });
+        createEmptyInflightLog(logPath, queues, queueSize);
+      }
+      // A server killed between creating and binding the device: finish what it started.
+      if (!server.vdpaBound) for (let queue = 0; queue < queues; queue++) device.setupQueue(queue, queueSize);
+      return server.vdpaBound && virtioProbeFailed(name);
+    });
+    await server.startThreadsStep(steps, true);
     if (probeFailed) {
-      log.warn('the driver never took the device (its probe failed): adding it again', {
-        device: options.name,
-      });
-      await server.unbind();
-      for (let queue = 0; queue < queues; queue++) device.setupQueue(queue, queueSize);
+      log.warn('the driver never took the device (its probe failed): adding it again', { device: name });
+      await steps.run(
+        `removing vdpa device ${name}, whose driver probe failed`,
+        async () => {
+          await server.unbind();
+          for (let queue = 0; queue < queues; queue++) device.setupQueue(queue, queueSize);
+        },
+        'environment',
+      );
     }
-    if (server.vdpaBound) server.blockDevicePath = await waitForBlockDevice(options.name);
-    else await server.bind();
+    if (!server.vdpaBound) await server.bindStep(steps);
+    else
+      server.blockDevicePath = await steps.run(
+        `waiting for the block device of ${name}`,
+        () => waitForBlockDevice(name),
+        'environment',
+      );
     return server;
   }
 
@@ -278,16 +298,20 @@ export class BlkDeviceServer {
     log.info('device removed', { device: name });
   }
 
-  private async startThreads(takeover: boolean): Promise<void> {
-    this.threads = deviceThreads(this.options.logLevel);
-    await this.threads.attach({
-      name: this.options.name,
-      deviceFd: this.device.fd,
-      imagePath: this.options.imagePath,
-      geometry: this.geometry,
-      state: this.state.buffer,
-      inflightLogPath: inflightLogPath(this.options.stateDir, this.options.name),
-      takeover,
+  private async startThreadsStep(steps: StartSteps, takeover: boolean): Promise<void> {
+    const name = this.options.name;
+    steps.onFailure(`stopping the threads of ${name}`, () => this.threads?.detach(name));
+    await steps.run(`starting the device threads of ${name}`, async () => {
+      this.threads = deviceThreads(this.options.logLevel);
+      await this.threads.attach({
+        name,
+        deviceFd: this.device.fd,
+        imagePath: this.options.imagePath,
+        geometry: this.geometry,
+        state: this.state.buffer,
+        inflightLogPath: inflightLogPath(this.options.stateDir, name),
+        takeover,
+      });
     });
   }
 
@@ -304,15 +328,32 @@ export class BlkDeviceServer {
     await waitForBlockDeviceGone(this.options.name, { timeoutMs: STOP_TIMEOUT_MS });
   }
 
-  private async bind(): Promise<void> {
-    const vdpa = await VdpaClient.open();
-    try {
-      await vdpa.addDevice(this.options.name);
-      this.vdpaBound = true;
-    } finally {
-      await vdpa.close();
-    }
-    this.blockDevicePath = await waitForBlockDevice(this.options.name);
+  /** Binds the device to virtio-vdpa (vdpa DEV_NEW) and waits for its block device. */
+  private async bindStep(steps: StartSteps): Promise<void> {
+    const name = this.options.name;
+    steps.onFailure(`removing vdpa device ${name}`, () => {
+      // DEV_NEW may have made the device even though the call failed (a timeout, say).
+      this.vdpaBound ||= vdpaDeviceExists(name);
+      return this.unbind();
+    });
+    await steps.run(
+      `binding device ${name} to virtio-vdpa through the vdpa generic netlink family`,
+      async () => {
+        const vdpa = await VdpaClient.open();
+        try {
+          await vdpa.addDevice(name);
+          this.vdpaBound = true;
+        } finally {
+          await vdpa.close();
+        }
+      },
+      'environment',
+    );
+    this.blockDevicePath = await steps.run(
+      `waiting for the block device of ${name} (virtio_vdpa and virtio_blk must be loaded)`,
+      () => waitForBlockDevice(name),
+      'environment',
+    );
   }
 }
 
@@ -351,12 +392,31 @@ function setBounceSize(name: string, bytes: number): void {
   writeFileSync(`/sys/class/vduse/${name}/bounce_size`, String(bytes));
 }
 
-function destroyQuietly(control: VduseControl, name: string): void {
-  try {
-    control.destroyDevice(name);
-  } catch (error) {
-    log.error('could not destroy VDUSE device', { device: name, error: String(error) });
+function openImage(options: BlkServeOptions): FileBackendProvider {
+  const provider = FileBackendProvider.create(options.imagePath, options.sizeBytes);
+  if (provider.size() < options.blockSize) {
+    provider.removeIfCreated();
+    throw new Error(`image ${options.imagePath} is smaller than one block: give --size`);
   }
+  return provider;
+}
+
+async function openControl(steps: StartSteps): Promise<VduseControl> {
+  const control = await steps.run(
+    'opening the VDUSE control device',
+    () => VduseControl.open(),
+    'environment',
+  );
+  steps.onFailure('closing the VDUSE control device', () => control.close());
+  return control;
+}
+
+async function openDevice(steps: StartSteps, name: string): Promise<VduseDevice> {
+  const step = `opening VDUSE device ${name}`;
+  const device = await steps.run(step, () => VduseDevice.openIfFree(name));
+  if (!device) throw steps.fail(step, 'in-use', `VDUSE device ${name} is already served by another process`);
+  steps.onFailure(`closing VDUSE device ${name}`, () => device.close());
+  return device;
 }
 
 /** DESTROY_DEV answers EBUSY while the kernel still holds the device after unbinding: retry briefly. */

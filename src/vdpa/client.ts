@@ -47,6 +47,19 @@ export interface VdpaClientOptions {
 export const VDPA_FAMILY_MISSING =
   'the vdpa generic netlink family is not available (modprobe vdpa / vduse?)';
 
+export const VDPA_FAMILY_NOT_IN_NAMESPACE =
+  'the vdpa generic netlink family is not visible from this network namespace although the vdpa ' +
+  'module is loaded: it exists only in the initial network namespace, so the process (the CSI node ' +
+  'plugin and its device servers) must run with the host network (hostNetwork: true)';
+
+/**
+ * Why resolving the vdpa family answered ENOENT: the module is not loaded, or (the vdpa bus is
+ * there) this process is in a network namespace of its own, where the family does not exist.
+ */
+export function vdpaFamilyMissingReason(sysfsRoot = '/sys'): string {
+  return existsSync(join(sysfsRoot, 'bus', 'vdpa')) ? VDPA_FAMILY_NOT_IN_NAMESPACE : VDPA_FAMILY_MISSING;
+}
+
 /**
  * A client of the kernel's vdpa generic netlink family: what `vdpa mgmtdev show` and
  * `vdpa dev add|del|show` do, without the tool.
@@ -62,7 +75,7 @@ export class VdpaClient {
     const socket = GenlSocket.open({ timeoutMs: options.timeoutMs ?? 30_000 });
     try {
       const family = await socket.resolveFamily(VDPA_GENL_NAME);
-      if (!family) throw new VdpaError('GETFAMILY', ENOENT, {}, VDPA_FAMILY_MISSING);
+      if (!family) throw new VdpaError('GETFAMILY', ENOENT, {}, vdpaFamilyMissingReason());
       return new VdpaClient(socket, family.id, options.vduseDevDir ?? '/dev/vduse');
     } catch (error) {
       await socket.close();

@@ -5,7 +5,7 @@ import { CONTROL_PATH, DeviceSpec, VDUSE_API_VERSION, encodeDeviceConfig, encode
 
 /** /dev/vduse/control: creates and destroys VDUSE devices. */
 export class VduseControl {
-  private constructor(private readonly fd: number) {}
+  private constructor(private fd: number) {}
 
   static open(): VduseControl {
     if (!existsSync(CONTROL_PATH)) {
@@ -42,7 +42,11 @@ export class VduseControl {
     libc.ioctl(this.fd, ioctls.DESTROY_DEV, encodeName(name), `VDUSE_DESTROY_DEV ${name}`);
   }
 
+  /** Closes the fd once; later calls do nothing (the number may belong to another file by then). */
   close(): void {
-    libc.closeFd(this.fd);
+    if (this.fd < 0) return;
+    const fd = this.fd;
+    this.fd = -1;
+    libc.closeFd(fd);
   }
 }

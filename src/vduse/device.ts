@@ -27,12 +27,11 @@ export function devicePath(name: string): string {
 export class VduseDevice {
   private readonly message = Buffer.alloc(MESSAGE_SIZE);
 
-  private constructor(readonly fd: number) {}
+  private constructor(private openFd: number) {}
 
-  static open(name: string): VduseDevice {
-    const device = VduseDevice.openIfFree(name);
-    if (!device) throw new Error(`VDUSE device ${name} is already served by another process`);
-    return device;
+  get fd(): number {
+    if (this.openFd < 0) throw new Error('the VDUSE device is closed');
+    return this.openFd;
   }
 
   /** Opens the device, or returns null while another process holds it open. */
@@ -50,19 +49,19 @@ export class VduseDevice {
   }
 
   setupQueue(index: number, maxSize: number): void {
-    libc.ioctl(this.fd, ioctls.VQ_SETUP, encodeVqConfig(index, maxSize), `VDUSE_VQ_SETUP ${index}`);
+    libc.ioctl(this.openFd, ioctls.VQ_SETUP, encodeVqConfig(index, maxSize), `VDUSE_VQ_SETUP ${index}`);
   }
 
   queueInfo(index: number): VqInfo {
     const buffer = Buffer.alloc(48);
     buffer.writeUInt32LE(index, 0);
-    libc.ioctl(this.fd, ioctls.VQ_GET_INFO, buffer, `VDUSE_VQ_GET_INFO ${index}`);
+    libc.ioctl(this.openFd, ioctls.VQ_GET_INFO, buffer, `VDUSE_VQ_GET_INFO ${index}`);
     return decodeVqInfo(buffer);
   }
 
   negotiatedFeatures(): bigint {
     const buffer = Buffer.alloc(8);
-    libc.ioctl(this.fd, ioctls.DEV_GET_FEATURES, buffer, 'VDUSE_DEV_GET_FEATURES');
+    libc.ioctl(this.openFd, ioctls.DEV_GET_FEATURES, buffer, 'VDUSE_DEV_GET_FEATURES');
     return buffer.readBigUInt64LE(0);
   }
 
@@ -70,14 +69,14 @@ export class VduseDevice {
     const buffer = Buffer.alloc(8);
     buffer.writeUInt32LE(index, 0);
     buffer.writeInt32LE(eventFd, 4);
-    libc.ioctl(this.fd, ioctls.VQ_SETUP_KICKFD, buffer, `VDUSE_VQ_SETUP_KICKFD ${index}`);
+    libc.ioctl(this.openFd, ioctls.VQ_SETUP_KICKFD, buffer, `VDUSE_VQ_SETUP_KICKFD ${index}`);
   }
 
   private readonly irqArgument = Buffer.alloc(4);
 
   injectQueueIrq(index: number): void {
     this.irqArgument.writeUInt32LE(index, 0);
-    libc.ioctl(this.fd, ioctls.VQ_INJECT_IRQ, this.irqArgument, 'VDUSE_VQ_INJECT_IRQ');
+    libc.ioctl(this.openFd, ioctls.VQ_INJECT_IRQ, this.irqArgument, 'VDUSE_VQ_INJECT_IRQ');
   }
 
   setConfig(offset: number, bytes: Buffer): void {
@@ -85,13 +84,13 @@ export class VduseDevice {
     buffer.writeUInt32LE(offset, 0);
     buffer.writeUInt32LE(bytes.length, 4);
     bytes.copy(buffer, 8);
-    libc.ioctl(this.fd, ioctls.DEV_SET_CONFIG, buffer, 'VDUSE_DEV_SET_CONFIG');
+    libc.ioctl(this.openFd, ioctls.DEV_SET_CONFIG, buffer, 'VDUSE_DEV_SET_CONFIG');
   }
 
   /** Tells the driver the config space changed; returns false before DRIVER_OK (nothing to tell). */
   injectConfigIrq(): boolean {
     try {
-      libc.ioctlValue(this.fd, ioctls.DEV_INJECT_CONFIG_IRQ, 0, 'VDUSE_DEV_INJECT_CONFIG_IRQ');
+      libc.ioctlValue(this.openFd, ioctls.DEV_INJECT_CONFIG_IRQ, 0, 'VDUSE_DEV_INJECT_CONFIG_IRQ');
       return true;
     } catch (error) {
       if (error instanceof SysError && error.errno === EINVAL) return false;
@@ -102,7 +101,7 @@ export class VduseDevice {
   /** The IOTLB entry overlapping [start, last] and an fd to mmap it, or null when none does. */
   iotlbFd(start: number, last: number): { fd: number; entry: IotlbEntry } | null {
     const buffer = encodeIotlbQuery(BigInt(start), BigInt(last));
-    const fd = libc.raw.ioctlPtr(this.fd, ioctls.IOTLB_GET_FD, buffer);
+    const fd = libc.raw.ioctlPtr(this.openFd, ioctls.IOTLB_GET_FD, buffer);
     if (fd < 0) {
       if (libc.errno() === EINVAL) return null;
       throw new SysError('VDUSE_IOTLB_GET_FD', libc.errno());
@@ -112,7 +111,7 @@ export class VduseDevice {
 
   /** The next control message, or null when none waits. */
   readRequest(): ControlRequest | null {
-    const result = libc.raw.read(this.fd, this.message, MESSAGE_SIZE);
+    const result = libc.raw.read(this.openFd, this.message, MESSAGE_SIZE);
     if (result < 0) {
       if (libc.errno() === EAGAIN) return null;
       throw new SysError('read control message', libc.errno());
@@ -122,11 +121,18 @@ export class VduseDevice {
   }
 
   writeResponse(response: Buffer): void {
-    const written = libc.check(libc.raw.write(this.fd, response, response.length), 'write control response');
+    const written = libc.check(
+      libc.raw.write(this.openFd, response, response.length),
+      'write control response',
+    );
     if (written !== response.length) throw new Error(`control response written short (${written})`);
   }
 
+  /** Closes the fd once; later calls do nothing (the number may belong to another file by then). */
   close(): void {
-    libc.closeFd(this.fd);
+    if (this.openFd < 0) return;
+    const fd = this.openFd;
+    this.openFd = -1;
+    libc.closeFd(fd);
   }
 }

@@ -234,6 +234,15 @@ describe('FileBackendProvider', () => {
     assert.equal(fs.existsSync(file), false);
   });
 
+  it('refuses a missing image without a size instead of making an empty one', () => {
+    const file = path.join(dir, 'missing.img');
+    assert.throws(
+      () => FileBackendProvider.create(file, undefined),
+      new Error(`image ${file} does not exist (a new image is made only when a size is given)`),
+    );
+    assert.equal(fs.existsSync(file), false);
+  });
+
   it('grows an existing image on create but never shrinks it, and keeps it on removeIfCreated', () => {
     const file = path.join(dir, 'existing.img');
     fs.writeFileSync(file, Buffer.alloc(8192, 3));
