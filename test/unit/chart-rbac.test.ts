@@ -141,9 +141,8 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
       maximumVolumeBytes: 2 ** 44,
     });
     startAgent('node-a', join(root, 'node-a', 'data'));
-    // node-b cannot make images: a regular file stands where its data directory would be.
-    writeFileSync(join(root, 'blocker'), '');
-    const nodeB = startAgent('node-b', join(root, 'blocker', 'data'));
+    const nodeBData = join(root, 'node-b', 'data');
+    const nodeB = startAgent('node-b', nodeBData);
     // This host has no VDUSE: node-b's plugin is not ready, and says why on its pod.
     const identity = new IdentityService({
       controller: false,
@@ -164,11 +163,19 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
       });
 
     await eventually(async () => {
-      const reply = (await controller.GetCapacity({ accessible_topology: on('node-a') })) as Reply;
-      assert.ok(reply.available_capacity > 0);
+      for (const node of ['node-a', 'node-b']) {
+        const reply = (await controller.GetCapacity({ accessible_topology: on(node) })) as Reply;
+        assert.ok(reply.available_capacity > 0);
+      }
     }, 10_000);
-    // No topology: placed by the capacity reports (only node-a's agent can report).
-    const { volume } = await create({ parameters: CLAIM });
+    // node-b cannot make images once it reported room: a regular file takes its data directory's place.
+    rmSync(nodeBData, { recursive: true, force: true });
+    writeFileSync(nodeBData, '');
+    // Placed on node-a by its topology.
+    const { volume } = await create({
+      accessibility_requirements: { requisite: [on('node-a')] },
+      parameters: CLAIM,
+    });
     assert.deepEqual(volume.accessible_topology, [on('node-a')]);
     await controller.ControllerExpandVolume({
       volume_id: volume.volume_id,
