@@ -104,16 +104,17 @@ export function writeData(kind: VolumeKind, target: string, label: string, offse
   ).trim();
 }
 
+/**
+ * The digest of what `writeData` wrote, read with O_DIRECT: from the device, never from the page
+ * cache, so it is what the device server stored even while the filesystem is still mounted.
+ */
 export function readDigest(kind: VolumeKind, target: string, label: string, offsetMiB: number): string {
-  if (kind === 'block') {
-    return sh(
-      `dd if=${target} bs=1M skip=${offsetMiB} count=1 iflag=direct status=none | sha256sum | cut -d' ' -f1`,
-    ).trim();
-  }
-  return sh(`sha256sum < ${target}/${label}.bin | cut -d' ' -f1`).trim();
+  const source = kind === 'block' ? `if=${target} skip=${offsetMiB} count=1` : `if=${target}/${label}.bin`;
+  return sh(`dd ${source} bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1`).trim();
 }
 
-function sizeSeenByPod(kind: VolumeKind, target: string): number {
+/** What the pod sees at its target: the raw device's bytes, or the filesystem's (statfs). */
+export function sizeSeenByPod(kind: VolumeKind | 'mount', target: string): number {
   if (kind === 'block') return Number(sh(`blockdev --getsize64 ${target}`).trim());
   const stats = statfsSync(target);
   return stats.blocks * stats.bsize;

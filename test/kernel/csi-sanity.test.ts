@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { findMounts } from '../../src/node/mountinfo';
 import { CsiHarness, GiB, Reply } from '../support/csi-harness';
-import { assertNothingLeft } from '../e2e/kubelet-flow';
+import { assertNothingLeft, sizeSeenByPod } from '../e2e/kubelet-flow';
 import { REPEATS, SuiteCase, pathKind, suiteCapability } from '../support/sanity-suite';
 import { CLI, requireVduse, scratchDir } from './support';
 
 /*
  * The Node cases of the kubernetes-csi sanity suite (csi-test v5.4.0) that need a real device,
  * asked as the suite asks them, on real VDUSE devices: its 10 GiB volumes (sparse images), a mount
- * capability without fs_type or a block one, every stage and publish sent REPEATS times, stats on
- * the published target, expansion to 11 GiB after publishing, and its clean-up, after which its
- * directories must be removable with rmdir.
+ * capability without fs_type or a block one, every stage and publish sent REPEATS times, expansion
+ * to 11 GiB after publishing (the filesystem, made at 10 GiB, must grow), stats on the published
+ * target, and its clean-up, after which its directories must be removable with rmdir.
  */
 
 const VOLUME_BYTES = 10 * GiB;
@@ -41,12 +41,6 @@ describe('csi-sanity Node lifecycle cases on the real kernel', function () {
         accessibility_requirements: { requisite: [info.accessible_topology] },
       });
       const volume_id: string = created.volume.volume_id;
-      const expanded: Reply = await csi.call('controller', 'ControllerExpandVolume', {
-        volume_id,
-        capacity_range: { required_bytes: EXPANDED_BYTES },
-        volume_capability: capability,
-      });
-      assert.equal(Number(expanded.capacity_bytes), EXPANDED_BYTES);
 
       const volume_context = created.volume.volume_context;
       for (let i = 0; i < REPEATS; i++)
@@ -72,12 +66,34 @@ describe('csi-sanity Node lifecycle cases on the real kernel', function () {
       assert.equal(await mountsAt(suite.target), 1, 'mounts on the target');
       assert.equal(pathKind(suite.target), accessType === 'mount' ? 'directory' : 'other');
 
+      // Expanded once the filesystem exists: only NodeExpandVolume can grow it, and the pod must
+      // see that on its target (statfs for a filesystem, the device's size for a block volume).
+      const before = sizeSeenByPod(accessType, suite.target);
+      if (accessType === 'mount') assert.ok(before <= VOLUME_BYTES, `a 10 GiB filesystem: ${before}`);
+      else assert.equal(before, VOLUME_BYTES);
+      const expanded: Reply = await csi.call('controller', 'ControllerExpandVolume', {
+        volume_id,
+        capacity_range: { required_bytes: EXPANDED_BYTES },
+        volume_capability: capability,
+      });
+      assert.equal(Number(expanded.capacity_bytes), EXPANDED_BYTES);
+      if (accessType === 'mount')
+        assert.equal(
+          sizeSeenByPod('mount', suite.target),
+          before,
+          'the filesystem waits for NodeExpandVolume',
+        );
+
       const grown: Reply = await csi.call('node', 'NodeExpandVolume', {
         volume_id,
         volume_path: suite.target,
         capacity_range: { required_bytes: EXPANDED_BYTES },
       });
       assert.equal(Number(grown.capacity_bytes), EXPANDED_BYTES);
+      const after = sizeSeenByPod(accessType, suite.target);
+      if (accessType === 'mount')
+        assert.ok(after > VOLUME_BYTES, `the filesystem grew past 10 GiB: ${before} -> ${after}`);
+      else assert.equal(after, EXPANDED_BYTES, 'the device grew');
 
       const stats: Reply = await csi.call('node', 'NodeGetVolumeStats', {
         volume_id,
@@ -85,14 +101,9 @@ describe('csi-sanity Node lifecycle cases on the real kernel', function () {
       });
       assert.equal(stats.volume_condition.abnormal, false, stats.volume_condition.message);
       const units = stats.usage.map((usage: Reply) => usage.unit).sort();
-      if (accessType === 'mount') {
-        assert.deepEqual(units, ['BYTES', 'INODES']);
-        const bytes = stats.usage.find((usage: Reply) => usage.unit === 'BYTES');
-        assert.ok(Number(bytes.total) > VOLUME_BYTES, `the filesystem grew past 10 GiB: ${bytes.total}`);
-      } else {
-        assert.deepEqual(units, ['BYTES']);
-        assert.equal(Number(stats.usage[0].total), EXPANDED_BYTES);
-      }
+      assert.deepEqual(units, accessType === 'mount' ? ['BYTES', 'INODES'] : ['BYTES']);
+      const bytes = stats.usage.find((usage: Reply) => usage.unit === 'BYTES');
+      assert.equal(Number(bytes.total), after, 'stats report the size the pod sees');
       await csi.expectCode(
         'node',
         'NodeGetVolumeStats',
