@@ -1,6 +1,7 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
 import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { AddressInfo } from 'node:net';
 
 /*
@@ -15,8 +16,18 @@ import { AddressInfo } from 'node:net';
  * - WATCH (?watch=true&resourceVersion=N): ADDED/MODIFIED/DELETED as newline-delimited JSON, from
  *   the retained history after N; an N older than the history (see compact()) gets an ERROR event
  *   with a 410 Gone Status, as the watch cache sends it, and the stream ends;
- * - failures on demand (failNext): a 5xx answer or a dropped connection.
+ * - failures on demand (failNext): a 5xx answer or a dropped connection;
+ * - plain HTTP on 127.0.0.1 by default; HTTPS with a given key and certificate on a given address
+ *   when clients must reach it as pods do (in-cluster configuration speaks https only).
  */
+
+/** Where and how the fake listens (plain HTTP on 127.0.0.1 unless told otherwise). */
+export interface FakeKubeApiOptions {
+  /** The address to listen on (127.0.0.1 by default). */
+  host?: string;
+  /** Serve HTTPS with this PEM key and certificate instead of HTTP. */
+  tls?: { key: string; cert: string };
+}
 
 type Json = Record<string, unknown>;
 interface Meta {
@@ -102,18 +113,26 @@ export class FakeKubeApi {
   /** Requests served, by method (tests use it to tell watching from polling). */
   readonly requests: string[] = [];
 
-  private constructor(private readonly server: Server) {}
+  private constructor(
+    private readonly server: Server,
+    private readonly scheme: 'http' | 'https',
+  ) {}
 
-  static async start(): Promise<FakeKubeApi> {
-    const server = createServer();
-    const api = new FakeKubeApi(server);
+  static async start(options: FakeKubeApiOptions = {}): Promise<FakeKubeApi> {
+    const server = options.tls ? createHttpsServer(options.tls) : createServer();
+    const api = new FakeKubeApi(server, options.tls ? 'https' : 'http');
     server.on('request', (request, response) => void api.handle(request, response));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => server.listen(0, options.host ?? '127.0.0.1', resolve));
     return api;
   }
 
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
   get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    const { address } = this.server.address() as AddressInfo;
+    return `${this.scheme}://${address.includes(':') ? `[${address}]` : address}:${this.port}`;
   }
 
   /** A client configuration pointing at this server. */
