@@ -259,7 +259,7 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
     await controller.start();
     await waitForSocket(node, START_MS);
     await waitForSocket(controller, START_MS);
-    csi = new PodCsi(node, controller, kubeletDir);
+    csi = await PodCsi.connect(node, controller, kubeletDir);
     timings.podsStartMs = Date.now() - started;
     step(`both plugins listen (${timings.podsStartMs} ms)`);
   });
@@ -397,6 +397,10 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
     await node.delete();
     await node.start();
     await waitForSocket(node, START_MS);
+    // The old socket file stays behind a killed plugin: up is what the chart's probes say.
+    const spec = podContainers(nodePod.template).main.find((entry) => entry.name === node.name)!;
+    for (const kind of (['startupProbe', 'readinessProbe'] as const).filter((probe) => spec[probe]))
+      await waitForProbe(kind, spec, node, nodePod.facts.podIP, START_MS);
     csi!.reconnectNode(node);
     step(`restart: node container up again after ${Date.now() - started} ms (workload at round ${atKill})`);
     await waitRounds(atKill + 3, 'after the restart');
@@ -420,6 +424,18 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
     await unpublishAndUnstage(csi!, published);
     await csi!.call('controller', 'DeleteVolume', { volume_id: published.volumeId });
     assertNoDevices();
+  });
+
+  it('translates every container of both pods, sidecars included (nothing the runtime cannot express)', () => {
+    // Sidecars come from registries this node cannot pull from, so they do not run; their specs
+    // must still hold nothing the translation would have to ignore.
+    for (const pod of [nodePod, controllerPod]) {
+      const { init, main } = podContainers(pod.template);
+      for (const container of [...init, ...main]) {
+        const spec = pod.spec(String(container.name), runtime.imageRootfs);
+        assert.ok(spec.process.args.length > 0);
+      }
+    }
   });
 
   it("has no port that a rolling update's new pod could not bind beside the old one", () => {

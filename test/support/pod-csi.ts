@@ -49,22 +49,44 @@ export async function waitForSocket(container: RuncContainer, timeoutMs: number)
 }
 
 /**
- * Controller calls to the controller pod's socket, Identity and Node calls to the node pod's, as
- * the sidecars and kubelet make them; `root` puts the kubelet flow's directories in `kubeletDir`.
+ * The socket as a sidecar of the same pod reaches it (its /csi is the same emptyDir or host
+ * directory): through the container's root. Node paths of an emptyDir can be longer than a unix
+ * socket address may be (108 bytes), and the sidecars never use them.
+ */
+export async function sidecarSocketOf(container: RuncContainer): Promise<string> {
+  const endpoint = pluginOptionsOf(container.spec).endpoint;
+  return `/proc/${await container.pid()}/root${endpoint.slice('unix://'.length)}`;
+}
+
+/**
+ * Controller calls to the controller pod's socket as its sidecars reach it, Identity and Node calls
+ * to the node pod's socket as kubelet reaches it (the node path the registrar registers); `root`
+ * puts the kubelet flow's directories in `kubeletDir`.
  */
 export class PodCsi implements CsiEndpoints {
   readonly root: string;
   readonly options: PluginOptions;
   private node: CsiClients;
-  private controller: CsiClients;
 
-  constructor(nodeContainer: RuncContainer, controllerContainer: RuncContainer, kubeletDir: string) {
+  private constructor(
+    nodeContainer: RuncContainer,
+    private readonly controller: CsiClients,
+    kubeletDir: string,
+  ) {
     if (!kubeletDir.endsWith('/kubelet'))
       throw new Error(`kubeletDir ${kubeletDir} does not end in /kubelet`);
     this.root = dirname(kubeletDir);
     this.options = pluginOptionsOf(nodeContainer.spec);
     this.node = csiClients(`unix://${socketOf(nodeContainer.spec)}`);
-    this.controller = csiClients(`unix://${socketOf(controllerContainer.spec)}`);
+  }
+
+  static async connect(
+    nodeContainer: RuncContainer,
+    controllerContainer: RuncContainer,
+    kubeletDir: string,
+  ): Promise<PodCsi> {
+    const controller = csiClients(`unix://${await sidecarSocketOf(controllerContainer)}`);
+    return new PodCsi(nodeContainer, controller, kubeletDir);
   }
 
   /** A new channel to the node plugin (after its container was started again). */

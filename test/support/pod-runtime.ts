@@ -321,6 +321,13 @@ export class RuncContainer {
     return (JSON.parse(state.stdout) as { status: string }).status;
   }
 
+  /** The container's init process as the node sees it (for /proc/<pid>/root: the container's view). */
+  async pid(): Promise<number> {
+    const state = await this.pod.runtime.runc(['state', this.id]);
+    if (state.code !== 0) throw new Error(`container ${this.name} does not exist: ${state.stderr}`);
+    return (JSON.parse(state.stdout) as { pid: number }).pid;
+  }
+
   /** Sends a signal to the container's init process (its PID namespace dies with it). */
   async kill(signal: 'KILL' | 'TERM'): Promise<void> {
     const result = await this.pod.runtime.runc(['kill', this.id, signal]);
