@@ -8,6 +8,8 @@ const EOPNOTSUPP = 95;
 const EINTR = 4;
 /** iovec entries one preadv/pwritev may take (IOV_MAX). */
 const IOV_MAX = 1024;
+/** Bytes of zeroes one iovec entry of writeZeroBytes points at. */
+const ZERO_CHUNK = 1 << 20;
 type VectorCall = (fd: number, iov: number, count: number, offset: number) => number;
 
 /** A table of struct iovec in memory with a stable address, for preadv/pwritev. */
@@ -46,17 +48,24 @@ class IovecTable {
   }
 }
 
-/** A sparse image file: reads of holes return zeroes, DISCARD punches holes. */
+/**
+ * A sparse image file: reads of holes return zeroes, DISCARD punches holes. With `keepAllocation`
+ * (thick volumes) no request ever releases a block: DISCARD zeroes the range in place where the
+ * filesystem can (and otherwise leaves it as it is: a discarded range may read back as anything),
+ * WRITE_ZEROES zeroes it in place even when the driver allows unmapping.
+ */
 export class FileBackend implements BlockBackend {
   private readonly table = new IovecTable();
+  private zeroes: libc.Mapping | undefined;
 
   constructor(
     readonly path: string,
     private readonly fd: number,
+    private readonly keepAllocation = false,
   ) {}
 
-  static open(path: string, readOnly: boolean): FileBackend {
-    return new FileBackend(path, libc.openPath(path, readOnly ? libc.O_RDONLY : libc.O_RDWR));
+  static open(path: string, readOnly: boolean, keepAllocation = false): FileBackend {
+    return new FileBackend(path, libc.openPath(path, readOnly ? libc.O_RDONLY : libc.O_RDWR), keepAllocation);
   }
 
   read(offset: number, segments: readonly Segment[]): void {
@@ -75,24 +84,51 @@ export class FileBackend implements BlockBackend {
   }
 
   discard(offset: number, length: number): void {
-    this.fallocate(libc.FALLOC_FL_PUNCH_HOLE | libc.FALLOC_FL_KEEP_SIZE, offset, length, 'punch hole');
+    if (this.keepAllocation) this.zeroRangeIfSupported(offset, length);
+    else this.punchHole(offset, length);
   }
 
   writeZeroes(offset: number, length: number, mayUnmap: boolean): void {
-    if (mayUnmap) return this.discard(offset, length);
-    try {
-      this.fallocate(libc.FALLOC_FL_ZERO_RANGE | libc.FALLOC_FL_KEEP_SIZE, offset, length, 'zero range');
-    } catch (error) {
-      if (!(error instanceof SysError) || error.errno !== EOPNOTSUPP) throw error;
-      // tmpfs and some others lack ZERO_RANGE: punch, then allocate again so the range stays reserved.
-      this.discard(offset, length);
-      this.fallocate(libc.FALLOC_FL_KEEP_SIZE, offset, length, 'allocate');
-    }
+    if (mayUnmap && !this.keepAllocation) return this.punchHole(offset, length);
+    if (this.zeroRangeIfSupported(offset, length)) return;
+    // tmpfs and some others lack ZERO_RANGE.
+    if (this.keepAllocation) return this.writeZeroBytes(offset, length);
+    // Punch, then allocate again so the range stays reserved.
+    this.punchHole(offset, length);
+    this.fallocate(libc.FALLOC_FL_KEEP_SIZE, offset, length, 'allocate');
   }
 
   close(): void {
     libc.closeFd(this.fd);
     this.table.free();
+    this.zeroes?.unmap();
+  }
+
+  private punchHole(offset: number, length: number): void {
+    this.fallocate(libc.FALLOC_FL_PUNCH_HOLE | libc.FALLOC_FL_KEEP_SIZE, offset, length, 'punch hole');
+  }
+
+  /** Zeroes the range keeping its blocks allocated; false where the filesystem cannot (EOPNOTSUPP). */
+  private zeroRangeIfSupported(offset: number, length: number): boolean {
+    try {
+      this.fallocate(libc.FALLOC_FL_ZERO_RANGE | libc.FALLOC_FL_KEEP_SIZE, offset, length, 'zero range');
+      return true;
+    } catch (error) {
+      if (error instanceof SysError && error.errno === EOPNOTSUPP) return false;
+      throw error;
+    }
+  }
+
+  /** Writes zero bytes over the range, from one untouched anonymous mapping (the zero page). */
+  private writeZeroBytes(offset: number, length: number): void {
+    this.zeroes ??= libc.mapAnonymous(ZERO_CHUNK);
+    const zeroes = this.zeroes;
+    const segments: Segment[] = [];
+    for (let at = 0; at < length; at += ZERO_CHUNK) {
+      const bytes = Math.min(ZERO_CHUNK, length - at);
+      segments.push({ bytes: zeroes.bytes.subarray(0, bytes), address: zeroes.address });
+    }
+    this.write(offset, segments);
   }
 
   /**
@@ -195,7 +231,7 @@ export class FileBackendProvider implements BackendProvider {
     }
   }
 
-  open(options: { readOnly: boolean }): BlockBackend {
-    return FileBackend.open(this.path, options.readOnly);
+  open(options: { readOnly: boolean; keepAllocation?: boolean }): BlockBackend {
+    return FileBackend.open(this.path, options.readOnly, options.keepAllocation);
   }
 }

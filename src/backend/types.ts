@@ -14,7 +14,7 @@ export interface BlockBackend {
   write(offset: number, segments: readonly Segment[]): IoResult;
   /** Makes every completed write durable. */
   flush(): IoResult;
-  /** The range may read back as anything afterwards (virtio-blk DISCARD): release its space. */
+  /** The range may read back as anything afterwards (virtio-blk DISCARD): its space may be released. */
   discard(offset: number, length: number): IoResult;
   /** The range must read back as zeroes; with mayUnmap its space may be released. */
   writeZeroes(offset: number, length: number, mayUnmap: boolean): IoResult;
@@ -27,5 +27,6 @@ export interface BackendProvider {
   size(): number;
   /** Grows the storage to `bytes`; shrinking is refused. */
   resize(bytes: number): Promise<void>;
-  open(options: { readOnly: boolean }): BlockBackend;
+  /** keepAllocation: DISCARD and WRITE_ZEROES never release space (a thick volume's reservation). */
+  open(options: { readOnly: boolean; keepAllocation?: boolean }): BlockBackend;
 }

@@ -1,4 +1,5 @@
 import { Server } from 'node:net';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { log, setLogLevel } from '../log';
 import { AdminRequest, adminSocketPath, callAdmin, listenAdmin } from '../daemon/admin-socket';
@@ -6,6 +7,7 @@ import { spawnSuccessor, stopSuccessor } from '../daemon/successor';
 import { BlkDeviceServer, BlkServeOptions } from '../daemon/blk-device-server';
 import { DEFAULT_STATE_DIR } from '../daemon/device-record';
 import { StartFailure, startFailureLine } from '../daemon/start-failure';
+import { confineCopyTarget } from '../daemon/copy-target';
 import { copyImage } from '../storage/image-copy';
 import { buildId } from './build-id';
 import { validateDeviceName } from '../vdpa';
@@ -15,10 +17,12 @@ export const BLK_USAGE = `usage:
   vduse-csi blk serve --file PATH [--name NAME] [--file PATH --name NAME ...] [--size BYTES]
                       [--queues N] [--queue-size N] [--block-size 512|4096] [--read-only]
                       [--bounce-size BYTES] [--state-dir DIR] [--log-level LEVEL]
-                      [--keep-standby] [--standby]
+                      [--keep-standby] [--standby] [--keep-allocation] [--copy-dir DIR ...]
       (several --file/--name pairs: one process serves them all, sharing its threads;
        --keep-standby keeps a warm standby server that takes over within milliseconds if this one
-       dies; --standby waits for the live server of the device to go, then takes over)
+       dies; --standby waits for the live server of the device to go, then takes over;
+       --keep-allocation: DISCARD and WRITE_ZEROES never free the image's blocks (thick volumes);
+       --copy-dir: where the admin op copy may write, default the directory of each image)
   vduse-csi blk resize --name NAME --size BYTES [--state-dir DIR]
   vduse-csi blk handover --name NAME [--state-dir DIR]
       (the live server lets go of the device without removing it, for a standby to take over)`;
@@ -51,6 +55,8 @@ export function parseServeOptions(argv: string[]): ServeCommand {
       'log-level': { type: 'string', default: 'info' },
       standby: { type: 'boolean', default: false },
       'keep-standby': { type: 'boolean', default: false },
+      'keep-allocation': { type: 'boolean', default: false },
+      'copy-dir': { type: 'string', multiple: true },
     },
   });
   const files = values.file ?? [];
@@ -66,11 +72,12 @@ export function parseServeOptions(argv: string[]): ServeCommand {
   const blockSize = parseInteger(values['block-size']!, '--block-size', 512, 4096);
   if (!BLOCK_SIZES.includes(blockSize))
     throw new Error(`--block-size must be one of ${BLOCK_SIZES.join(', ')}`);
-  const shared: Omit<BlkServeOptions, 'name' | 'imagePath'> = {
+  const shared: Omit<BlkServeOptions, 'name' | 'imagePath' | 'copyDirs'> = {
     queues: parseInteger(values.queues!, '--queues', 1, 64),
     queueSize,
     blockSize,
     readOnly: values['read-only']!,
+    keepAllocation: values['keep-allocation']!,
     logLevel: values['log-level']!,
     stateDir: values['state-dir']!,
   };
@@ -86,6 +93,7 @@ export function parseServeOptions(argv: string[]): ServeCommand {
       ...shared,
       name: validateDeviceName(names[index]!),
       imagePath,
+      copyDirs: (values['copy-dir'] ?? [dirname(imagePath)]).map((dir) => resolve(dir)),
     })),
     standby: values.standby!,
     keepStandby: values['keep-standby']!,
@@ -175,16 +183,24 @@ function signalled(): Promise<string> {
   });
 }
 
-async function answerAdmin(
-  server: BlkDeviceServer,
+/** What the admin socket's answers need of a device server. */
+export type AdminServed = Pick<
+  BlkDeviceServer,
+  'options' | 'path' | 'capacityBytes' | 'resize' | 'whilePaused'
+>;
+
+/** Performs one admin request for a device server and answers with its status. */
+export async function answerAdmin(
+  server: AdminServed,
   request: AdminRequest,
   handOverRequested: () => void,
 ): Promise<Record<string, unknown>> {
-  const { name, imagePath } = server.options;
+  const { name, imagePath, copyDirs } = server.options;
   if (request.op === 'resize') await server.resize(request.bytes);
   if (request.op === 'copy') {
-    const { method } = await server.whilePaused(() => copyImage(imagePath, request.target));
-    log.info('image copied while the queues were paused', { device: name, target: request.target, method });
+    const target = await confineCopyTarget(request.target, copyDirs);
+    const { method } = await server.whilePaused(() => copyImage(imagePath, target));
+    log.info('image copied while the queues were paused', { device: name, target, method });
   }
   if (request.op === 'handover') handOverRequested();
   return {

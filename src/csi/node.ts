@@ -418,6 +418,7 @@ export class NodeService {
       imagePath: this.options.images.path('volumes', volume.id),
       parameters: volume.parameters,
       readOnly,
+      copyDirs: this.options.images.directories(),
     };
   }
 
@@ -427,6 +428,7 @@ export class NodeService {
       imagePath: staged.imagePath,
       parameters: staged.parameters,
       readOnly: staged.readOnly,
+      copyDirs: this.options.images.directories(),
     };
   }
 }

@@ -15,6 +15,8 @@ export interface ServeSpec {
   imagePath: string;
   parameters: VolumeParameters;
   readOnly: boolean;
+  /** Where the server may write point-in-time copies of the image (the data directory's image directories). */
+  copyDirs: string[];
 }
 
 export interface ServerStatus {
@@ -241,6 +243,9 @@ function serveArguments(spec: ServeSpec, options: VolumeServersOptions): string[
     '--log-level',
     options.logLevel,
     ...(spec.readOnly ? ['--read-only'] : []),
+    // A thick volume keeps its reservation: discards and write-zeroes never free its blocks.
+    ...(spec.parameters.provisioning === 'thick' ? ['--keep-allocation'] : []),
+    ...spec.copyDirs.flatMap((dir) => ['--copy-dir', dir]),
     ...(options.standby ? ['--keep-standby'] : []),
   ];
 }

@@ -30,6 +30,13 @@ export interface BlkServeOptions {
   queueSize: number;
   blockSize: number;
   readOnly: boolean;
+  /**
+   * DISCARD and WRITE_ZEROES never release the image's blocks (a thick volume). A device taken
+   * over keeps the mode its record has, or takes it on when this asks for it.
+   */
+  keepAllocation: boolean;
+  /** Directories the admin op `copy` may write into (see copy-target.ts). */
+  copyDirs: string[];
   /** Kernel bounce buffer for virtio-vdpa, in bytes (sysfs bounce_size); kernel default when unset. */
   bounceBytes?: number;
   logLevel: string;
@@ -126,6 +133,7 @@ export class BlkDeviceServer {
       blockSize: options.blockSize,
       readOnly: options.readOnly,
       serial: name,
+      keepAllocation: options.keepAllocation,
     };
     const control = await openControl(steps);
     const creating = `creating VDUSE device ${name}`;
@@ -197,18 +205,29 @@ export class BlkDeviceServer {
     }
     const control = await openControl(steps);
     const device = opened ?? (await openDevice(steps, name));
+    const geometry = {
+      ...record.geometry,
+      keepAllocation: record.geometry.keepAllocation || options.keepAllocation,
+    };
     const server = new BlkDeviceServer(
-      { ...options, ...record.geometry },
+      { ...options, ...geometry },
       new FileBackendProvider(record.imagePath, false),
       control,
       device,
-      record.geometry,
+      geometry,
     );
-    const { queues, queueSize } = record.geometry;
+    const { queues, queueSize } = geometry;
     const probeFailed = await steps.run(`reading the state of VDUSE device ${name}`, () => {
       server.vdpaBound = vdpaDeviceExists(name);
       if (device.queueInfo(0).ready) server.state.setRunning(true);
-      log.info('taking over a live device', { device: name, bound: server.vdpaBound });
+      log.info('taking over a live device', {
+        device: name,
+        bound: server.vdpaBound,
+        keepAllocation: geometry.keepAllocation,
+      });
+      // A thick volume served before keep-allocation existed takes it on, and keeps it from now on.
+      if (geometry.keepAllocation !== record.geometry.keepAllocation)
+        writeRecord(options.stateDir, deviceRecord(server.options, geometry));
       const logPath = inflightLogPath(options.stateDir, name);
       if (!inflightLogFits(logPath, queues, queueSize)) {
         log.error('in-flight log missing or of the wrong size: queues in use cannot be resumed', {

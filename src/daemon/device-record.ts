@@ -14,6 +14,11 @@ export interface DeviceRecord {
   geometry: BlkGeometry;
 }
 
+/** A record as any build wrote it: those before keep-allocation have no such field (false). */
+type StoredRecord = Omit<DeviceRecord, 'geometry'> & {
+  geometry: Omit<BlkGeometry, 'keepAllocation'> & { keepAllocation?: boolean };
+};
+
 export const DEFAULT_STATE_DIR = '/run/vduse-csi';
 
 function recordPath(stateDir: string, name: string): string {
@@ -32,9 +37,12 @@ export function readRecord(stateDir: string, name: string): DeviceRecord | null 
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw error;
   }
-  const record = JSON.parse(text) as DeviceRecord;
+  const record = JSON.parse(text) as StoredRecord;
   if (record.version !== 1 || record.name !== name) throw new Error(`unusable device record for ${name}`);
-  return record;
+  return {
+    ...record,
+    geometry: { ...record.geometry, keepAllocation: record.geometry.keepAllocation ?? false },
+  };
 }
 
 export function removeRecord(stateDir: string, name: string): void {

@@ -46,7 +46,7 @@ class QueueServer {
     this.state = new SharedDeviceState(data.state, data.geometry.queues);
     this.device = VduseDevice.attach(data.deviceFd);
     this.memory = new IotlbMemory(this.device);
-    this.backend = FileBackend.open(data.imagePath, data.geometry.readOnly);
+    this.backend = FileBackend.open(data.imagePath, data.geometry.readOnly, data.geometry.keepAllocation);
     this.handler = new BlkRequestHandler(
       this.backend,
       blkLimits(data.geometry),

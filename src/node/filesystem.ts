@@ -109,9 +109,10 @@ const MAX_LABEL_LENGTH: Record<FilesystemType, number> = { ext4: 16, xfs: 12 };
  *
  * ext4: -E lazy_itable_init=1,lazy_journal_init=1 makes mkfs write almost nothing, so it is fast
  *   and keeps a sparse backing image sparse; the kernel later zeroes the inode tables in the
- *   background with WRITE_ZEROES, which our virtio-blk backend turns into hole punches. nodiscard,
- *   because a new volume's image is already all holes, and a whole-device discard of a large
- *   volume (in 32 MiB requests through the user-space daemon) would only add time to NodeStage.
+ *   background with WRITE_ZEROES, which our virtio-blk backend turns into hole punches (zeroes in
+ *   place on a thick volume). nodiscard, because a new volume's image is already all holes (or
+ *   reserved), and a whole-device discard of a large volume (in 32 MiB requests through the
+ *   user-space daemon) would only add time to NodeStage.
  * xfs: -K (no discard) for the same reason. mkfs.xfs from xfsprogs 5.19 on refuses filesystems
  *   smaller than 300 MB.
  */

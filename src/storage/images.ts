@@ -18,6 +18,7 @@ import { fsyncPath } from '../sys/atomic-file';
 import { allocateRange } from '../sys/file-ranges';
 
 export type ImageKind = 'volumes' | 'snapshots';
+const IMAGE_KINDS: readonly ImageKind[] = ['volumes', 'snapshots'];
 
 /**
  * The image files of one node's volumes and snapshots: `<dataDir>/volumes/<id>.img` and
@@ -30,6 +31,11 @@ export class ImageDirectory {
   path(kind: ImageKind, id: string): string {
     if (!/^[a-z]+-[0-9a-f]{32}$/.test(id)) throw new Error(`not an image id: ${JSON.stringify(id)}`);
     return join(this.dataDir, kind, `${id}.img`);
+  }
+
+  /** The directory of each kind of image: where a device server may write copies of its image. */
+  directories(): string[] {
+    return IMAGE_KINDS.map((kind) => join(this.dataDir, kind));
   }
 
   exists(kind: ImageKind, id: string): boolean {

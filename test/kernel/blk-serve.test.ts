@@ -258,6 +258,8 @@ describe('vduse-csi blk serve on the real kernel', function () {
         queueSize: 128,
         blockSize: 512,
         readOnly: false,
+        keepAllocation: false,
+        copyDirs: [dir],
         logLevel: 'warn',
         stateDir: dir,
       });

@@ -87,6 +87,8 @@ function options(dir: string, name: string, extra: Partial<BlkServeOptions> = {}
     queueSize: 256,
     blockSize: 512,
     readOnly: false,
+    keepAllocation: false,
+    copyDirs: [dir],
     logLevel: 'warn',
     stateDir: join(dir, 'state'),
     ...extra,

@@ -31,6 +31,7 @@ function geometry(overrides: Partial<BlkGeometry> = {}): BlkGeometry {
     queueSize: 256,
     blockSize: 512,
     readOnly: false,
+    keepAllocation: false,
     serial: 'vol-1',
     ...overrides,
   };
@@ -81,6 +82,12 @@ describe('virtio-blk config', () => {
     assert.equal(config.readUInt32LE(20), 512);
     assert.equal(config.readUInt16LE(34), 1);
     assert.equal(config.readUInt32LE(44), 1);
+  });
+
+  it('says write-zeroes does not unmap when the device keeps its allocation (DISCARD still offered)', () => {
+    const kept = geometry({ keepAllocation: true });
+    assert.equal(encodeBlkConfig(kept).readUInt8(56), 0);
+    assert.equal(blkFeatures(kept), blkFeatures(geometry()));
   });
 
   it('offers VERSION_1, ACCESS_PLATFORM and the data-path features always', () => {

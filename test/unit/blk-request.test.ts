@@ -82,6 +82,7 @@ describe('BlkRequestHandler over SplitQueue and FileBackend', function () {
       queueSize: 64,
       blockSize: 512,
       readOnly: false,
+      keepAllocation: false,
       serial: SERIAL,
     });
     return { ...base, ...overrides };

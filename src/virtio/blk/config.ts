@@ -15,6 +15,11 @@ export interface BlkGeometry {
   blockSize: number;
   readOnly: boolean;
   serial: string;
+  /**
+   * DISCARD and WRITE_ZEROES never release the image's blocks (a thick volume keeps its
+   * reservation); the config space then says write-zeroes does not unmap.
+   */
+  keepAllocation: boolean;
 }
 
 /** Largest DISCARD / WRITE_ZEROES range per request, in sectors (32 MiB). */
@@ -78,6 +83,6 @@ export function encodeBlkConfig(geometry: BlkGeometry): Buffer {
   config.writeUInt32LE(sectorsPerBlock, configOffset.discardSectorAlignment);
   config.writeUInt32LE(MAX_RANGE_SECTORS, configOffset.maxWriteZeroesSectors);
   config.writeUInt32LE(1, configOffset.maxWriteZeroesSeg);
-  config.writeUInt8(1, configOffset.writeZeroesMayUnmap);
+  config.writeUInt8(geometry.keepAllocation ? 0 : 1, configOffset.writeZeroesMayUnmap);
   return config;
 }
