@@ -14,6 +14,7 @@ import {
 } from '../support/csi-harness';
 import { eventually } from '../support/eventually';
 import { SmallFilesystem } from '../support/small-filesystem';
+import { requireRoot } from '../support/skips';
 
 /** The small data directory of the capacity cases. */
 const DATA_BYTES = 64 * MiB;
@@ -439,7 +440,7 @@ function describeController(store: NonNullable<HarnessOptions['store']>): void {
         await csi.stop();
         const root = mkdtempSync(join(tmpdir(), 'vduse-csi-capacity-'));
         await data.create(join(root, 'data'));
-        if (!data.mounted) this.skip(); // needs root to mount the small data directory
+        if (!data.mounted) requireRoot(this, 'mounting the small data directory');
         csi = await CsiHarness.start({ mode: 'all', store, root });
       });
       afterEach(async () => {

@@ -7,6 +7,7 @@ import { CsiHarness, GiB, MiB, Reply } from '../support/csi-harness';
 import { FakeKubeApi } from '../support/fake-kube-api';
 import { SUITE_VOLUME_PARAMETERS, expectDoneOrNotFound, fakeVolumeId } from '../support/sanity-suite';
 import { SmallFilesystem } from '../support/small-filesystem';
+import { requireRoot } from '../support/skips';
 
 /*
  * What the kubernetes-csi sanity suite (csi-test v5.4.0, CSI spec 1.12) asks of the Identity and
@@ -334,7 +335,7 @@ function describeLayout(
         });
 
         it('reports less than one sanity volume by default, and such volumes in the overcommitting class', async function () {
-          if (!filesystem.mounted) this.skip(); // needs root to mount the small filesystem
+          if (!filesystem.mounted) requireRoot(this, 'mounting the small filesystem');
           const { available_capacity } = await controller('GetCapacity', {});
           assert.ok(available_capacity <= SMALL_FILESYSTEM_BYTES, `${available_capacity} bytes free`);
           const thin = await controller('GetCapacity', { parameters: SUITE_VOLUME_PARAMETERS });

@@ -7,6 +7,7 @@ import { FileBackend, FileBackendProvider } from '../../src/backend/file';
 import { SysError } from '../../src/sys/errors';
 import * as libc from '../../src/sys/libc';
 import { Segment } from '../../src/virtio/memory';
+import { skipBecause } from '../support/skips';
 
 /** Segments of the given lengths laid end to end in `mapping`, starting at `offset`. */
 function carve(mapping: libc.Mapping, lengths: readonly number[], offset = 0): Segment[] {
@@ -181,7 +182,7 @@ describe('FileBackend', () => {
 
   it('falls back to punch + allocate where ZERO_RANGE is unsupported (tmpfs)', function () {
     const shm = '/dev/shm';
-    if (!fs.existsSync(shm)) this.skip();
+    if (!fs.existsSync(shm)) skipBecause(this, `no tmpfs at ${shm} on this machine`);
     const shmFile = path.join(shm, `vduse-file-test-${process.pid}-${Date.now()}`);
     const data = randomBytes(65536);
     fs.writeFileSync(shmFile, data);

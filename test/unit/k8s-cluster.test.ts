@@ -26,6 +26,7 @@ import { log, setLogLevel } from '../../src/log';
 import { FakeKubeCluster, NAMESPACE } from '../support/fake-kube-cluster';
 import { CsiHarness, MiB, Reply } from '../support/csi-harness';
 import { SmallFilesystem } from '../support/small-filesystem';
+import { requireRoot } from '../support/skips';
 
 /*
  * Cluster mode with no real API server: the controller and the node agents of two nodes (each with
@@ -402,7 +403,7 @@ describe('cluster mode: controller and node agents through the Kubernetes API', 
 
     beforeEach(async function () {
       for (const disk of Object.values(disks)) await disk.create();
-      if (!disks['node-a']!.mounted) this.skip(); // needs root to mount the small data directories
+      if (!disks['node-a']!.mounted) requireRoot(this, 'mounting the small data directories');
       kube = await FakeKubeCluster.start({ dataDir: (node) => disks[node]!.dir });
     });
     afterEach(async () => {
