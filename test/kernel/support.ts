@@ -1,5 +1,5 @@
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const CLI = resolve(__dirname, '../../bundle/vduse-csi.js');
@@ -26,6 +26,21 @@ export function run(command: string, args: string[], input?: string): string {
 
 export function sh(script: string): string {
   return run('bash', ['-euo', 'pipefail', '-c', script]);
+}
+
+/**
+ * Marks the kernel log now; the function returned gives the lines logged after the mark. Earlier
+ * lines belong to other tests (capacity.test.ts makes I/O errors on purpose). A mark that rotated
+ * out of the ring buffer gives the whole log, so nothing is missed.
+ */
+export function kernelLogFromNow(label: string): () => string {
+  const mark = `vduse-csi-test: ${label} ${process.pid}-${Date.now()}`;
+  writeFileSync('/dev/kmsg', `${mark}\n`);
+  return () => {
+    const log = sh('dmesg');
+    const at = log.lastIndexOf(mark);
+    return at < 0 ? log : log.slice(at + mark.length);
+  };
 }
 
 export interface ServedDevice {
