@@ -1,4 +1,5 @@
 import { accessSync, constants, existsSync } from 'node:fs';
+import { messageOf } from '../daemon/start-failure';
 import { log } from '../log';
 import { VdpaClient } from '../vdpa';
 
@@ -74,10 +75,8 @@ export class IdentityService {
       const vdpa = await VdpaClient.open();
       await vdpa.close();
     } catch (error) {
-      return (
-        `the vdpa generic netlink family is not reachable (${String(error)}): it exists only in the ` +
-        `host's network namespace, so the node plugin must run with host network; or modprobe vdpa`
-      );
+      // VdpaClient tells a missing module from a network namespace without the family.
+      return `cannot open the vdpa generic netlink family: ${messageOf(error)}`;
     }
     return null;
   }
