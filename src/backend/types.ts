@@ -21,6 +21,15 @@ export interface BlockBackend {
   close(): void;
 }
 
+/**
+ * The poll loop of the thread a backend serves on: an asynchronous backend learns of completions
+ * through a descriptor the loop watches, so no completion ever runs on a library's own threads.
+ */
+export interface FdWatcher {
+  watch(fd: number, onReadable: () => void): void;
+  unwatch(fd: number): void;
+}
+
 /** Opens further instances of a backend (one per queue) and owns its size. */
 export interface BackendProvider {
   /** Current size in bytes. */
