@@ -2,7 +2,15 @@
 # Builds the vduse-csi image from Dockerfile with buildah, without a container registry and without
 # a Docker engine, and writes it as an OCI archive:
 #
-#   scripts/build-image.sh [--refresh] [OUTPUT]      (default OUTPUT: dist/image/vduse-csi.oci.tar)
+#   scripts/build-image.sh [--refresh] [--image NAME] [OUTPUT]
+#                                          (default OUTPUT: dist/image/vduse-csi.oci.tar)
+#
+# NAME is the image's name, also in the archive: what `ctr -n k8s.io images import` and `podman
+# load` name it on a node, so what a pod's image must say (default localhost/vduse-csi:<package.json
+# version>; e.g. --image registry.example.com/team/vduse-csi:0.1.0). It is written fully, as the
+# kubelet's image service (CRI) normalises a pod's image: a name without a registry gets docker.io/
+# (and library/ when it has one path component), one without a tag gets the package's version. A
+# digest, the tag latest (the chart refuses it) or anything that is not an image reference is refused.
 #
 # The Dockerfile's default bases (node:20-bookworm-slim, debian:bookworm-slim) come from a registry;
 # here they are made locally instead:
@@ -27,8 +35,8 @@
 # packages) and every layer.
 #
 # Environment: VDUSE_CSI_IMAGE_CACHE (cache directory), VDUSE_CSI_STORAGE_DRIVER (overlay or vfs;
-# default: overlay when the kernel mounts it here, else vfs), VDUSE_CSI_IMAGE_TAG (default
-# localhost/vduse-csi:<package.json version>).
+# default: overlay when the kernel mounts it here, else vfs), VDUSE_CSI_IMAGE_TAG (NAME when --image
+# is not given).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -48,13 +56,17 @@ EXPECTED_ENTRYPOINT='/usr/bin/tini -- node /app/dist/bundle/vduse-csi.js'
 
 refresh=0
 out=
-for arg in "$@"; do
-  case $arg in
+image=${VDUSE_CSI_IMAGE_TAG:-}
+while [ "$#" -gt 0 ]; do
+  case $1 in
     --refresh) refresh=1 ;;
+    --image) [ "$#" -ge 2 ] || { echo "build-image: --image needs a NAME" >&2; exit 2; }; image=$2; shift ;;
+    --image=*) image=${1#--image=} ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
-    -*) echo "build-image: unknown option $arg" >&2; exit 2 ;;
-    *) [ -z "$out" ] || { echo "build-image: one OUTPUT only" >&2; exit 2; }; out=$arg ;;
+    -*) echo "build-image: unknown option $1" >&2; exit 2 ;;
+    *) [ -z "$out" ] || { echo "build-image: one OUTPUT only" >&2; exit 2; }; out=$1 ;;
   esac
+  shift
 done
 out=${out:-dist/image/vduse-csi.oci.tar}
 case $out in /*) ;; *) out=$repo/$out ;; esac
@@ -69,6 +81,36 @@ phase_end() {
   printf '    (%s: %ss)\n' "$1" "$((now - phase_start))"
   phase_start=$now
 }
+
+# NAME written fully, as the CRI normalises a pod's image (distribution's reference grammar).
+full_image_name() { # NAME VERSION
+  local ref=$1 name tag=$2 domain path
+  local component='[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*'
+  local label='([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])'
+  case ${ref##*/} in
+    *@*) die "image $ref: a digest cannot be named before the build; give a tag" ;;
+    *:*) tag=${ref##*:} name=${ref%:*} ;;
+    *) name=$ref ;;
+  esac
+  domain=${name%%/*}
+  if [ "$domain" = "$name" ] || { [[ $domain != *[.:]* ]] && [ "$domain" != localhost ] && [[ $domain != *[A-Z]* ]]; }; then
+    domain=docker.io path=$name
+  else
+    path=${name#*/}
+  fi
+  [ "$domain" != index.docker.io ] || domain=docker.io
+  [ "$domain" != docker.io ] || [[ $path == */* ]] || path=library/$path
+  [[ $domain =~ ^$label(\.$label)*(:[0-9]+)?$ ]] || die "image $ref: $domain is not a registry host[:port]"
+  [[ $path =~ ^$component(/$component)*$ ]] ||
+    die "image $ref: $path is not a repository path (lower-case letters, digits, separators . _ __ -)"
+  [ $((${#domain} + 1 + ${#path})) -le 255 ] || die "image $ref: name longer than 255 characters"
+  [[ $tag =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "image $ref: $tag is not a tag"
+  [ "$tag" != latest ] || die "image $ref: the chart refuses the tag latest (values.schema.json): give a version"
+  printf '%s/%s:%s\n' "$domain" "$path" "$tag"
+}
+version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' package.json)
+[ -n "$version" ] || die "no version in package.json"
+image=$(full_image_name "${image:-localhost/vduse-csi}" "$version")
 
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap and buildah's chroot isolation need it)"
 arch=$(dpkg --print-architecture)
@@ -335,18 +377,15 @@ else # not a git checkout: the tree without what is never part of the context
     -cf - . | tar -xf - -C "$ctx"
 fi
 
-version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' package.json)
-[ -n "$version" ] || die "no version in package.json"
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 [ -z "$(git status --porcelain 2>/dev/null)" ] || revision=$revision-dirty
-tag=${VDUSE_CSI_IMAGE_TAG:-localhost/vduse-csi:$version}
 
-log "buildah build $tag ($revision)"
-old_id=$(bh inspect --type image --format '{{.FromImageID}}' "$tag" 2>/dev/null) || old_id=
+log "buildah build $image ($revision)"
+old_id=$(bh inspect --type image --format '{{.FromImageID}}' "$image" 2>/dev/null) || old_id=
 bh build --isolation chroot --layers --force-rm --pull=never --format oci \
   --build-arg "BASE_IMAGE=$BASE_BUILD" --build-arg "RUNTIME_IMAGE=$BASE_RUNTIME" \
   --build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
-  --iidfile "$ctx/.iid" -t "$tag" -f "$ctx/Dockerfile" "$ctx" || die "buildah build (its output is above)"
+  --iidfile "$ctx/.iid" -t "$image" -f "$ctx/Dockerfile" "$ctx" || die "buildah build (its output is above)"
 image_id=$(cat "$ctx/.iid")
 image_id=${image_id#sha256:}
 # The image the tag named before is only a layer cache for a build that is gone now.
@@ -354,31 +393,35 @@ if [ -n "$old_id" ] && [ "$old_id" != "$image_id" ]; then bh rmi "$old_id" >/dev
 phase_end "buildah build"
 
 # --- OCI archive -------------------------------------------------------------------------------
-# Prints the image id (config digest) and the manifest digest of the one image in an OCI archive.
+# Prints the image id (config digest), the manifest digest and the name
+# (org.opencontainers.image.ref.name) of the one image in an OCI archive.
 archive_ids() {
   node -e '
     const { execFileSync } = require("node:child_process");
     const read = (p) => JSON.parse(execFileSync("tar", ["-xOf", process.argv[1], p], { maxBuffer: 1 << 26 }));
     const index = read("index.json");
     if (index.manifests.length !== 1) throw new Error("expected one manifest in index.json");
-    const digest = index.manifests[0].digest;
+    const { digest, annotations } = index.manifests[0];
     const manifest = read("blobs/" + digest.replace(":", "/"));
-    console.log(manifest.config.digest.replace(/^sha256:/, ""), digest);' "$1"
+    const name = (annotations ?? {})["org.opencontainers.image.ref.name"] ?? "-";
+    console.log(manifest.config.digest.replace(/^sha256:/, ""), digest, name);' "$1"
 }
 ids=
 [ ! -f "$out" ] || ids=$(archive_ids "$out" 2>/dev/null) || ids=
-if [ "${ids%% *}" = "$image_id" ]; then
-  log "$out already holds this image"
+read -r held_id digest name <<<"$ids"
+if [ "$held_id" = "$image_id" ] && [ "$name" = "$image" ]; then
+  log "$out already holds this image, named $image"
 else
   log "writing $out"
   mkdir -p "$(dirname "$out")"
   rm -f "$out.tmp"
-  bh push --quiet --digestfile "$ctx/.digest" "$image_id" "oci-archive:$out.tmp:${tag##*/}"
+  bh push --quiet --digestfile "$ctx/.digest" "$image_id" "oci-archive:$out.tmp:$image"
   ids=$(archive_ids "$out.tmp") || die "cannot read the archive buildah wrote"
-  [ "${ids#* }" = "$(cat "$ctx/.digest")" ] || die "the archive's manifest is not the one buildah pushed"
+  read -r _ digest name <<<"$ids"
+  [ "$digest" = "$(cat "$ctx/.digest")" ] || die "the archive's manifest is not the one buildah pushed"
+  [ "$name" = "$image" ] || die "the archive names the image $name, not $image"
   mv -f "$out.tmp" "$out"
 fi
-digest=${ids#* }
 phase_end "push"
 
 # --- Verification, on the image read back from the archive -------------------------------------
@@ -431,7 +474,7 @@ phase_end "verification"
 
 size=$(stat -c %s "$out")
 echo
-echo "image   $tag (id ${image_id:0:12})"
+echo "image   $image (id ${image_id:0:12}; the name in the archive)"
 echo "archive $out"
 echo "size    $size bytes ($(numfmt --to=iec-i --suffix=B "$size"))"
 echo "digest  $digest"

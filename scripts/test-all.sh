@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite: installs what it needs, builds, lints, runs the unit tests on the host, builds
-# and checks the container image, and runs the kernel tests on a real VDUSE kernel (in a VM when
-# the host kernel lacks VDUSE).
+# and checks the container image and loads it into containerd, and runs the kernel tests on a real
+# VDUSE kernel (in a VM when the host kernel lacks VDUSE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,8 @@ npx mocha 'dist/test/unit/**/*.test.js'
 # The container image, built with buildah on debootstrap'd bases (no registry, no Docker engine), and
 # checked from the OCI archive it is written to.
 scripts/build-image.sh
+# The archive as a node without a registry loads it (ctr import into a containerd of the test's own).
+npx mocha 'dist/test/image/**/*.test.js'
 # mocha is started directly, not through npx: in the VM every file lookup crosses 9p, and npm's
 # own start-up alone costs thousands of them (minutes under software emulation).
 # 4G: the CSI tests run 16 volumes, each served by its own process and a standby.

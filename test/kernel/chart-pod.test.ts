@@ -13,6 +13,7 @@ import {
 } from '../e2e/kubelet-flow';
 import { CHART_DIR, KubeObject, NAMESPACE, RELEASE, ROOT, helm, parseObjects } from '../support/chart';
 import { FakeKubeApi } from '../support/fake-kube-api';
+import { criImageReference, parseImageReference } from '../support/image-reference';
 import { OciImage } from '../support/oci-image';
 import { PodCsi, waitForSocket } from '../support/pod-csi';
 import { PodNetwork } from '../support/pod-network';
@@ -49,7 +50,8 @@ function step(what: string): void {
 }
 
 function renderChart(imageName: string): KubeObject[] {
-  const [repository, tag] = imageName.split(':');
+  const { repository, tag } = parseImageReference(imageName);
+  if (tag === undefined) throw new Error(`the archive names its image ${imageName}, without a tag`);
   const chart = process.env.VDUSE_CSI_CHART_DIR ?? CHART_DIR;
   const args = ['template', RELEASE, chart, '--namespace', NAMESPACE];
   args.push('--set', `image.repository=${repository}`, '--set', `image.tag=${tag}`);
@@ -67,7 +69,7 @@ function workloadOf(objects: KubeObject[], kind: string): KubeObject {
 /** The containers of a pod template that run our image (the others are sidecars from registries). */
 function pluginContainers(template: Fields, imageName: string): string[] {
   return podContainers(template)
-    .main.filter((container) => String(container.image).split('/').at(-1) === imageName)
+    .main.filter((container) => criImageReference(String(container.image)) === imageName)
     .map((container) => String(container.name));
 }
 

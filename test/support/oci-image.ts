@@ -31,7 +31,7 @@ export class OciImage {
     readonly archive: string,
     /** Where the archive's OCI layout was extracted (blobs are read from here, not the archive). */
     private readonly layout: string,
-    /** The image's name in the archive (org.opencontainers.image.ref.name), e.g. vduse-csi:0.1.0. */
+    /** The image's name in the archive (org.opencontainers.image.ref.name), e.g. localhost/vduse-csi:0.1.0. */
     readonly refName: string,
     readonly config: ImageConfig,
     private readonly layers: Descriptor[],

@@ -15,6 +15,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { criImageReference } from './image-reference';
 import { OciImage } from './oci-image';
 import { PodNetwork } from './pod-network';
 import { OciSpec, PodFacts, SandboxFiles, ociSpec } from './pod-oci-spec';
@@ -186,7 +187,8 @@ export class PodSandbox {
         ...(spec.containers as Fields[]),
       ];
       const image = stringOf(all.find((entry) => entry.name === name)?.image, `container ${name}.image`);
-      if (image !== this.runtime.imageName && !image?.endsWith(`/${this.runtime.imageName}`))
+      // The CRI looks the image up by its normalised reference; the store names it as its archive does.
+      if (image === undefined || criImageReference(image) !== this.runtime.imageName)
         throw new Error(
           `container ${name}: image ${image} is not on this node (only ${this.runtime.imageName})`,
         );

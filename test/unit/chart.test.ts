@@ -528,7 +528,7 @@ describe('charts/vduse-csi', function () {
         ['vduse-csi', 'csi-provisioner', 'csi-resizer', 'csi-snapshotter'],
       );
       const plugin = container(deployment, 'vduse-csi');
-      assert.equal(plugin.image, 'ghcr.io/vduse-csi/vduse-csi:0.1.0');
+      assert.equal(plugin.image, 'localhost/vduse-csi:0.1.0');
       assert.deepEqual(plugin.args.slice(0, 3), [
         'plugin',
         '--mode=controller',
@@ -695,7 +695,7 @@ describe('charts/vduse-csi', function () {
       );
       assert.ok(images.includes('registry.example.com/storage/vduse-csi:1.2.3'));
       assert.ok(images.includes('mirror.example.com/sig-storage/csi-provisioner:v6.4.0'));
-      assert.ok(!images.some((image) => image.startsWith('ghcr.io/vduse-csi/')));
+      assert.ok(!images.some((image) => image.startsWith('localhost/vduse-csi:')));
       assert.ok(images.includes('mirror.example.com/sig-storage/csi-node-driver-registrar:v2.17.0'));
       assert.ok(
         !images.some((image) => image.startsWith('registry.k8s.io/sig-storage/csi-node-driver-registrar')),
