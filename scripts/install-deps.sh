@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 KERNEL_PKG=linux-image-6.12.107+deb13-amd64
 HOST_PACKAGES=(udev kmod iproute2 fio e2fsprogs xfsprogs util-linux qemu-utils qemu-system-x86
   file busybox-static python3-argcomplete python3-pkg-resources python3-requests ca-certificates
-  runc openssl containerd)
+  runc openssl containerd ceph-mon ceph-osd ceph-common librbd1 librados2)
 
 need_apt=0
 for p in "${HOST_PACKAGES[@]}" virtme-ng; do
