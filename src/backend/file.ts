@@ -2,7 +2,7 @@ import { existsSync, rmSync, statSync } from 'node:fs';
 import { SysError } from '../sys/errors';
 import * as libc from '../sys/libc';
 import { Segment } from '../virtio/memory';
-import { BackendProvider, BlockBackend } from './types';
+import { BackendProvider, BlockBackend, QueueBackendSpec } from './types';
 
 const EOPNOTSUPP = 95;
 const EINTR = 4;
@@ -231,7 +231,10 @@ export class FileBackendProvider implements BackendProvider {
     }
   }
 
-  open(options: { readOnly: boolean; keepAllocation?: boolean }): BlockBackend {
-    return FileBackend.open(this.path, options.readOnly, options.keepAllocation);
+  get queueSpec(): QueueBackendSpec {
+    return { kind: 'file', path: this.path };
   }
+
+  /** Holds nothing open: each queue thread opens the file itself. */
+  close(): void {}
 }

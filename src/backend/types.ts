@@ -30,12 +30,28 @@ export interface FdWatcher {
   unwatch(fd: number): void;
 }
 
-/** Opens further instances of a backend (one per queue) and owns its size. */
+/** What a queue thread needs to open its own instance of a backend (structured-clone friendly). */
+export type QueueBackendSpec = { kind: 'file'; path: string };
+
+export interface QueueBackendOptions {
+  readOnly: boolean;
+  /** DISCARD and WRITE_ZEROES never release space (a thick volume's reservation). */
+  keepAllocation: boolean;
+  watcher: FdWatcher;
+}
+
+/**
+ * A backend as the serving process's main thread holds it: its size, and what the queue threads
+ * need to open their own instances.
+ */
 export interface BackendProvider {
+  readonly queueSpec: QueueBackendSpec;
   /** Current size in bytes. */
   size(): number;
   /** Grows the storage to `bytes`; shrinking is refused. */
   resize(bytes: number): Promise<void>;
-  /** keepAllocation: DISCARD and WRITE_ZEROES never release space (a thick volume's reservation). */
-  open(options: { readOnly: boolean; keepAllocation?: boolean }): BlockBackend;
+  /** Undoes the opening when serving could not start: storage the opening made goes again. */
+  removeIfCreated(): void;
+  /** Lets go of the storage (after the queue threads closed their instances). */
+  close(): void;
 }

@@ -9,6 +9,7 @@ import { DEFAULT_STATE_DIR } from '../daemon/device-record';
 import { StartFailure, startFailureLine } from '../daemon/start-failure';
 import { confineCopyTarget } from '../daemon/copy-target';
 import { copyImage } from '../storage/image-copy';
+import { describeBackend } from '../backend/descriptor';
 import { buildId } from './build-id';
 import { validateDeviceName } from '../vdpa';
 import { parseBytes, parseInteger } from './units';
@@ -72,7 +73,7 @@ export function parseServeOptions(argv: string[]): ServeCommand {
   const blockSize = parseInteger(values['block-size']!, '--block-size', 512, 4096);
   if (!BLOCK_SIZES.includes(blockSize))
     throw new Error(`--block-size must be one of ${BLOCK_SIZES.join(', ')}`);
-  const shared: Omit<BlkServeOptions, 'name' | 'imagePath' | 'copyDirs'> = {
+  const shared: Omit<BlkServeOptions, 'name' | 'backend' | 'copyDirs'> = {
     queues: parseInteger(values.queues!, '--queues', 1, 64),
     queueSize,
     blockSize,
@@ -92,7 +93,7 @@ export function parseServeOptions(argv: string[]): ServeCommand {
     devices: files.map((imagePath, index) => ({
       ...shared,
       name: validateDeviceName(names[index]!),
-      imagePath,
+      backend: { kind: 'file', path: imagePath },
       copyDirs: (values['copy-dir'] ?? [dirname(imagePath)]).map((dir) => resolve(dir)),
     })),
     standby: values.standby!,
@@ -149,7 +150,11 @@ export async function serve(argv: string[]): Promise<void> {
         answerAdmin(server, request, handOverRequested),
       );
       process.stdout.write(`${server.path}\n${JSON.stringify({ name: options.name, path: server.path })}\n`);
-      log.info('serving', { device: options.name, path: server.path, image: options.imagePath });
+      log.info('serving', {
+        device: options.name,
+        path: server.path,
+        image: describeBackend(options.backend),
+      });
     }
   } catch (error) {
     // The devices served so far go again; a failure to remove one is logged beside this error.
@@ -195,11 +200,11 @@ export async function answerAdmin(
   request: AdminRequest,
   handOverRequested: () => void,
 ): Promise<Record<string, unknown>> {
-  const { name, imagePath, copyDirs } = server.options;
+  const { name, backend, copyDirs } = server.options;
   if (request.op === 'resize') await server.resize(request.bytes);
   if (request.op === 'copy') {
     const target = await confineCopyTarget(request.target, copyDirs);
-    const { method } = await server.whilePaused(() => copyImage(imagePath, target));
+    const { method } = await server.whilePaused(() => copyImage(backend.path, target));
     log.info('image copied while the queues were paused', { device: name, target, method });
   }
   if (request.op === 'handover') handOverRequested();

@@ -1,6 +1,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { FileBackendProvider } from '../backend/file';
+import { BackendDescriptor, describeBackend, sameStorage } from '../backend/descriptor';
+import { openBackend } from '../backend/open-backend';
+import { BackendProvider } from '../backend/types';
 import { log } from '../log';
 import { VdpaClient, virtioProbeFailed, waitForBlockDevice, waitForBlockDeviceGone } from '../vdpa';
 import { VduseControl } from '../vduse/control';
@@ -23,7 +24,7 @@ import { StartSteps } from './start-steps';
 
 export interface BlkServeOptions {
   name: string;
-  imagePath: string;
+  backend: BackendDescriptor;
   /** Size of a new image; an existing image keeps its size unless this is larger. */
   sizeBytes?: number;
   queues: number;
@@ -63,7 +64,7 @@ export class BlkDeviceServer {
 
   private constructor(
     readonly options: BlkServeOptions,
-    private readonly provider: FileBackendProvider,
+    private readonly provider: BackendProvider,
     private readonly control: VduseControl,
     private readonly device: VduseDevice,
     private readonly geometry: BlkGeometry,
@@ -123,9 +124,10 @@ export class BlkDeviceServer {
   private static async create(steps: StartSteps, options: BlkServeOptions): Promise<BlkDeviceServer> {
     const { name, stateDir } = options;
     const provider = await steps.run('opening the image', () => openImage(options), 'image');
-    steps.onFailure(`removing the image ${options.imagePath} if this start made it`, () =>
-      provider.removeIfCreated(),
-    );
+    steps.onFailure(`removing the image ${describeBackend(options.backend)} if this start made it`, () => {
+      provider.close();
+      provider.removeIfCreated();
+    });
     const geometry: BlkGeometry = {
       capacityBytes: provider.size(),
       queues: options.queues,
@@ -196,26 +198,26 @@ export class BlkDeviceServer {
     opened?: VduseDevice,
   ): Promise<BlkDeviceServer> {
     const { name } = options;
-    if (resolve(record.imagePath) !== resolve(options.imagePath)) {
+    if (!sameStorage(record.backend, options.backend)) {
       throw steps.fail(
         `taking over VDUSE device ${name}`,
         'in-use',
-        `VDUSE device ${name} serves ${record.imagePath}, not ${options.imagePath}`,
+        `VDUSE device ${name} serves ${describeBackend(record.backend)}, not ${describeBackend(options.backend)}`,
       );
     }
+    const provider = await steps.run(
+      `opening the image ${describeBackend(record.backend)}`,
+      () => openBackend(record.backend, undefined),
+      'image',
+    );
+    steps.onFailure(`closing the image ${describeBackend(record.backend)}`, () => provider.close());
     const control = await openControl(steps);
     const device = opened ?? (await openDevice(steps, name));
     const geometry = {
       ...record.geometry,
       keepAllocation: record.geometry.keepAllocation || options.keepAllocation,
     };
-    const server = new BlkDeviceServer(
-      { ...options, ...geometry },
-      new FileBackendProvider(record.imagePath, false),
-      control,
-      device,
-      geometry,
-    );
+    const server = new BlkDeviceServer({ ...options, ...geometry }, provider, control, device, geometry);
     const { queues, queueSize } = geometry;
     const probeFailed = await steps.run(`reading the state of VDUSE device ${name}`, () => {
       server.vdpaBound = vdpaDeviceExists(name);
@@ -299,6 +301,7 @@ export class BlkDeviceServer {
   async handOver(): Promise<void> {
     if (this.threads) await this.threads.detach(this.options.name);
     this.threads = undefined;
+    this.provider.close();
     this.device.close();
     this.control.close();
     log.info('device handed over', { device: this.options.name });
@@ -309,6 +312,7 @@ export class BlkDeviceServer {
     const name = this.options.name;
     await this.unbind();
     if (this.threads) await this.threads.detach(name);
+    this.provider.close();
     this.device.close();
     await destroyWithRetry(this.control, name);
     removeRecord(this.options.stateDir, name);
@@ -325,7 +329,7 @@ export class BlkDeviceServer {
       await this.threads.attach({
         name,
         deviceFd: this.device.fd,
-        imagePath: this.options.imagePath,
+        backend: this.provider.queueSpec,
         geometry: this.geometry,
         state: this.state.buffer,
         inflightLogPath: inflightLogPath(this.options.stateDir, name),
@@ -385,7 +389,7 @@ function deviceThreads(logLevel: string): DeviceThreads {
 }
 
 function deviceRecord(options: BlkServeOptions, geometry: BlkGeometry): DeviceRecord {
-  return { version: 1, name: options.name, imagePath: options.imagePath, geometry };
+  return { version: 1, name: options.name, backend: options.backend, geometry };
 }
 
 function vdpaDeviceExists(name: string): boolean {
@@ -411,11 +415,12 @@ function setBounceSize(name: string, bytes: number): void {
   writeFileSync(`/sys/class/vduse/${name}/bounce_size`, String(bytes));
 }
 
-function openImage(options: BlkServeOptions): FileBackendProvider {
-  const provider = FileBackendProvider.create(options.imagePath, options.sizeBytes);
+function openImage(options: BlkServeOptions): BackendProvider {
+  const provider = openBackend(options.backend, options.sizeBytes);
   if (provider.size() < options.blockSize) {
+    provider.close();
     provider.removeIfCreated();
-    throw new Error(`image ${options.imagePath} is smaller than one block: give --size`);
+    throw new Error(`image ${describeBackend(options.backend)} is smaller than one block: give --size`);
   }
   return provider;
 }

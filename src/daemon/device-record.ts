@@ -2,6 +2,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../sys/atomic-file';
 import { join } from 'node:path';
 import { BlkGeometry } from '../virtio/blk/config';
+import { BackendDescriptor } from '../backend/descriptor';
 
 /**
  * What a server needs to take over a live device it did not create: written when the device is
@@ -10,14 +11,22 @@ import { BlkGeometry } from '../virtio/blk/config';
 export interface DeviceRecord {
   version: 1;
   name: string;
-  imagePath: string;
+  backend: BackendDescriptor;
   geometry: BlkGeometry;
 }
 
-/** A record as any build wrote it: those before keep-allocation have no such field (false). */
-type StoredRecord = Omit<DeviceRecord, 'geometry'> & {
+/**
+ * A record as any build wrote it. Builds before backends other than files wrote `imagePath` alone,
+ * and file records keep it, so an older build can still take over a device a newer one served;
+ * those before keep-allocation have no such field (false).
+ */
+interface StoredRecord {
+  version: 1;
+  name: string;
+  backend?: BackendDescriptor;
+  imagePath?: string;
   geometry: Omit<BlkGeometry, 'keepAllocation'> & { keepAllocation?: boolean };
-};
+}
 
 export const DEFAULT_STATE_DIR = '/run/vduse-csi';
 
@@ -26,7 +35,9 @@ function recordPath(stateDir: string, name: string): string {
 }
 
 export function writeRecord(stateDir: string, record: DeviceRecord): void {
-  writeFileAtomic(recordPath(stateDir, record.name), `${JSON.stringify(record)}\n`);
+  const stored: StoredRecord =
+    record.backend.kind === 'file' ? { ...record, imagePath: record.backend.path } : record;
+  writeFileAtomic(recordPath(stateDir, record.name), `${JSON.stringify(stored)}\n`);
 }
 
 export function readRecord(stateDir: string, name: string): DeviceRecord | null {
@@ -38,9 +49,14 @@ export function readRecord(stateDir: string, name: string): DeviceRecord | null 
     throw error;
   }
   const record = JSON.parse(text) as StoredRecord;
-  if (record.version !== 1 || record.name !== name) throw new Error(`unusable device record for ${name}`);
+  const backend =
+    record.backend ?? (record.imagePath === undefined ? undefined : { kind: 'file', path: record.imagePath });
+  if (record.version !== 1 || record.name !== name || !backend)
+    throw new Error(`unusable device record for ${name}`);
   return {
-    ...record,
+    version: 1,
+    name,
+    backend,
     geometry: { ...record.geometry, keepAllocation: record.geometry.keepAllocation ?? false },
   };
 }

@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { FileBackend } from '../backend/file';
+import { openQueueBackend } from '../backend/queue-backend';
+import { BlockBackend, FdWatcher } from '../backend/types';
 import { threadLog } from './thread-log';
 import * as libc from '../sys/libc';
 import { VduseDevice } from '../vduse/device';
@@ -23,7 +24,7 @@ class QueueServer {
   private readonly state: SharedDeviceState;
   private readonly device: VduseDevice;
   private readonly memory: IotlbMemory;
-  private readonly backend: FileBackend;
+  private readonly backend: BlockBackend;
   private readonly handler: BlkRequestHandler;
   private readonly inflight: InflightLog;
   private readonly pause: QueuePause;
@@ -42,11 +43,16 @@ class QueueServer {
   constructor(
     private readonly data: DeviceRegistration,
     private readonly index: number,
+    watcher: FdWatcher,
   ) {
     this.state = new SharedDeviceState(data.state, data.geometry.queues);
     this.device = VduseDevice.attach(data.deviceFd);
     this.memory = new IotlbMemory(this.device);
-    this.backend = FileBackend.open(data.imagePath, data.geometry.readOnly, data.geometry.keepAllocation);
+    this.backend = openQueueBackend(data.backend, {
+      readOnly: data.geometry.readOnly,
+      keepAllocation: data.geometry.keepAllocation,
+      watcher,
+    });
     this.handler = new BlkRequestHandler(
       this.backend,
       blkLimits(data.geometry),
@@ -267,7 +273,7 @@ const thread: EventThread = new EventThread(
   data.commands,
   (command) => {
     if (command.type === 'attach') {
-      const server = new QueueServer(command.device, command.queue);
+      const server = new QueueServer(command.device, command.queue, thread);
       const list = servers.get(command.device.name) ?? [];
       list.push(server);
       servers.set(command.device.name, list);

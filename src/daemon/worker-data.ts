@@ -1,4 +1,5 @@
 import { MessagePort } from 'node:worker_threads';
+import { QueueBackendSpec } from '../backend/types';
 import { BlkGeometry } from '../virtio/blk/config';
 import { ThreadLogRecord } from './thread-log';
 
@@ -6,7 +7,7 @@ import { ThreadLogRecord } from './thread-log';
 export interface DeviceRegistration {
   name: string;
   deviceFd: number;
-  imagePath: string;
+  backend: QueueBackendSpec;
   geometry: BlkGeometry;
   state: SharedArrayBuffer;
   /** The device's in-flight log (one region per queue). */

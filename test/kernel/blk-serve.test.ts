@@ -252,7 +252,7 @@ describe('vduse-csi blk serve on the real kernel', function () {
     for (let round = 0; round < 3; round++) {
       const server = await BlkDeviceServer.start({
         name: `leak${round}`,
-        imagePath: join(dir, `leak${round}.img`),
+        backend: { kind: 'file', path: join(dir, `leak${round}.img`) },
         sizeBytes: 16 * MiB,
         queues: 2,
         queueSize: 128,

@@ -81,7 +81,7 @@ function assertNoDeviceNamed(name: string): void {
 function options(dir: string, name: string, extra: Partial<BlkServeOptions> = {}): BlkServeOptions {
   return {
     name,
-    imagePath: join(dir, `${name}.img`),
+    backend: { kind: 'file', path: join(dir, `${name}.img`) },
     sizeBytes: 16 * MiB,
     queues: 1,
     queueSize: 256,
@@ -95,10 +95,25 @@ function options(dir: string, name: string, extra: Partial<BlkServeOptions> = {}
   };
 }
 
+function imageFile(serveOptions: BlkServeOptions): string {
+  if (serveOptions.backend.kind !== 'file') throw new Error('these cases serve image files');
+  return serveOptions.backend.path;
+}
+
 function serveArgs(serveOptions: BlkServeOptions): string[] {
-  const { imagePath, name, stateDir, sizeBytes } = serveOptions;
+  const { name, stateDir, sizeBytes } = serveOptions;
   const size = sizeBytes === undefined ? [] : ['--size', String(sizeBytes)];
-  return ['--file', imagePath, '--name', name, '--state-dir', stateDir, '--log-level', 'warn', ...size];
+  return [
+    '--file',
+    imageFile(serveOptions),
+    '--name',
+    name,
+    '--state-dir',
+    stateDir,
+    '--log-level',
+    'warn',
+    ...size,
+  ];
 }
 
 const OWN_NETNS = ['unshare', '--net'];
@@ -142,16 +157,16 @@ describe('device server start failures on the real kernel', function () {
     );
     assertNoDeviceNamed('netns');
     assertNoStateOf(fresh.stateDir, 'netns');
-    assert.equal(existsSync(fresh.imagePath), false, 'the image this start made is removed again');
+    assert.equal(existsSync(imageFile(fresh)), false, 'the image this start made is removed again');
 
     // An image that was there before stays; the in-process start closes every descriptor it opened.
-    writeFileSync(fresh.imagePath, Buffer.alloc(MiB, 7));
+    writeFileSync(imageFile(fresh), Buffer.alloc(MiB, 7));
     const existing = { ...fresh };
     delete existing.sizeBytes;
     const probed = probeFails(existing, OWN_NETNS);
     assert.equal(probed.kind, 'environment');
     assert.match(probed.message!, /initial network namespace/);
-    assert.equal(existsSync(fresh.imagePath), true);
+    assert.equal(existsSync(imageFile(fresh)), true);
     assertNoDeviceNamed('netns');
     assertNoStateOf(fresh.stateDir, 'netns');
   });
@@ -191,7 +206,7 @@ describe('device server start failures on the real kernel', function () {
       );
       assertNoDeviceNamed('nodriver');
       assertNoStateOf(fresh.stateDir, 'nodriver');
-      assert.equal(existsSync(fresh.imagePath), false);
+      assert.equal(existsSync(imageFile(fresh)), false);
     } finally {
       sh('modprobe virtio_vdpa');
     }
@@ -226,7 +241,7 @@ describe('device server start failures on the real kernel', function () {
     assert.deepEqual(vduseDevices(), ['taken'], 'the other owner keeps its device');
     assert.equal(daemon.exitCode, null, 'qemu-storage-daemon still runs');
     assertNoStateOf(ours.stateDir, 'taken');
-    assert.equal(existsSync(ours.imagePath), false);
+    assert.equal(existsSync(imageFile(ours)), false);
   });
 
   it('on a name a server of ours with another state directory serves: fails and leaves that server serving', async () => {
@@ -234,7 +249,7 @@ describe('device server start failures on the real kernel', function () {
     served = await serve(serveArgs(first));
     const second = options(dir, 'ours', {
       stateDir: join(dir, 'state-b'),
-      imagePath: join(dir, 'other.img'),
+      backend: { kind: 'file', path: join(dir, 'other.img') },
     });
     const failure = serveFails(serveArgs(second));
     assertFailedWith(

@@ -49,7 +49,7 @@ describe('admin op copy: confined to the copy directories', () => {
     const server: AdminServed = {
       options: {
         name: 'vol-a',
-        imagePath: image,
+        backend: { kind: 'file', path: image },
         queues: 1,
         queueSize: 256,
         blockSize: 512,

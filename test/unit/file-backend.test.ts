@@ -4,6 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FileBackend, FileBackendProvider } from '../../src/backend/file';
+import { openQueueBackend } from '../../src/backend/queue-backend';
+import { FdWatcher } from '../../src/backend/types';
 import { SysError } from '../../src/sys/errors';
 import * as libc from '../../src/sys/libc';
 import { Segment } from '../../src/virtio/memory';
@@ -270,12 +272,16 @@ describe('FileBackendProvider', () => {
     provider.removeIfCreated();
   });
 
-  it('opens backends that read what another wrote', () => {
+  it('opens queue backends that read what another wrote, watching no descriptor', () => {
+    const watcher: FdWatcher = {
+      watch: () => assert.fail('a file backend completes synchronously: it watches nothing'),
+      unwatch: () => assert.fail('a file backend watches nothing'),
+    };
     const file = path.join(dir, 'open.img');
     const provider = FileBackendProvider.create(file, 4096);
     const mapping = libc.mapAnonymous(4096);
-    const writer = provider.open({ readOnly: false });
-    const reader = provider.open({ readOnly: true });
+    const writer = openQueueBackend(provider.queueSpec, { readOnly: false, keepAllocation: false, watcher });
+    const reader = openQueueBackend(provider.queueSpec, { readOnly: true, keepAllocation: false, watcher });
     try {
       mapping.bytes.fill(0x42, 0, 512);
       writer.write(512, carve(mapping, [512]));
