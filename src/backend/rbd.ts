@@ -1,0 +1,133 @@
+import { Segment } from '../virtio/memory';
+import { RBD_WRITE_ZEROES_FLAG_THICK_PROVISION, Pointer, ceph } from './librbd';
+import { RadosConnectOptions } from './rados-client';
+import { ImageCompletions } from './rbd-completions';
+import { RbdLocation } from './descriptor';
+import { RbdImage, removeRbdImage } from './rbd-image';
+import { BlockBackend, FdWatcher } from './types';
+
+export interface RbdBackendOptions {
+  readOnly: boolean;
+  /** DISCARD and WRITE_ZEROES never release space: a discard does nothing, zeroes are written. */
+  keepAllocation?: boolean;
+}
+
+/**
+ * One queue's view of an RBD image, in a queue thread: requests go to librbd asynchronously
+ * straight from guest memory (the segments' addresses become the iovec), and complete through the
+ * thread's poll loop. `image` is the handle the main thread's RbdImage opened.
+ */
+export class RbdBackend implements BlockBackend {
+  private readonly completions: ImageCompletions;
+  private closed = false;
+
+  constructor(
+    private readonly image: Pointer,
+    private readonly options: RbdBackendOptions,
+    watcher: FdWatcher,
+  ) {
+    this.completions = ImageCompletions.acquire(image, watcher);
+  }
+
+  read(offset: number, segments: readonly Segment[]): Promise<void> {
+    return this.completions.submitVector(`RBD read at ${offset}`, segments, true, (completion, iov, count) =>
+      ceph().rbdAioReadv(this.image, iov, count, offset, completion),
+    );
+  }
+
+  write(offset: number, segments: readonly Segment[]): Promise<void> {
+    this.refuseIfReadOnly('write');
+    return this.completions.submitVector(
+      `RBD write at ${offset}`,
+      segments,
+      false,
+      (completion, iov, count) => ceph().rbdAioWritev(this.image, iov, count, offset, completion),
+    );
+  }
+
+  flush(): Promise<void> {
+    return this.completions.submit('RBD flush', (completion) => ceph().rbdAioFlush(this.image, completion));
+  }
+
+  discard(offset: number, length: number): Promise<void> | void {
+    this.refuseIfReadOnly('discard');
+    if (this.options.keepAllocation) return;
+    return this.completions.submit(`RBD discard [${offset}, +${length})`, (completion) =>
+      ceph().rbdAioDiscard(this.image, offset, length, completion),
+    );
+  }
+
+  writeZeroes(offset: number, length: number, mayUnmap: boolean): Promise<void> {
+    this.refuseIfReadOnly('write zeroes');
+    const flags = mayUnmap && !this.options.keepAllocation ? 0 : RBD_WRITE_ZEROES_FLAG_THICK_PROVISION;
+    return this.completions.submit(`RBD write zeroes [${offset}, +${length})`, (completion) =>
+      ceph().rbdAioWriteZeroes(this.image, offset, length, completion, flags, 0),
+    );
+  }
+
+  /** Only once nothing of this backend is in flight (the queue thread's rule for every backend). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.completions.leave();
+  }
+
+  private refuseIfReadOnly(what: string): void {
+    if (this.options.readOnly) throw new Error(`RBD ${what} refused: the device is read-only`);
+  }
+}
+
+/**
+ * An RBD image as the serving process's main thread holds it: its size, resizing, the exclusive
+ * lock (`image`), and `imageHandle` for the queue threads' RbdBackends.
+ */
+export class RbdBackendProvider {
+  private constructor(
+    readonly image: RbdImage,
+    private readonly client: RadosConnectOptions,
+  ) {}
+
+  /**
+   * Opens the image. With `sizeBytes`, a missing image is created and a smaller one grows;
+   * without it, a missing image is an error.
+   */
+  static async open(
+    client: RadosConnectOptions,
+    location: RbdLocation,
+    sizeBytes: number | undefined,
+  ): Promise<RbdBackendProvider> {
+    const image = await RbdImage.open(client, location, sizeBytes === undefined ? undefined : { sizeBytes });
+    try {
+      if (sizeBytes !== undefined && sizeBytes > image.size()) await image.resize(sizeBytes);
+    } catch (error) {
+      await image.close();
+      throw error;
+    }
+    return new RbdBackendProvider(image, client);
+  }
+
+  /** The image handle, a BigInt that a worker thread receives as is (structured clone). */
+  get imageHandle(): Pointer {
+    return this.image.handle;
+  }
+
+  size(): number {
+    return this.image.size();
+  }
+
+  resize(bytes: number): Promise<void> {
+    return this.image.resize(bytes);
+  }
+
+  /** Closes the image, after the queue threads closed their backends. */
+  close(): Promise<void> {
+    return this.image.close();
+  }
+
+  /** After close(), when serving could not start: an image open() created is removed again. */
+  async removeIfCreated(): Promise<void> {
+    if (!this.image.created) return;
+    const { location } = this.image;
+    await RbdImage.withPool(this.client, location, (pool) => removeRbdImage(pool, location.image));
+  }
+}
