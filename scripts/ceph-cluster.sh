@@ -3,8 +3,9 @@
 # pool of size 1, no ceph-mgr. Everything it makes (state, keyrings, sockets, pid files, logs) lives
 # under DIR, so several clusters can run side by side and `rm -rf DIR` after `stop` leaves nothing.
 #
-#   scripts/ceph-cluster.sh start DIR   prints DIR/ceph.conf once the pool takes writes; the daemons
-#                                       keep running in the background
+#   scripts/ceph-cluster.sh start DIR   empties DIR (refused while a cluster runs there), prints
+#                                       DIR/ceph.conf once the pool takes writes; the daemons keep
+#                                       running in the background
 #   scripts/ceph-cluster.sh stop DIR    stops the daemons started in DIR (nothing running: no-op)
 #
 # Made in DIR: ceph.conf, ceph.client.admin.keyring, and ceph.client.$VDUSE_CSI_CEPH_USER.keyring
