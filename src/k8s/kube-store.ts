@@ -11,7 +11,6 @@ import {
   snapshotRecord,
   volumeObject,
   volumeRecord,
-  volumeSpec,
 } from './resources';
 
 /**
@@ -44,10 +43,9 @@ export class KubeStore implements VolumeStore {
     await this.volumes.update(record.id, (current) => {
       if (isDeleting(current)) throw beingDeleted(record.id);
       if (current.spec.capacityBytes === record.capacityBytes) return null;
-      return {
-        ...current,
-        spec: volumeSpec({ ...volumeRecord(current), capacityBytes: record.capacityBytes }),
-      };
+      // The rest of the spec as it is: the CRD refuses any other change (parameters an older
+      // build left out stay out).
+      return { ...current, spec: { ...current.spec, capacityBytes: record.capacityBytes } };
     });
   }
 

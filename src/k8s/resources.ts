@@ -108,7 +108,7 @@ export function volumeObject(record: VolumeRecord): VolumeObject {
   };
 }
 
-export function volumeSpec(record: VolumeRecord): VolumeSpec {
+function volumeSpec(record: VolumeRecord): VolumeSpec {
   return {
     name: record.name,
     capacityBytes: record.capacityBytes,

@@ -311,16 +311,21 @@ export function schemaAt(schema: Schema, jsonPath: string): Schema | undefined {
  * (unknown fields are errors). CEL rules (x-kubernetes-validations) are not evaluated here.
  */
 export function customResourceValidator(openAPIV3Schema: Schema): (object: unknown) => string[] {
-  const strictAjv = new Ajv({ allErrors: true, strict: true });
-  for (const keyword of K8S_EXTENSIONS) strictAjv.addKeyword(keyword);
-  strictAjv.addFormat('int32', {
+  const validate = customResourceAjv().compile(closeObjects(openAPIV3Schema));
+  return (object) => (validate(object) ? [] : describeErrors(validate.errors));
+}
+
+/** An ajv for CRD schemas: the Kubernetes extensions are annotations to it, the formats CRDs use it knows. */
+export function customResourceAjv(): Ajv {
+  const crdAjv = new Ajv({ allErrors: true, strict: true });
+  for (const keyword of K8S_EXTENSIONS) crdAjv.addKeyword(keyword);
+  crdAjv.addFormat('int32', {
     type: 'number',
     validate: (value: number) => Number.isInteger(value) && Math.abs(value) < 2 ** 31,
   });
-  strictAjv.addFormat('int64', { type: 'number', validate: (value: number) => Number.isSafeInteger(value) });
-  strictAjv.addFormat('date-time', DATE_TIME);
-  const validate = strictAjv.compile(closeObjects(openAPIV3Schema));
-  return (object) => (validate(object) ? [] : describeErrors(validate.errors));
+  crdAjv.addFormat('int64', { type: 'number', validate: (value: number) => Number.isSafeInteger(value) });
+  crdAjv.addFormat('date-time', DATE_TIME);
+  return crdAjv;
 }
 
 /** A copy of a schema with additionalProperties: false on every object that lists its properties. */

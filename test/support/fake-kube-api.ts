@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { AddressInfo } from 'node:net';
+import { CustomResourceSchema, chartCustomResources } from './chart-crds';
+import { invalidStatus } from './field-errors';
 
 /*
  * An in-process stand-in for the Kubernetes API server, speaking the REST semantics the driver's
@@ -12,6 +14,11 @@ import { AddressInfo } from 'node:net';
  *   resource PUT without one is 422;
  * - resources with a status subresource: the main resource ignores status changes, /status ignores
  *   everything else; generation starts at 1 and grows with each spec change and when deletion starts;
+ * - custom resources as the chart's CRDs define them (chart-crds.ts), in their served versions
+ *   only: every write (create, update, patch, /status, and modify()) is pruned of the fields the
+ *   schema does not know, with a Warning header naming them as the API server sends it, and
+ *   refused when invalid (schema and x-kubernetes-validations rules) with the API server's 422
+ *   Invalid Status, one cause per field; `writes` keeps what each client write sent and what was kept;
  * - finalizers: DELETE sets deletionTimestamp, the object goes once its finalizers are removed;
  * - WATCH (?watch=true&resourceVersion=N): ADDED/MODIFIED/DELETED as newline-delimited JSON, from
  *   the retained history after N; an N older than the history (see compact()) gets an ERROR event
@@ -48,16 +55,26 @@ interface ResourceType {
   kind: string;
   namespaced: boolean;
   statusSubresource: boolean;
+  /** A custom resource's schema, of the version asked for. */
+  schema?: CustomResourceSchema;
 }
 
-/** What the fake serves: group/resource → how. */
-const RESOURCES: Record<string, ResourceType> = {
-  'csi.vduse.dev/vdusevolumes': { kind: 'VduseVolume', namespaced: false, statusSubresource: true },
-  'csi.vduse.dev/vdusesnapshots': { kind: 'VduseSnapshot', namespaced: false, statusSubresource: true },
+/** The built-in resources the fake serves: /resource → how. */
+const BUILT_IN: Record<string, ResourceType> = {
   '/configmaps': { kind: 'ConfigMap', namespaced: true, statusSubresource: false },
   '/events': { kind: 'Event', namespaced: true, statusSubresource: false },
   '/persistentvolumeclaims': { kind: 'PersistentVolumeClaim', namespaced: true, statusSubresource: true },
 };
+
+const CUSTOM = new Map(chartCustomResources().map((type) => [`${type.group}/${type.plural}`, type]));
+
+/** How the fake serves group/resource in `version`; undefined when it does not. */
+function resourceType(resource: string, version: string): ResourceType | undefined {
+  const custom = CUSTOM.get(resource);
+  if (!custom) return BUILT_IN[resource];
+  const served = custom.versions.get(version);
+  return served && { kind: custom.kind, namespaced: custom.namespaced, ...served };
+}
 
 interface Target {
   resource: string;
@@ -66,6 +83,24 @@ interface Target {
   namespace: string | undefined;
   name: string | undefined;
   subresource: string | undefined;
+}
+
+/** A client's write as it was sent (a patch applied to the object), and what became of it. */
+export interface RecordedWrite {
+  resource: string;
+  subresource: string | undefined;
+  sent: Json;
+  /** The object as it was kept, unless the write was refused as invalid. */
+  stored?: StoredObject;
+  /** The 422 Status of a write refused as invalid. */
+  invalid?: Json;
+}
+
+interface Answer {
+  code: number;
+  body: unknown;
+  /** Warning headers' texts. */
+  warnings?: string[];
 }
 
 interface WatchEvent {
@@ -98,6 +133,8 @@ class ApiError extends Error {
     readonly code: number,
     readonly reason: string,
     message: string,
+    /** The Status to answer, when more than code, reason and message. */
+    readonly status?: Json,
   ) {
     super(message);
   }
@@ -112,6 +149,8 @@ export class FakeKubeApi {
   private readonly failures: (FailureRule & { count: number })[] = [];
   /** Requests served, by method (tests use it to tell watching from polling). */
   readonly requests: string[] = [];
+  /** Every client write of an object's content (create, update, patch), in order; not those refused with 404 or 409. */
+  readonly writes: RecordedWrite[] = [];
 
   private constructor(
     private readonly server: Server,
@@ -157,13 +196,21 @@ export class FakeKubeApi {
     return [...(this.objects.get(resource)?.values() ?? [])].map((object) => structuredClone(object));
   }
 
-  /** A write by another client, straight into the store (a new resourceVersion and a MODIFIED event). */
+  /**
+   * A write by another client, straight into the store (a new resourceVersion and a MODIFIED event),
+   * status included; pruned and validated as any write. Throws the Status of an invalid one.
+   */
   modify(resource: string, name: string, change: (object: StoredObject) => void, namespace?: string): void {
-    const object = this.object(resource, name, namespace);
-    if (!object) throw new Error(`no ${resource} ${name}`);
+    const current = this.object(resource, name, namespace);
+    if (!current) throw new Error(`no ${resource} ${name}`);
+    const object = structuredClone(current);
     change(object);
-    const target = { resource, type: RESOURCES[resource]!, apiVersion: String(object.apiVersion) };
-    this.store({ ...target, namespace, name, subresource: undefined }, object, 'MODIFIED');
+    const apiVersion = String(object.apiVersion);
+    const type = resourceType(resource, apiVersion.split('/').pop()!)!;
+    const target = { resource, type, apiVersion, namespace, name, subresource: undefined };
+    type.schema?.prune(object);
+    this.validate(target, object, current);
+    this.store(target, object, 'MODIFIED');
   }
 
   /** Forgets the event history, as etcd compaction does: older watches get 410 Gone. */
@@ -225,10 +272,14 @@ export class FakeKubeApi {
         query,
         body,
       );
-      send(response, result.code, result.body);
+      send(response, result.code, result.body, result.warnings);
     } catch (error) {
       const failure = error instanceof ApiError ? error : new ApiError(500, 'InternalError', String(error));
-      send(response, failure.code, statusObject(failure.code, failure.reason, failure.message));
+      send(
+        response,
+        failure.code,
+        failure.status ?? statusObject(failure.code, failure.reason, failure.message),
+      );
     }
   }
 
@@ -263,22 +314,60 @@ export class FakeKubeApi {
     target: Target,
     query: URLSearchParams,
     body: Json | undefined,
-  ): { code: number; body: unknown } {
+  ): Answer {
     const { name } = target;
     if (method === 'GET' && !name) return { code: 200, body: this.listBody(target, query) };
-    if (method === 'POST' && !name) return { code: 201, body: this.create(target, requireBody(body)) };
+    if (method === 'POST' && !name)
+      return this.written(target, requireBody(body), (object) => this.create(target, object), 201);
     if (!name) throw new ApiError(405, 'MethodNotAllowed', `${method} on a collection`);
     if (method === 'GET') return { code: 200, body: this.require(target) };
-    if (method === 'PUT') return { code: 200, body: this.replace(target, requireBody(body)) };
+    if (method === 'PUT')
+      return this.written(target, requireBody(body), (object) => this.replace(target, object));
     if (method === 'PATCH') {
       if (!contentType?.startsWith('application/merge-patch+json'))
         throw new ApiError(415, 'UnsupportedMediaType', `patch type ${contentType} is not supported here`);
       const patched = mergePatch(this.require(target), requireBody(body)) as StoredObject;
       patched.metadata.resourceVersion = this.require(target).metadata.resourceVersion;
-      return { code: 200, body: this.replace(target, patched) };
+      return this.written(target, patched, (object) => this.replace(target, object));
     }
     if (method === 'DELETE') return { code: 200, body: this.delete(target) };
     throw new ApiError(405, 'MethodNotAllowed', method);
+  }
+
+  /**
+   * A client's write of `sent`: pruned as the API server decodes it (a Warning for each unknown
+   * field), then written, and recorded.
+   */
+  private written(target: Target, sent: Json, write: (object: Json) => StoredObject, code = 200): Answer {
+    const object = structuredClone(sent);
+    const unknown = target.type.schema?.prune(object) ?? [];
+    const recorded = { resource: target.resource, subresource: target.subresource, sent };
+    let stored: StoredObject;
+    try {
+      stored = write(object);
+    } catch (error) {
+      if (error instanceof ApiError && error.code === 422)
+        this.writes.push({
+          ...recorded,
+          invalid: error.status ?? statusObject(422, error.reason, error.message),
+        });
+      throw error;
+    }
+    this.writes.push({ ...recorded, stored });
+    return { code, body: stored, warnings: unknown.map((path) => `unknown field "${path}"`) };
+  }
+
+  /** Refuses to store an invalid custom resource as the API server does: 422 Invalid, one cause per field. */
+  private validate(target: Target, object: StoredObject, old: StoredObject | null): void {
+    const errors = target.type.schema?.validate(object, old) ?? [];
+    if (errors.length === 0) return;
+    const status = invalidStatus(
+      target.resource.split('/')[0]!,
+      target.type.kind,
+      object.metadata.name,
+      errors,
+    );
+    throw new ApiError(422, 'Invalid', String(status.message), status);
   }
 
   private collection(resource: string): Map<string, StoredObject> {
@@ -308,13 +397,14 @@ export class FakeKubeApi {
     const metadata = object.metadata;
     if (!metadata?.name) throw new ApiError(422, 'Invalid', 'metadata.name is required');
     if (target.namespace) metadata.namespace = target.namespace;
-    const collection = this.collection(target.resource);
-    if (collection.has(key(target.namespace, metadata.name)))
-      throw new ApiError(409, 'AlreadyExists', `${target.resource} "${metadata.name}" already exists`);
     if (target.type.statusSubresource) {
       delete object.status;
       metadata.generation = 1;
     }
+    this.validate(target, object, null);
+    const collection = this.collection(target.resource);
+    if (collection.has(key(target.namespace, metadata.name)))
+      throw new ApiError(409, 'AlreadyExists', `${target.resource} "${metadata.name}" already exists`);
     Object.assign(metadata, { uid: randomUUID(), creationTimestamp: now() });
     delete metadata.deletionTimestamp;
     return this.store(target, object, 'ADDED');
@@ -351,6 +441,7 @@ export class FakeKubeApi {
       };
       if (target.namespace) next.metadata.namespace = target.namespace;
     }
+    this.validate(target, next, current);
     if (next.metadata.deletionTimestamp && (next.metadata.finalizers ?? []).length === 0) {
       this.collection(target.resource).delete(key(target.namespace, target.name!));
       return this.store(target, next, 'DELETED', false);
@@ -430,7 +521,7 @@ function parseTarget(path: string): Target {
     rest = rest.slice(2);
   }
   const resource = `${group}/${rest[0]}`;
-  const type = RESOURCES[resource];
+  const type = resourceType(resource, apiVersion.split('/').pop()!);
   if (!type || type.namespaced !== (namespace !== undefined) || rest.length > 3)
     throw new ApiError(404, 'NotFound', `the server could not find the requested resource (${path})`);
   const subresource = rest[2];
@@ -490,8 +581,11 @@ function statusObject(code: number, reason: string, message: string): Json {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
 }
 
-function send(response: ServerResponse, code: number, body: unknown): void {
-  response.writeHead(code, { 'Content-Type': 'application/json' });
+/** The answer, with a Warning header (code 299, as the API server sends them) per warning. */
+function send(response: ServerResponse, code: number, body: unknown, warnings: string[] = []): void {
+  const headers: Record<string, string | string[]> = { 'Content-Type': 'application/json' };
+  if (warnings.length > 0) headers.Warning = warnings.map((text) => `299 - ${JSON.stringify(text)}`);
+  response.writeHead(code, headers);
   response.end(JSON.stringify(body));
 }
 

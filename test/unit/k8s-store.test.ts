@@ -15,6 +15,7 @@ import {
   VOLUMES,
   VolumeObject,
   nodeLabel,
+  volumeObject,
 } from '../../src/k8s/resources';
 import { FakeKubeApi } from '../support/fake-kube-api';
 
@@ -69,18 +70,6 @@ describe('Kubernetes API store', function () {
     const grown = (await volumes.get(record.id))!;
     assert.equal(grown.spec.capacityBytes, 16 * MiB);
     assert.equal(grown.metadata.generation, 2);
-    // An object from before overcommitRatio and provisioning existed reads with their defaults.
-    await volumes.update(record.id, (current) => {
-      current.spec.parameters = { queues: 2, queueSize: 128, blockSize: 4096 };
-      return current;
-    });
-    assert.deepEqual((await store.getVolume(record.id))!.parameters, {
-      queues: 2,
-      queueSize: 128,
-      blockSize: 4096,
-      overcommitRatio: 1,
-      provisioning: 'thin',
-    });
 
     const snapshot: SnapshotRecord = {
       id: snapshotIdFor('snap-1'),
@@ -99,7 +88,7 @@ describe('Kubernetes API store', function () {
 
     // Deletion waits for the node agent (finalizer); meanwhile the record is gone for the CSI services.
     await store.deleteVolume(record.id);
-    assert.equal((await volumes.get(record.id))!.metadata.generation, 4);
+    assert.equal((await volumes.get(record.id))!.metadata.generation, 3);
     assert.equal(await store.getVolume(record.id), null);
     assert.deepEqual(await store.listVolumes(), []);
     await assert.rejects(store.putVolume(record), (error: CsiError) => error.code === status.ABORTED);
@@ -109,6 +98,23 @@ describe('Kubernetes API store', function () {
     }));
     assert.equal(await volumes.get(record.id), null);
     await store.putVolume(record);
+  });
+
+  it('an object an older build wrote, without overcommitRatio and provisioning, reads with their defaults and grows', async () => {
+    const record = volume('pvc-legacy');
+    const parameters = { queues: 2, queueSize: 128, blockSize: 4096 };
+    const legacy = volumeObject(record);
+    await volumes.create({ ...legacy, spec: { ...legacy.spec, parameters } });
+    assert.deepEqual((await store.getVolume(record.id))!.parameters, {
+      ...parameters,
+      overcommitRatio: 1,
+      provisioning: 'thin',
+    });
+    // The CRD makes parameters immutable: growing it must leave them as they are.
+    await store.putVolume({ ...record, capacityBytes: 16 * MiB });
+    const grown = (await volumes.get(record.id))!;
+    assert.equal(grown.spec.capacityBytes, 16 * MiB);
+    assert.deepEqual(grown.spec.parameters, parameters);
   });
 
   it('labels nodes whose ids are no label values by a digest', () => {
