@@ -12,7 +12,8 @@ export const DEFAULT_FS_TYPE: FilesystemType = 'ext4';
 /** xfsprogs refuses to make filesystems smaller than this. */
 export const XFS_MINIMUM_BYTES = 300 * 1024 * 1024;
 
-const MAX_NAME_BYTES = 256;
+// CSI's size limit for a string field; the chart's CRDs hold names of up to that many characters.
+const MAX_NAME_BYTES = 128;
 // Mount flags go to mount(8) as -o values: no option separators or shell-looking characters.
 const MOUNT_FLAG = /^[A-Za-z0-9_.=:@/+-]+$/;
 
