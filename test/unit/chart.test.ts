@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { IMAGE_HEALTHY, READY } from '../../src/k8s/conditions';
 import {
   CHART_DIR,
   KubeObject,
@@ -786,22 +787,33 @@ describe('charts/vduse-csi', function () {
         name: 'pvc-9b1c4d5e-1f2a-4b3c-8d4e-5f6a7b8c9d0e',
         capacityBytes: 10 * 1024 ** 3,
         nodeId: 'worker-1',
-        parameters: { queues: 2, queueSize: 256, blockSize: 4096 },
+        parameters: { queues: 2, queueSize: 256, blockSize: 4096, overcommitRatio: 1, provisioning: 'thin' },
         source: { kind: 'snapshot', id: `snap-${'fedcba9876543210'.repeat(2)}` },
         pvc: { name: 'data', namespace: 'default' },
       },
+      // As the node agent writes it: only the conditions it writes (conditions.ts, image-check.ts).
       status: {
         phase: 'Ready',
         capacityBytes: 10 * 1024 ** 3,
         device: '/dev/vda',
+        message: '',
         observedGeneration: 1,
         conditions: [
           {
-            type: 'Served',
+            type: READY,
             status: 'True',
-            lastTransitionTime: '2026-11-22T04:00:00Z',
-            reason: 'DeviceServed',
-            message: 'served as /dev/vda',
+            observedGeneration: 1,
+            lastTransitionTime: '2026-11-22T04:00:00.000Z',
+            reason: 'Ready',
+            message: 'Ready',
+          },
+          {
+            type: IMAGE_HEALTHY,
+            status: 'True',
+            observedGeneration: 1,
+            lastTransitionTime: '2026-11-22T04:00:00.000Z',
+            reason: 'ImagePresent',
+            message: `the image has the ${10 * 1024 ** 3} bytes it was made with`,
           },
         ],
       },
