@@ -63,7 +63,8 @@ describe('the image archive loaded into containerd as a node without a registry 
   });
 
   after(async () => {
-    await containerd?.stop();
+    if (!containerd) return;
+    await containerd.stop();
     console.log(`    timings: ${JSON.stringify(timings)}`);
   });
 
