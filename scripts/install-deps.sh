@@ -10,7 +10,11 @@ HOST_PACKAGES=(udev kmod iproute2 fio e2fsprogs xfsprogs util-linux qemu-utils q
   runc openssl containerd ceph-mon ceph-osd ceph-common librbd1 librados2)
 
 need_apt=0
-for p in "${HOST_PACKAGES[@]}" virtme-ng; do
+# From trixie: virtme-ng, and promtool (the metrics tests' `promtool check metrics`), which bookworm
+# ships only inside its prometheus package, a whole Prometheus server (service, web assets).
+TRIXIE_PACKAGES=(virtme-ng promtool)
+
+for p in "${HOST_PACKAGES[@]}" "${TRIXIE_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_apt=1
 done
 kernel_ver=${KERNEL_PKG#linux-image-}
@@ -21,7 +25,7 @@ if [ "$need_apt" = 1 ]; then
   scripts/apt-suite.sh trixie
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${HOST_PACKAGES[@]}"
-  apt-get install -y -q --no-install-recommends virtme-ng/trixie
+  apt-get install -y -q --no-install-recommends "${TRIXIE_PACKAGES[@]/%//trixie}" # each as NAME/trixie
   if [ ! -f "/boot/vmlinuz-$kernel_ver" ] || [ ! -d "/lib/modules/$kernel_ver/kernel/drivers/vdpa" ]; then
     # The kernel's maintainer scripts expect a trixie userland; unpacking is all the VM needs.
     tmp=$(mktemp -d)

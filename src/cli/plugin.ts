@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { log, setLogLevel } from '../log';
 import { ControllerService } from '../csi/controller';
-import { HealthEndpoint, parseListenAddress } from '../csi/health';
+import { HealthEndpoint } from '../csi/health';
 import { IdentityService } from '../csi/identity';
 import { LocalRealizer } from '../csi/local-realizer';
 import { LocalStore } from '../csi/local-store';
@@ -13,20 +13,32 @@ import { SingleNode } from '../csi/placement';
 import { loadCsiServices } from '../csi/proto';
 import { nodeOnlyController } from '../csi/node-only-controller';
 import { ServiceBinding, serveCsi, shutdownCsi } from '../csi/server';
+import { CephClusters } from '../csi/rbd/clusters';
+import { RbdController } from '../csi/rbd/rbd-controller';
+import { RbdNodeVolumes } from '../csi/rbd/rbd-node';
 import { VolumeServers } from '../csi/volume-servers';
 import type { Cluster } from '../k8s/cluster';
 import type { NodeAgent } from '../k8s/node-agent';
+import { registerControllerMetrics } from '../metrics/controller-metrics';
+import { csiCallMetrics } from '../metrics/csi-calls';
+import { MetricsEndpoint } from '../metrics/endpoint';
+import { storeInventory } from '../metrics/inventory';
+import { pluginRegistry } from '../metrics/registry';
 import { ImageDirectory } from '../storage/images';
+import { parseListenAddress } from '../sys/http-listener';
 import { parseBytes, parseInteger } from './units';
 
 export const PLUGIN_USAGE = `  vduse-csi plugin --mode controller|node|all --endpoint unix:///PATH --node-id ID
                    --data-dir DIR --state-dir DIR [--max-volumes N] [--max-volume-size BYTES]
                    [--log-level LEVEL] [--no-standby] [--store local|kubernetes] [--kube-namespace NS]
-                   [--health-address HOST:PORT] [--pod-name NAME --pod-uid UID]
+                   [--health-address HOST:PORT] [--metrics-address HOST:PORT]
+                   [--pod-name NAME --pod-uid UID]
       (CSI driver csi.vduse.dev; "all" serves every service on one socket: the single-host setup;
        --store kubernetes keeps volumes as VduseVolume objects and runs the node agent in --mode node;
        --health-address serves GET /healthz (alive) and /readyz (ready) for kubelet's probes;
-       --pod-name/--pod-uid: with --store kubernetes, Events on that Pod when not ready)`;
+       --metrics-address serves GET /metrics (Prometheus text format);
+       --pod-name/--pod-uid: with --store kubernetes, Events on that Pod when not ready;
+       --ceph-clusters FILE: JSON [{"clusterID": ID, "monitors": [...]}] for RBD classes naming a clusterID)`;
 
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -47,8 +59,12 @@ export interface PluginOptions {
   kubeNamespace?: string;
   /** Where kubelet's probes reach /healthz and /readyz (none when absent). */
   healthAddress?: string;
+  /** Where GET /metrics is served (none when absent). */
+  metricsAddress?: string;
   /** This plugin's Pod, for Events about its readiness (--store kubernetes). */
   pod?: { name: string; uid?: string };
+  /** The Ceph clusters RBD StorageClasses name by clusterID (read afresh on each use). */
+  cephClusters?: string;
 }
 
 export function parsePluginOptions(argv: string[]): PluginOptions {
@@ -68,8 +84,10 @@ export function parsePluginOptions(argv: string[]): PluginOptions {
       store: { type: 'string', default: 'local' },
       'kube-namespace': { type: 'string', default: 'default' },
       'health-address': { type: 'string' },
+      'metrics-address': { type: 'string' },
       'pod-name': { type: 'string' },
       'pod-uid': { type: 'string' },
+      'ceph-clusters': { type: 'string' },
     },
   });
   const mode = values.mode!;
@@ -83,7 +101,8 @@ export function parsePluginOptions(argv: string[]): PluginOptions {
   }
   if (!NODE_ID.test(values['node-id']!))
     throw new Error(`--node-id ${values['node-id']} is not a valid node name`);
-  if (values['health-address'] !== undefined) parseListenAddress(values['health-address']);
+  for (const flag of ['health-address', 'metrics-address'] as const)
+    if (values[flag] !== undefined) parseListenAddress(values[flag], `--${flag}`);
   const podName = values['pod-name'];
   if (podName !== undefined && !NODE_ID.test(podName))
     throw new Error(`--pod-name ${podName} is not a valid pod name`);
@@ -101,13 +120,17 @@ export function parsePluginOptions(argv: string[]): PluginOptions {
     store,
     kubeNamespace: values['kube-namespace']!,
     healthAddress: values['health-address'],
+    metricsAddress: values['metrics-address'],
     pod: podName === undefined ? undefined : { name: podName, uid: values['pod-uid'] },
+    cephClusters: values['ceph-clusters'],
   };
 }
 
 export interface RunningPlugin {
   /** Lets in-flight calls finish and closes the socket; device servers keep running. */
   stop(): Promise<void>;
+  /** The port GET /metrics is served on, with --metrics-address. */
+  metricsPort: number | undefined;
 }
 
 /** Starts the CSI services `options` ask for on their socket. */
@@ -123,6 +146,7 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
     standby: options.standby,
   });
   const localRealizer = new LocalRealizer(images, servers);
+  const cephClusters = new CephClusters(options.cephClusters, options.stateDir);
   const cluster = options.store === 'kubernetes' ? await connectCluster(options) : null;
   const store = cluster?.store ?? new LocalStore(options.stateDir);
   const services = loadCsiServices();
@@ -133,20 +157,28 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
     onReadinessChange: options.pod && cluster?.readinessEvents(options.pod).onChange,
   });
   const bindings: ServiceBinding[] = [{ definition: services.identity, handlers: identity }];
+  const metrics = options.metricsAddress === undefined ? undefined : pluginRegistry();
   if (withController) {
     mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
     if (!cluster) {
       images.removeLeftovers('volumes');
       images.removeLeftovers('snapshots');
     }
+    const placement = cluster?.placement() ?? new SingleNode(options.nodeId, images);
     const controller = new ControllerService({
       store,
       realizer: cluster?.realizer() ?? localRealizer,
-      placement: cluster?.placement() ?? new SingleNode(options.nodeId, images),
+      placement,
       locks,
       maximumVolumeBytes: options.maxVolumeBytes,
+      rbd: new RbdController({ clusters: cephClusters, locks, maximumVolumeBytes: options.maxVolumeBytes }),
     });
     bindings.push({ definition: services.controller, handlers: controller });
+    if (metrics)
+      registerControllerMetrics(metrics, {
+        inventory: cluster?.inventory() ?? storeInventory(store),
+        placement,
+      });
   } else {
     bindings.push({ definition: services.controller, handlers: nodeOnlyController });
   }
@@ -162,12 +194,13 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
       stateDir: options.stateDir,
       nodeId: options.nodeId,
       maxVolumes: options.maxVolumes,
+      rbd: new RbdNodeVolumes(cephClusters, options.stateDir),
       onDevice: nodeAgent && ((volumeId, devicePath) => nodeAgent.reportDevice(volumeId, devicePath)),
     });
     bindings.push({ definition: services.node, handlers: node });
     agent = nodeAgent;
   }
-  const server = await serveCsi(options.endpoint, bindings);
+  const server = await serveCsi(options.endpoint, bindings, metrics && csiCallMetrics(metrics));
   const health =
     options.healthAddress === undefined
       ? undefined
@@ -176,12 +209,15 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
           csiEndpoint: options.endpoint,
           readinessProblem: () => identity.readinessProblem(),
         });
+  const metricsEndpoint = metrics && (await MetricsEndpoint.start(options.metricsAddress!, metrics));
   node?.startSupervising();
   agent?.start();
   log.info('csi plugin serving', { mode: options.mode, endpoint: options.endpoint, node: options.nodeId });
   return {
+    metricsPort: metricsEndpoint?.port,
     stop: async () => {
       await health?.close();
+      await metricsEndpoint?.close();
       node?.stopSupervising();
       await agent?.stop();
       await shutdownCsi(server);

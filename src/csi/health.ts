@@ -1,7 +1,7 @@
-import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
-import { AddressInfo } from 'node:net';
+import { IncomingMessage, ServerResponse } from 'node:http';
 import { messageOf } from '../daemon/start-failure';
 import { log } from '../log';
+import { HttpListener, replyText } from '../sys/http-listener';
 import { CsiClients, callUnary, csiClients } from './proto';
 
 /*
@@ -25,51 +25,36 @@ export interface HealthOptions {
   readinessProblem: () => Promise<string | null>;
 }
 
-export interface ListenAddress {
-  host: string | undefined;
-  port: number;
-}
-
-/** `HOST:PORT`, `[IPv6]:PORT` or `:PORT`; the port 0 (any free one) is allowed for tests. */
-export function parseListenAddress(address: string): ListenAddress {
-  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]*)):(\d{1,5})$/.exec(address);
-  const port = match ? Number(match[3]) : NaN;
-  if (!match || port > 65535)
-    throw new Error(`health address must look like HOST:PORT or :PORT, got ${JSON.stringify(address)}`);
-  const host = match[1] ?? match[2];
-  return { host: host === '' ? undefined : host, port };
-}
-
 export class HealthEndpoint {
   private constructor(
-    private readonly server: Server,
+    private readonly listener: HttpListener,
     private readonly clients: CsiClients,
   ) {}
 
   static async start(options: HealthOptions): Promise<HealthEndpoint> {
-    const { host, port } = parseListenAddress(options.address);
     const clients = csiClients(options.csiEndpoint);
-    const server = createServer((request, response) => void answer(request, response, clients, options));
+    let listener: HttpListener;
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host, port }, () => resolve());
-      });
+      listener = await HttpListener.start(
+        options.address,
+        '--health-address',
+        'health probes',
+        (request, response) => void answer(request, response, clients, options),
+      );
     } catch (error) {
       clients.identity.close();
-      throw new Error(`cannot listen for health probes on ${options.address}: ${String(error)}`);
+      throw error;
     }
     log.info('health endpoint listening', { address: options.address });
-    return new HealthEndpoint(server, clients);
+    return new HealthEndpoint(listener, clients);
   }
 
   get port(): number {
-    return (this.server.address() as AddressInfo).port;
+    return this.listener.port;
   }
 
   async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.listener.close();
     this.clients.identity.close();
   }
 }
@@ -82,7 +67,7 @@ async function answer(
 ): Promise<void> {
   const path = (request.url ?? '').split('?')[0];
   if (request.method !== 'GET' || (path !== '/healthz' && path !== '/readyz')) {
-    reply(response, 404, 'not found: GET /healthz or /readyz\n');
+    replyText(response, 404, 'not found: GET /healthz or /readyz\n');
     return;
   }
   let ready: boolean;
@@ -95,7 +80,7 @@ async function answer(
     )) as { ready?: { value?: boolean } | null };
     ready = answered.ready?.value === true;
   } catch (error) {
-    reply(
+    replyText(
       response,
       503,
       `the CSI socket ${options.csiEndpoint} does not answer Probe: ${messageOf(error)}\n`,
@@ -103,14 +88,9 @@ async function answer(
     return;
   }
   if (path === '/healthz' || ready) {
-    reply(response, 200, 'ok\n');
+    replyText(response, 200, 'ok\n');
     return;
   }
   const problem = await options.readinessProblem();
-  reply(response, 503, `not ready: ${problem ?? 'Probe answered ready=false'}\n`);
-}
-
-function reply(response: ServerResponse, status: number, body: string): void {
-  response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
-  response.end(body);
+  replyText(response, 503, `not ready: ${problem ?? 'Probe answered ready=false'}\n`);
 }

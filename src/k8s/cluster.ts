@@ -1,9 +1,11 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { VolumeRealizer } from '../csi/realizer';
+import type { ControllerInventory } from '../metrics/inventory';
 import { ImageDirectory } from '../storage/images';
 import { ClaimEvents } from './claim-events';
 import { EventRecorder, InvolvedObject } from './events';
 import { CustomResource } from './custom-resource';
+import { kubeInventory } from './kube-inventory';
 import { KubePlacement } from './kube-placement';
 import { KubeRealizer } from './kube-realizer';
 import { KubeStore } from './kube-store';
@@ -60,6 +62,11 @@ export class Cluster {
 
   placement(): KubePlacement {
     return new KubePlacement(this.capacity);
+  }
+
+  /** The volumes and snapshots with their phases, for the controller's metrics. */
+  inventory(): ControllerInventory {
+    return kubeInventory(this.volumes, this.snapshots);
   }
 
   /** Events on this plugin's own Pod about its readiness. */

@@ -32,6 +32,8 @@ export interface HarnessOptions {
   store?: 'local' | 'kubernetes';
   /** In cluster mode, the fake API server to use, shared with other harnesses (and not stopped). */
   kubeApi?: FakeKubeApi;
+  /** --metrics-address (an in-process plugin: the port may be 0, see metricsUrl). */
+  metricsAddress?: string;
 }
 
 /** The driver namespace of a harness in cluster mode (--kube-namespace). */
@@ -66,6 +68,7 @@ export class CsiHarness {
       standby: options.standby ?? true,
       store: options.store ?? 'local',
       ...(options.store === 'kubernetes' ? { kubeNamespace: HARNESS_NAMESPACE } : {}),
+      metricsAddress: options.metricsAddress,
     };
   }
 
@@ -94,6 +97,13 @@ export class CsiHarness {
     return join(this.root, 'csi.sock');
   }
 
+  /** Where the in-process plugin serves GET /metrics. */
+  get metricsUrl(): string {
+    const port = this.inProcess?.metricsPort;
+    if (port === undefined) throw new Error('no in-process plugin serves metrics');
+    return `http://127.0.0.1:${port}/metrics`;
+  }
+
   get pid(): number | undefined {
     return this.child?.pid;
   }
@@ -112,6 +122,7 @@ export class CsiHarness {
           ...['--data-dir', o.dataDir, '--state-dir', o.stateDir, '--log-level', o.logLevel],
           ...(o.standby ? [] : ['--no-standby']),
           ...(this.kube ? ['--store', 'kubernetes', '--kube-namespace', o.kubeNamespace!] : []),
+          ...(o.metricsAddress === undefined ? [] : ['--metrics-address', o.metricsAddress]),
         ],
         {
           stdio: ['ignore', 'inherit', 'inherit'],

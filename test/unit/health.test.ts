@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Server } from '@grpc/grpc-js';
-import { HealthEndpoint, parseListenAddress } from '../../src/csi/health';
+import { HealthEndpoint } from '../../src/csi/health';
+import { parseListenAddress } from '../../src/sys/http-listener';
 import { IdentityService } from '../../src/csi/identity';
 import { loadCsiServices } from '../../src/csi/proto';
 import { serveCsi, shutdownCsi } from '../../src/csi/server';
@@ -74,11 +75,14 @@ describe('health endpoint (/healthz, /readyz)', function () {
   });
 
   it('listens where it is told, and refuses an address it cannot use', async () => {
-    assert.deepEqual(parseListenAddress(':9808'), { host: undefined, port: 9808 });
-    assert.deepEqual(parseListenAddress('127.0.0.1:9838'), { host: '127.0.0.1', port: 9838 });
-    assert.deepEqual(parseListenAddress('[::1]:1'), { host: '::1', port: 1 });
+    assert.deepEqual(parseListenAddress(':9808', '--health-address'), { host: undefined, port: 9808 });
+    assert.deepEqual(parseListenAddress('127.0.0.1:9838', '--health-address'), {
+      host: '127.0.0.1',
+      port: 9838,
+    });
+    assert.deepEqual(parseListenAddress('[::1]:1', '--health-address'), { host: '::1', port: 1 });
     for (const bad of ['9808', 'host:', 'a b:1', '127.0.0.1:65536'])
-      assert.throws(() => parseListenAddress(bad), /HOST:PORT/, bad);
+      assert.throws(() => parseListenAddress(bad, '--health-address'), /HOST:PORT/, bad);
     await assert.rejects(
       HealthEndpoint.start({
         address: `127.0.0.1:${health!.port}`,
