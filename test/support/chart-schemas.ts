@@ -6,8 +6,8 @@
 // .d.ts marks the spec's required fields (`'name': string` versus `'name'?: string`). From those
 // this module builds one JSON Schema definition per model, strict the way `kubectl apply
 // --validate=strict` is (unknown fields are errors), and validates with ajv. The snapshot API
-// (a CRD of kubernetes-csi/external-snapshotter, not in the core spec) gets small hand-written
-// schemas of its v1 fields.
+// (a CRD of kubernetes-csi/external-snapshotter, not in the core spec) and prometheus-operator's
+// ServiceMonitor get small hand-written schemas of the v1 fields manifests use.
 import Ajv, { ErrorObject, ValidateFunction } from 'ajv';
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -109,6 +109,7 @@ export function kubernetesDefinitions(): Record<string, Schema> {
 const CORE_KINDS: Record<string, string> = {
   'v1/Namespace': 'V1Namespace',
   'v1/ServiceAccount': 'V1ServiceAccount',
+  'v1/Service': 'V1Service',
   'v1/PersistentVolumeClaim': 'V1PersistentVolumeClaim',
   'v1/Pod': 'V1Pod',
   'apps/v1/Deployment': 'V1Deployment',
@@ -173,6 +174,58 @@ const SNAPSHOT_KINDS: Record<string, Schema> = {
   },
 };
 
+const labelMap = { type: 'object', additionalProperties: { type: 'string' } };
+
+/** monitoring.coreos.com/v1 ServiceMonitor, as prometheus-operator defines it (the fields the chart uses). */
+const MONITORING_KINDS: Record<string, Schema> = {
+  'monitoring.coreos.com/v1/ServiceMonitor': {
+    type: 'object',
+    additionalProperties: false,
+    required: ['apiVersion', 'kind', 'metadata', 'spec'],
+    properties: {
+      ...typeMeta('monitoring.coreos.com/v1', 'ServiceMonitor'),
+      spec: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['selector', 'endpoints'],
+        properties: {
+          selector: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { matchLabels: labelMap },
+          },
+          namespaceSelector: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              any: { type: 'boolean' },
+              matchNames: { type: 'array', items: { type: 'string' } },
+            },
+          },
+          endpoints: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              properties: {
+                port: { type: 'string', minLength: 1 },
+                path: { type: 'string', pattern: '^/' },
+                scheme: { enum: ['http', 'https'] },
+                // prometheus-operator's Duration.
+                interval: {
+                  type: 'string',
+                  pattern:
+                    '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$',
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+
 /** Where the definitions are registered in ajv (a name, never fetched). */
 const KUBERNETES_ID = 'https://vduse-csi.invalid/kubernetes-api.json';
 
@@ -193,13 +246,13 @@ function validatorFor(object: KubeObject): ValidateFunction {
   const cached = validators.get(key);
   if (cached) return cached;
   const model = CORE_KINDS[key];
-  const snapshot = SNAPSHOT_KINDS[key];
-  if (!model && !snapshot) throw new Error(`no schema for ${key} (an unknown or misspelt apiVersion/kind?)`);
+  const custom = SNAPSHOT_KINDS[key] ?? MONITORING_KINDS[key];
+  if (!model && !custom) throw new Error(`no schema for ${key} (an unknown or misspelt apiVersion/kind?)`);
   const schema: Schema = model
     ? {
         $ref: `${KUBERNETES_ID}#/definitions/${model}`,
       }
-    : { ...snapshot, definitions: { V1ObjectMeta: { $ref: `${KUBERNETES_ID}#/definitions/V1ObjectMeta` } } };
+    : { ...custom, definitions: { V1ObjectMeta: { $ref: `${KUBERNETES_ID}#/definitions/V1ObjectMeta` } } };
   const validate = kubernetesAjv().compile(schema);
   validators.set(key, validate);
   return validate;

@@ -37,6 +37,7 @@ import {
 
 const SNAPSHOT_API = ['snapshot.storage.k8s.io/v1'];
 const ADMISSION_POLICY_API = ['admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy'];
+const MONITORING_API = ['monitoring.coreos.com/v1'];
 
 /** The chart with the values each test variant layers over values.yaml. */
 const VARIANTS: Record<string, RenderOptions> = {
@@ -49,6 +50,12 @@ const VARIANTS: Record<string, RenderOptions> = {
   },
   'admission policy forced': { values: { nodeAdmissionPolicy: { create: 'always' } } },
   'standby off': { values: { node: { standby: false } } },
+  'metrics off': { values: { metrics: { enabled: false } }, apiVersions: MONITORING_API },
+  'service monitors, cluster with the monitoring API': {
+    values: { metrics: { serviceMonitor: { enabled: true, labels: { release: 'kube-prometheus-stack' } } } },
+    apiVersions: MONITORING_API,
+  },
+  'service monitors asked, no monitoring API': { values: { metrics: { serviceMonitor: { enabled: true } } } },
   'custom images': {
     values: {
       image: { repository: 'registry.example.com/storage/vduse-csi', tag: '1.2.3', pullPolicy: 'Always' },
@@ -202,6 +209,11 @@ describe('charts/vduse-csi', function () {
         /hostStore/,
       ],
       ['an unquoted resource quantity', { node: { resources: { requests: { cpu: 1 } } } }, /cpu/],
+      [
+        'a scrape interval prometheus-operator cannot parse',
+        { metrics: { serviceMonitor: { interval: '1.5s' } } },
+        /interval/,
+      ],
     ];
     for (const [what, values, mention] of refused) {
       it(what, () => {
@@ -210,6 +222,16 @@ describe('charts/vduse-csi', function () {
         assert.match(`${result.stdout}\n${result.stderr}`, mention);
       });
     }
+
+    it('a node metrics port that is one of its health ports (a template check)', () => {
+      assert.throws(
+        () => render({ values: { node: { metricsPort: 9839 } } }),
+        /healthPort, registrarHealthPort and metricsPort must differ/,
+      );
+      assert.doesNotThrow(() =>
+        render({ values: { node: { metricsPort: 9839 }, metrics: { enabled: false } } }),
+      );
+    });
 
     it('two default StorageClasses (a template check)', () => {
       const classes = defaultStorageClasses().map((storageClass) => ({ ...storageClass, default: true }));
@@ -654,9 +676,11 @@ describe('charts/vduse-csi', function () {
     it('its host-network ports are the values, bound on loopback, away from the sidecar defaults', () => {
       const ports = (name: string): number[] =>
         container(daemonSet(), name).ports.map((port: Container) => port.containerPort as number);
-      assert.deepEqual(ports('vduse-csi'), [9838]);
+      assert.deepEqual(ports('vduse-csi'), [9838, 9840]);
       assert.deepEqual(ports('node-driver-registrar'), [9839]);
       assert.ok(container(daemonSet(), 'vduse-csi').args.includes('--health-address=127.0.0.1:9838'));
+      // Prometheus scrapes the node from elsewhere: every address.
+      assert.ok(container(daemonSet(), 'vduse-csi').args.includes('--metrics-address=:9840'));
       assert.ok(
         container(daemonSet(), 'node-driver-registrar').args.includes('--http-endpoint=127.0.0.1:9839'),
       );
@@ -702,6 +726,95 @@ describe('charts/vduse-csi', function () {
         !images.some((image) => image.startsWith('registry.k8s.io/sig-storage/csi-node-driver-registrar')),
       );
       assert.deepEqual(podSpecOf(only(objects, 'DaemonSet')).imagePullSecrets, [{ name: 'regcred' }]);
+    });
+  });
+
+  describe('metrics', () => {
+    const workloads = (variant: string): KubeObject[] => [
+      only(objectsOf(variant), 'Deployment'),
+      only(objectsOf(variant), 'DaemonSet'),
+    ];
+    const componentOf = (workload: KubeObject): string =>
+      workload.kind === 'Deployment' ? 'controller' : 'node';
+
+    it('both plugins serve /metrics on a port named metrics, the value of their component', () => {
+      for (const workload of workloads('defaults')) {
+        const plugin = container(workload, 'vduse-csi');
+        const port = plugin.ports.find((candidate: Container) => candidate.name === 'metrics');
+        assert.equal(port?.containerPort, 9840, workload.kind);
+        assert.ok(plugin.args.includes('--metrics-address=:9840'), plugin.args.join(' '));
+        // Only the plugin: the sidecars have metrics of their own, not served here.
+        for (const other of containersOf(workload).filter((candidate) => candidate.name !== 'vduse-csi'))
+          assert.ok(!(other.ports ?? []).some((candidate: Container) => candidate.name === 'metrics'));
+      }
+      const custom = render({ values: { controller: { metricsPort: 8080 }, node: { metricsPort: 19840 } } });
+      assert.ok(container(only(custom, 'Deployment'), 'vduse-csi').args.includes('--metrics-address=:8080'));
+      assert.ok(container(only(custom, 'DaemonSet'), 'vduse-csi').args.includes('--metrics-address=:19840'));
+    });
+
+    it('a headless Service per plugin selects exactly its pods and their metrics port', () => {
+      const objects = objectsOf('defaults');
+      const services = ofKind(objects, 'Service');
+      assert.deepEqual(services.map((service) => service.metadata.name).sort(), [
+        'vduse-csi-controller-metrics',
+        'vduse-csi-node-metrics',
+      ]);
+      for (const workload of workloads('defaults')) {
+        const service = only(objects, 'Service', `vduse-csi-${componentOf(workload)}-metrics`);
+        assert.equal(service.metadata.namespace, NAMESPACE);
+        assert.equal(service.spec.clusterIP, 'None');
+        const podLabels = workload.spec.template.metadata.labels as Record<string, string>;
+        for (const [key, value] of Object.entries(service.spec.selector as Record<string, string>))
+          assert.equal(podLabels[key], value, `${service.metadata.name} selects ${key}=${value}`);
+        const other = workloads('defaults').find((candidate) => candidate !== workload)!;
+        const otherLabels = other.spec.template.metadata.labels as Record<string, string>;
+        assert.ok(
+          Object.entries(service.spec.selector as Record<string, string>).some(
+            ([key, value]) => otherLabels[key] !== value,
+          ),
+          `${service.metadata.name} also selects the ${other.kind}'s pods`,
+        );
+        assert.deepEqual(service.spec.ports, [
+          { name: 'metrics', port: 9840, targetPort: 'metrics', protocol: 'TCP' },
+        ]);
+      }
+    });
+
+    it('metrics off: no flag, no port, no Service', () => {
+      for (const workload of workloads('metrics off')) {
+        const plugin = container(workload, 'vduse-csi');
+        assert.ok(!plugin.args.some((arg: string) => arg.startsWith('--metrics-address')));
+        assert.ok(!plugin.ports.some((candidate: Container) => candidate.name === 'metrics'));
+      }
+      assert.deepEqual(ofKind(objectsOf('metrics off'), 'Service'), []);
+      assert.deepEqual(ofKind(objectsOf('metrics off'), 'ServiceMonitor'), []);
+    });
+
+    it('a ServiceMonitor per Service only when the cluster serves monitoring.coreos.com/v1 and the values ask', () => {
+      const monitors = (objects: KubeObject[]): KubeObject[] => ofKind(objects, 'ServiceMonitor');
+      assert.equal(monitors(objectsOf('defaults')).length, 0);
+      assert.equal(monitors(render({ apiVersions: MONITORING_API })).length, 0);
+      assert.equal(monitors(objectsOf('service monitors asked, no monitoring API')).length, 0);
+      const objects = objectsOf('service monitors, cluster with the monitoring API');
+      assert.equal(monitors(objects).length, 2);
+      for (const component of ['controller', 'node']) {
+        const monitor = only(objects, 'ServiceMonitor', `vduse-csi-${component}`);
+        const service = only(objects, 'Service', `vduse-csi-${component}-metrics`);
+        assert.equal(monitor.metadata.labels.release, 'kube-prometheus-stack');
+        assert.deepEqual(monitor.spec.namespaceSelector, { matchNames: [NAMESPACE] });
+        const selected = ofKind(objects, 'Service').filter((candidate) =>
+          Object.entries(monitor.spec.selector.matchLabels as Record<string, string>).every(
+            ([key, value]) => candidate.metadata.labels[key] === value,
+          ),
+        );
+        assert.deepEqual(
+          selected.map((candidate) => candidate.metadata.name),
+          [service.metadata.name],
+        );
+        assert.deepEqual(monitor.spec.endpoints, [
+          { port: 'metrics', path: '/metrics', scheme: 'http', interval: '30s' },
+        ]);
+      }
     });
   });
 

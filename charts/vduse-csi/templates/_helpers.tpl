@@ -97,6 +97,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- if gt $defaults 1 }}{{ fail "storageClasses: at most one class may have default: true" }}{{ end -}}
 {{- end }}
 
+{{/* Fails the render when two ports of the node pod (host network: ports of the node) are the same. */}}
+{{- define "vduse-csi.checkNodePorts" -}}
+{{- $ports := list .Values.node.healthPort .Values.node.registrarHealthPort -}}
+{{- if .Values.metrics.enabled }}{{ $ports = append $ports .Values.node.metricsPort }}{{ end -}}
+{{- if ne (len $ports) (len (uniq $ports)) }}{{ fail (printf "node: healthPort, registrarHealthPort and metricsPort must differ (the node's ports), got %v" $ports) }}{{ end -}}
+{{- end }}
+
 {{/*
 The plugin container's probes, answered by the plugin's --health-address (src/csi/health.ts).
 - startupProbe: a slow node (or software emulation) may take minutes to start Node.js and the
