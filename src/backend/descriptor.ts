@@ -7,7 +7,10 @@ export interface RbdLocation {
   image: string;
 }
 
-/** How to reach and authenticate to a Ceph cluster; every field falls back to librados' defaults. */
+/**
+ * How to reach and authenticate to a Ceph cluster; every field falls back to librados' defaults.
+ * Paths and names only: device records hold these, so a secret never reaches one.
+ */
 export interface CephClientOptions {
   /** ceph.conf path. */
   conf?: string;
@@ -17,7 +20,8 @@ export interface CephClientOptions {
 }
 
 /** The storage a device serves, as the CLI, the device record and a successor server name it. */
-export type BackendDescriptor = { kind: 'file'; path: string };
+export type BackendDescriptor =
+  { kind: 'file'; path: string } | { kind: 'rbd'; location: RbdLocation; client: CephClientOptions };
 
 /**
  * Pool, namespace and image names as this driver accepts them: what Ceph allows is wider, but these
@@ -52,10 +56,13 @@ export function rbdLocationText(location: RbdLocation): string {
 
 /** The storage in a form for logs and messages (never with credentials). */
 export function describeBackend(backend: BackendDescriptor): string {
-  return backend.path;
+  return backend.kind === 'file' ? backend.path : `rbd:${rbdLocationText(backend.location)}`;
 }
 
 /** Whether two descriptors name the same storage (however the client reaches it). */
 export function sameStorage(a: BackendDescriptor, b: BackendDescriptor): boolean {
-  return resolve(a.path) === resolve(b.path);
+  if (a.kind === 'file' && b.kind === 'file') return resolve(a.path) === resolve(b.path);
+  if (a.kind === 'rbd' && b.kind === 'rbd')
+    return rbdLocationText(a.location) === rbdLocationText(b.location);
+  return false;
 }

@@ -231,6 +231,11 @@ export class FileBackendProvider implements BackendProvider {
     }
   }
 
+  readonly queuesShareOneThread = false;
+  readonly lockHolder = undefined;
+
+  async lock(): Promise<void> {}
+
   get queueSpec(): QueueBackendSpec {
     return { kind: 'file', path: this.path };
   }

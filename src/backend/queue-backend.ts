@@ -1,7 +1,10 @@
 import { FileBackend } from './file';
+import { RbdBackend } from './rbd';
 import { BlockBackend, QueueBackendOptions, QueueBackendSpec } from './types';
 
 /** Opens a queue thread's own instance of the backend the main thread described. */
 export function openQueueBackend(spec: QueueBackendSpec, options: QueueBackendOptions): BlockBackend {
-  return FileBackend.open(spec.path, options.readOnly, options.keepAllocation);
+  const { readOnly, keepAllocation, watcher } = options;
+  if (spec.kind === 'file') return FileBackend.open(spec.path, readOnly, keepAllocation);
+  return new RbdBackend(spec.image, { readOnly, keepAllocation }, watcher);
 }

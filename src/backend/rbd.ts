@@ -1,10 +1,11 @@
 import { Segment } from '../virtio/memory';
 import { RBD_WRITE_ZEROES_FLAG_THICK_PROVISION, Pointer, ceph } from './librbd';
+import { CephError } from './ceph-error';
 import { RadosConnectOptions } from './rados-client';
 import { ImageCompletions } from './rbd-completions';
 import { RbdLocation } from './descriptor';
 import { RbdImage, removeRbdImage } from './rbd-image';
-import { BlockBackend, FdWatcher } from './types';
+import { BackendProvider, BlockBackend, FdWatcher, QueueBackendSpec } from './types';
 
 export interface RbdBackendOptions {
   readOnly: boolean;
@@ -79,9 +80,11 @@ export class RbdBackend implements BlockBackend {
 
 /**
  * An RBD image as the serving process's main thread holds it: its size, resizing, the exclusive
- * lock (`image`), and `imageHandle` for the queue threads' RbdBackends.
+ * lock (`image`), and the handle the queue threads' RbdBackends serve through (`queueSpec`).
  */
-export class RbdBackendProvider {
+export class RbdBackendProvider implements BackendProvider {
+  readonly queuesShareOneThread = true;
+
   private constructor(
     readonly image: RbdImage,
     private readonly client: RadosConnectOptions,
@@ -106,9 +109,30 @@ export class RbdBackendProvider {
     return new RbdBackendProvider(image, client);
   }
 
-  /** The image handle, a BigInt that a worker thread receives as is (structured clone). */
-  get imageHandle(): Pointer {
-    return this.image.handle;
+  /** The image handle is a BigInt, which a worker thread receives as is (structured clone). */
+  get queueSpec(): QueueBackendSpec {
+    return { kind: 'rbd', image: this.image.handle };
+  }
+
+  get lockHolder(): string {
+    return this.image.myLockOwnerName();
+  }
+
+  /**
+   * Fences the predecessors that still hold the lock, then acquires it: a live holder refuses at
+   * once, one that stopped answering is broken by librbd once its watch expires.
+   */
+  async lock(predecessors: readonly string[]): Promise<void> {
+    for (const owner of await this.image.lockOwners()) {
+      if (!predecessors.includes(owner)) continue;
+      try {
+        await this.image.breakLockOf(owner);
+      } catch (error) {
+        // Released meanwhile: nothing left to fence.
+        if (!(error instanceof CephError && error.kind === 'not-found')) throw error;
+      }
+    }
+    await this.image.acquireExclusiveLock();
   }
 
   size(): number {

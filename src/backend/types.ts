@@ -31,7 +31,7 @@ export interface FdWatcher {
 }
 
 /** What a queue thread needs to open its own instance of a backend (structured-clone friendly). */
-export type QueueBackendSpec = { kind: 'file'; path: string };
+export type QueueBackendSpec = { kind: 'file'; path: string } | { kind: 'rbd'; image: bigint };
 
 export interface QueueBackendOptions {
   readOnly: boolean;
@@ -46,12 +46,27 @@ export interface QueueBackendOptions {
  */
 export interface BackendProvider {
   readonly queueSpec: QueueBackendSpec;
+  /**
+   * All queues of the device must be served by one thread: the backend's instances share state that
+   * only one poll loop may drive (an RBD image's completion notifications).
+   */
+  readonly queuesShareOneThread: boolean;
+  /**
+   * Who this server is to the storage's exclusive lock; undefined when the storage has none (an
+   * image file is guarded by its device's name and record instead).
+   */
+  readonly lockHolder: string | undefined;
+  /**
+   * Takes the storage's exclusive lock. A holder named in `predecessors` (an earlier server of this
+   * device, dead since its device fd was free) is fenced first; a live holder refuses it.
+   */
+  lock(predecessors: readonly string[]): Promise<void>;
   /** Current size in bytes. */
   size(): number;
   /** Grows the storage to `bytes`; shrinking is refused. */
   resize(bytes: number): Promise<void>;
-  /** Undoes the opening when serving could not start: storage the opening made goes again. */
-  removeIfCreated(): void;
+  /** After close(), when serving could not start: storage the opening made goes again. */
+  removeIfCreated(): void | Promise<void>;
   /** Lets go of the storage (after the queue threads closed their instances). */
-  close(): void;
+  close(): void | Promise<void>;
 }

@@ -9,7 +9,7 @@ import { DEFAULT_STATE_DIR } from '../daemon/device-record';
 import { StartFailure, startFailureLine } from '../daemon/start-failure';
 import { confineCopyTarget } from '../daemon/copy-target';
 import { copyImage } from '../storage/image-copy';
-import { describeBackend } from '../backend/descriptor';
+import { BackendDescriptor, describeBackend, parseRbdLocation } from '../backend/descriptor';
 import { buildId } from './build-id';
 import { validateDeviceName } from '../vdpa';
 import { parseBytes, parseInteger } from './units';
@@ -19,7 +19,11 @@ export const BLK_USAGE = `usage:
                       [--queues N] [--queue-size N] [--block-size 512|4096] [--read-only]
                       [--bounce-size BYTES] [--state-dir DIR] [--log-level LEVEL]
                       [--keep-standby] [--standby] [--keep-allocation] [--copy-dir DIR ...]
-      (several --file/--name pairs: one process serves them all, sharing its threads;
+  vduse-csi blk serve --rbd POOL[/NAMESPACE]/IMAGE [--name NAME] [--ceph-conf FILE] [--id USER]
+                      [--keyring FILE] [...the options above]
+      (--rbd serves a Ceph RBD image through librbd, holding its exclusive lock; a missing image
+       is created when --size is given; --id is the cephx user without "client.";
+       several --file/--rbd with --name in the same order: one process serves them all, sharing its threads;
        --keep-standby keeps a warm standby server that takes over within milliseconds if this one
        dies; --standby waits for the live server of the device to go, then takes over;
        --keep-allocation: DISCARD and WRITE_ZEROES never free the image's blocks (thick volumes);
@@ -40,11 +44,16 @@ export interface ServeCommand {
 }
 
 export function parseServeOptions(argv: string[]): ServeCommand {
-  const { values } = parseArgs({
+  const { values, tokens } = parseArgs({
     args: argv,
     strict: true,
+    tokens: true,
     options: {
       file: { type: 'string', multiple: true },
+      rbd: { type: 'string', multiple: true },
+      'ceph-conf': { type: 'string' },
+      id: { type: 'string' },
+      keyring: { type: 'string' },
       size: { type: 'string' },
       name: { type: 'string', multiple: true },
       queues: { type: 'string', default: '1' },
@@ -60,12 +69,23 @@ export function parseServeOptions(argv: string[]): ServeCommand {
       'copy-dir': { type: 'string', multiple: true },
     },
   });
-  const files = values.file ?? [];
-  if ((values.standby || values['keep-standby']) && files.length > 1)
+  const client = { conf: values['ceph-conf'], user: values.id, keyring: values.keyring };
+  const backends = tokens.flatMap((token): BackendDescriptor[] => {
+    if (token.kind !== 'option' || token.value === undefined) return [];
+    if (token.name === 'file') return [{ kind: 'file', path: token.value }];
+    if (token.name === 'rbd') return [{ kind: 'rbd', location: parseRbdLocation(token.value), client }];
+    return [];
+  });
+  if ((values.standby || values['keep-standby']) && backends.length > 1)
     throw new Error('--standby and --keep-standby serve a single device');
-  const names = values.name ?? files.map((_, index) => `vduse-blk${index}`);
-  if (files.length === 0) throw new Error('--file is required');
-  if (names.length !== files.length) throw new Error('give one --name per --file (or none)');
+  const names = values.name ?? backends.map((_, index) => `vduse-blk${index}`);
+  if (backends.length === 0) throw new Error('--file or --rbd is required');
+  if (names.length !== backends.length) throw new Error('give one --name per --file or --rbd (or none)');
+  const rbd = backends.some((backend) => backend.kind === 'rbd');
+  if (!rbd && Object.values(client).some((value) => value !== undefined))
+    throw new Error('--ceph-conf, --id and --keyring go with --rbd');
+  if (rbd && values['keep-allocation'])
+    throw new Error('--keep-allocation is for image files (an RBD image is thin; its pool sets the space)');
   if (new Set(names).size !== names.length) throw new Error('device names must differ');
   const queueSize = parseInteger(values['queue-size']!, '--queue-size', 2, 1024);
   if ((queueSize & (queueSize - 1)) !== 0)
@@ -90,11 +110,13 @@ export function parseServeOptions(argv: string[]): ServeCommand {
   }
   if (values['bounce-size'] !== undefined) shared.bounceBytes = parseBytes(values['bounce-size']);
   return {
-    devices: files.map((imagePath, index) => ({
+    devices: backends.map((backend, index) => ({
       ...shared,
       name: validateDeviceName(names[index]!),
-      backend: { kind: 'file', path: imagePath },
-      copyDirs: (values['copy-dir'] ?? [dirname(imagePath)]).map((dir) => resolve(dir)),
+      backend,
+      copyDirs: (values['copy-dir'] ?? (backend.kind === 'file' ? [dirname(backend.path)] : [])).map((dir) =>
+        resolve(dir),
+      ),
     })),
     standby: values.standby!,
     keepStandby: values['keep-standby']!,
@@ -203,6 +225,10 @@ export async function answerAdmin(
   const { name, backend, copyDirs } = server.options;
   if (request.op === 'resize') await server.resize(request.bytes);
   if (request.op === 'copy') {
+    if (backend.kind !== 'file')
+      throw new Error(
+        `copy is for image files; ${describeBackend(backend)} is copied by RBD snapshots and clones`,
+      );
     const target = await confineCopyTarget(request.target, copyDirs);
     const { method } = await server.whilePaused(() => copyImage(backend.path, target));
     log.info('image copied while the queues were paused', { device: name, target, method });

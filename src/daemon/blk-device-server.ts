@@ -124,10 +124,18 @@ export class BlkDeviceServer {
   private static async create(steps: StartSteps, options: BlkServeOptions): Promise<BlkDeviceServer> {
     const { name, stateDir } = options;
     const provider = await steps.run('opening the image', () => openImage(options), 'image');
-    steps.onFailure(`removing the image ${describeBackend(options.backend)} if this start made it`, () => {
-      provider.close();
-      provider.removeIfCreated();
-    });
+    steps.onFailure(
+      `removing the image ${describeBackend(options.backend)} if this start made it`,
+      async () => {
+        await provider.close();
+        await provider.removeIfCreated();
+      },
+    );
+    await steps.run(
+      `taking the exclusive lock of ${describeBackend(options.backend)}`,
+      () => provider.lock([]),
+      'image',
+    );
     const geometry: BlkGeometry = {
       capacityBytes: provider.size(),
       queues: options.queues,
@@ -156,7 +164,7 @@ export class BlkDeviceServer {
         removeInflightLog(logPath);
       });
       createInflightLog(logPath, geometry.queues, geometry.queueSize);
-      writeRecord(stateDir, deviceRecord(options, geometry));
+      writeRecord(stateDir, deviceRecord(options, geometry, provider));
     });
     created = await steps.run(
       creating,
@@ -205,12 +213,27 @@ export class BlkDeviceServer {
         `VDUSE device ${name} serves ${describeBackend(record.backend)}, not ${describeBackend(options.backend)}`,
       );
     }
+    const storage = describeBackend(options.backend);
+    // This server's way to the storage (its credentials, say), which may differ from the last one's.
     const provider = await steps.run(
-      `opening the image ${describeBackend(record.backend)}`,
-      () => openBackend(record.backend, undefined),
+      `opening the image ${storage}`,
+      () => openBackend(options.backend, undefined),
       'image',
     );
-    steps.onFailure(`closing the image ${describeBackend(record.backend)}`, () => provider.close());
+    steps.onFailure(`closing the image ${storage}`, () => provider.close());
+    await steps.run(
+      `taking the exclusive lock of ${storage} over`,
+      async () => {
+        const me = provider.lockHolder;
+        if (me === undefined) return;
+        const predecessors = record.lockHolders ?? [];
+        // Recorded before fencing: should this server die now, its successor may fence both.
+        writeRecord(options.stateDir, { ...record, lockHolders: [...predecessors, me] });
+        await provider.lock(predecessors);
+        writeRecord(options.stateDir, { ...record, lockHolders: [me] });
+      },
+      'image',
+    );
     const control = await openControl(steps);
     const device = opened ?? (await openDevice(steps, name));
     const geometry = {
@@ -229,7 +252,7 @@ export class BlkDeviceServer {
       });
       // A thick volume served before keep-allocation existed takes it on, and keeps it from now on.
       if (geometry.keepAllocation !== record.geometry.keepAllocation)
-        writeRecord(options.stateDir, deviceRecord(server.options, geometry));
+        writeRecord(options.stateDir, deviceRecord(server.options, geometry, provider));
       const logPath = inflightLogPath(options.stateDir, name);
       if (!inflightLogFits(logPath, queues, queueSize)) {
         log.error('in-flight log missing or of the wrong size: queues in use cannot be resumed', {
@@ -279,7 +302,7 @@ export class BlkDeviceServer {
     await this.provider.resize(bytes);
     const notified = await this.threads!.resize(this.options.name, bytes);
     this.geometry.capacityBytes = bytes;
-    writeRecord(this.options.stateDir, deviceRecord(this.options, this.geometry));
+    writeRecord(this.options.stateDir, deviceRecord(this.options, this.geometry, this.provider));
     log.info('device resized', { device: this.options.name, bytes, driverNotified: notified });
   }
 
@@ -301,7 +324,7 @@ export class BlkDeviceServer {
   async handOver(): Promise<void> {
     if (this.threads) await this.threads.detach(this.options.name);
     this.threads = undefined;
-    this.provider.close();
+    await this.provider.close();
     this.device.close();
     this.control.close();
     log.info('device handed over', { device: this.options.name });
@@ -312,7 +335,7 @@ export class BlkDeviceServer {
     const name = this.options.name;
     await this.unbind();
     if (this.threads) await this.threads.detach(name);
-    this.provider.close();
+    await this.provider.close();
     this.device.close();
     await destroyWithRetry(this.control, name);
     removeRecord(this.options.stateDir, name);
@@ -326,15 +349,18 @@ export class BlkDeviceServer {
     steps.onFailure(`stopping the threads of ${name}`, () => this.threads?.detach(name));
     await steps.run(`starting the device threads of ${name}`, async () => {
       this.threads = deviceThreads(this.options.logLevel);
-      await this.threads.attach({
-        name,
-        deviceFd: this.device.fd,
-        backend: this.provider.queueSpec,
-        geometry: this.geometry,
-        state: this.state.buffer,
-        inflightLogPath: inflightLogPath(this.options.stateDir, name),
-        takeover,
-      });
+      await this.threads.attach(
+        {
+          name,
+          deviceFd: this.device.fd,
+          backend: this.provider.queueSpec,
+          geometry: this.geometry,
+          state: this.state.buffer,
+          inflightLogPath: inflightLogPath(this.options.stateDir, name),
+          takeover,
+        },
+        this.provider.queuesShareOneThread,
+      );
     });
   }
 
@@ -388,8 +414,19 @@ function deviceThreads(logLevel: string): DeviceThreads {
   return sharedThreads;
 }
 
-function deviceRecord(options: BlkServeOptions, geometry: BlkGeometry): DeviceRecord {
-  return { version: 1, name: options.name, backend: options.backend, geometry };
+function deviceRecord(
+  options: BlkServeOptions,
+  geometry: BlkGeometry,
+  provider: BackendProvider,
+): DeviceRecord {
+  const holder = provider.lockHolder;
+  return {
+    version: 1,
+    name: options.name,
+    backend: options.backend,
+    geometry,
+    ...(holder === undefined ? {} : { lockHolders: [holder] }),
+  };
 }
 
 function vdpaDeviceExists(name: string): boolean {
@@ -415,11 +452,11 @@ function setBounceSize(name: string, bytes: number): void {
   writeFileSync(`/sys/class/vduse/${name}/bounce_size`, String(bytes));
 }
 
-function openImage(options: BlkServeOptions): BackendProvider {
-  const provider = openBackend(options.backend, options.sizeBytes);
+async function openImage(options: BlkServeOptions): Promise<BackendProvider> {
+  const provider = await openBackend(options.backend, options.sizeBytes);
   if (provider.size() < options.blockSize) {
-    provider.close();
-    provider.removeIfCreated();
+    await provider.close();
+    await provider.removeIfCreated();
     throw new Error(`image ${describeBackend(options.backend)} is smaller than one block: give --size`);
   }
   return provider;

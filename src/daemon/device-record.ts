@@ -13,6 +13,11 @@ export interface DeviceRecord {
   name: string;
   backend: BackendDescriptor;
   geometry: BlkGeometry;
+  /**
+   * Who the device's servers are to the storage's exclusive lock (storage with a lock only): the
+   * live one, and while a successor takes over, also the dead ones it may fence.
+   */
+  lockHolders?: string[];
 }
 
 /**
@@ -25,6 +30,7 @@ interface StoredRecord {
   name: string;
   backend?: BackendDescriptor;
   imagePath?: string;
+  lockHolders?: string[];
   geometry: Omit<BlkGeometry, 'keepAllocation'> & { keepAllocation?: boolean };
 }
 
@@ -58,6 +64,7 @@ export function readRecord(stateDir: string, name: string): DeviceRecord | null 
     name,
     backend,
     geometry: { ...record.geometry, keepAllocation: record.geometry.keepAllocation ?? false },
+    ...(record.lockHolders === undefined ? {} : { lockHolders: record.lockHolders }),
   };
 }
 

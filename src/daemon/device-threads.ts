@@ -91,10 +91,16 @@ export class DeviceThreads {
     private readonly maxQueueThreads = availableParallelism(),
   ) {}
 
-  /** Starts serving a device: its queues go to the least loaded queue threads. */
-  async attach(device: Omit<DeviceRegistration, 'queueWakeFds'>): Promise<void> {
+  /**
+   * Starts serving a device: its queues go to the least loaded queue threads, or all to the least
+   * loaded one when they must share a thread.
+   */
+  async attach(device: Omit<DeviceRegistration, 'queueWakeFds'>, oneThread: boolean): Promise<void> {
     this.control ??= new DeviceThread('control-worker.js', this.logLevel);
-    const hosts = Array.from({ length: device.geometry.queues }, () => this.pickQueueThread());
+    const { queues } = device.geometry;
+    const hosts = oneThread
+      ? Array<DeviceThread>(queues).fill(this.pickQueueThread())
+      : Array.from({ length: queues }, () => this.pickQueueThread());
     for (const host of hosts) host.load++;
     this.placement.set(device.name, hosts);
     const registration: DeviceRegistration = { ...device, queueWakeFds: hosts.map((host) => host.wakeFd) };

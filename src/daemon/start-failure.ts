@@ -1,3 +1,4 @@
+import { CephError } from '../backend/ceph-error';
 import { SysError } from '../sys/errors';
 
 /**
@@ -39,6 +40,7 @@ export function messageOf(error: unknown): string {
 
 /** The kind a system error's errno tells by itself (a privilege, a device someone holds), if any. */
 export function kindOfErrno(error: unknown): StartFailureKind | undefined {
+  if (error instanceof CephError && error.kind === 'busy') return 'in-use';
   if (!(error instanceof SysError)) return undefined;
   if (error.code === 'EPERM' || error.code === 'EACCES') return 'environment';
   if (error.code === 'EBUSY') return 'in-use';

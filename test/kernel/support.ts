@@ -47,6 +47,8 @@ export interface ServedDevice {
   name: string;
   path: string;
   process: ChildProcess;
+  /** Everything the server (and the standbys it started, which share its pipes) printed so far. */
+  stdout: () => string;
   stderr: () => string;
   /** SIGTERM and wait; resolves with the exit code. */
   stop(): Promise<number | null>;
@@ -75,6 +77,7 @@ export function serve(args: string[], timeoutMs = 90_000): Promise<ServedDevice>
       resolvePromise({
         ...announced,
         process: child,
+        stdout: () => stdout,
         stderr: () => stderr,
         stop: async () => {
           if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');

@@ -37,6 +37,23 @@ describe('device records', () => {
     assert.deepEqual(readRecord(stateDir, 'vol'), record);
   });
 
+  it('reads an RBD record with its lock holders, and writes no image path for it', () => {
+    const record: DeviceRecord = {
+      version: 1,
+      name: 'vol',
+      backend: {
+        kind: 'rbd',
+        location: { pool: 'rbd', namespace: 'ns', image: 'vol' },
+        client: { conf: '/etc/ceph/ceph.conf', user: 'vduse', keyring: '/etc/ceph/keyring' },
+      },
+      geometry,
+      lockHolders: ['127.0.0.1:0/1390356340'],
+    };
+    writeRecord(stateDir, record);
+    assert.deepEqual(readRecord(stateDir, 'vol'), record);
+    assert.equal(stored('vol').imagePath, undefined, 'an older build must not take it for a file');
+  });
+
   it('keeps imagePath in file records, so an older build can still take the device over', () => {
     writeRecord(stateDir, {
       version: 1,

@@ -95,7 +95,7 @@ describe('RBD backend: librbd through koffi against a single-node Ceph cluster',
     before(async () => {
       provider = await RbdBackendProvider.open(admin(), at('io'), IMAGE_SIZE);
       loop = new TestPollLoop();
-      backend = new RbdBackend(provider.imageHandle, { readOnly: false }, loop);
+      backend = new RbdBackend(provider.image.handle, { readOnly: false }, loop);
       memory = new GuestBuffers(64 * MiB);
     });
 
@@ -164,7 +164,7 @@ describe('RBD backend: librbd through koffi against a single-node Ceph cluster',
     });
 
     it('a discard of whole objects reads back as zeroes; with keepAllocation it changes nothing', async () => {
-      const keeping = new RbdBackend(provider.imageHandle, { readOnly: false, keepAllocation: true }, loop);
+      const keeping = new RbdBackend(provider.image.handle, { readOnly: false, keepAllocation: true }, loop);
       try {
         for (const [which, base] of [
           [backend, 2 * OBJECT],
@@ -195,7 +195,7 @@ describe('RBD backend: librbd through koffi against a single-node Ceph cluster',
     });
 
     it('a read-only backend refuses writes, discards and write-zeroes', () => {
-      const readOnly = new RbdBackend(provider.imageHandle, { readOnly: true }, loop);
+      const readOnly = new RbdBackend(provider.image.handle, { readOnly: true }, loop);
       try {
         assert.throws(() => readOnly.write(0, memory.segments([512])), /read-only/);
         assert.throws(() => readOnly.discard(0, 512), /read-only/);
