@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { Registry } from 'prom-client';
 import { parsePluginOptions } from '../../src/cli/plugin';
+import type { CustomResource } from '../../src/k8s/custom-resource';
+import { kubeInventory } from '../../src/k8s/kube-inventory';
+import type { KubeObject, SnapshotObject, VolumeObject } from '../../src/k8s/resources';
 import { registerControllerMetrics } from '../../src/metrics/controller-metrics';
 import { CsiHarness, HarnessOptions, MiB, Reply, mountCapability } from '../support/csi-harness';
 import { Sample, parseSamples, samplesOf, scrape, valueOf } from '../support/prometheus-text';
@@ -182,6 +185,38 @@ describe('metrics (--metrics-address)', function () {
     assert.equal(valueOf(samples, CALLS, { method: 'NodeUnstageVolume', code: 'INVALID_ARGUMENT' }), 1);
     assert.deepEqual(samplesOf(samples, 'vduse_csi_volumes'), []);
     assert.equal(promtoolProblems(text), '');
+  });
+
+  it('cluster store: an object without a status is Pending, one being deleted Deleting whatever it says', async () => {
+    const listing = <T>(items: T[]): CustomResource<T & KubeObject> =>
+      ({ list: async () => ({ items, metadata: { resourceVersion: '1' } }) }) as unknown as CustomResource<
+        T & KubeObject
+      >;
+    const volume = (name: string, status?: object, deletionTimestamp?: string): VolumeObject =>
+      ({
+        metadata: { name, ...(deletionTimestamp ? { deletionTimestamp } : {}) },
+        spec: { nodeId: 'node-a', capacityBytes: 5 * MiB },
+        ...(status ? { status } : {}),
+      }) as unknown as VolumeObject;
+    const snapshot = {
+      metadata: { name: 'snap-1' },
+      spec: { nodeId: 'node-b' },
+    } as unknown as SnapshotObject;
+    const inventory = kubeInventory(
+      listing([
+        volume('vol-1'),
+        volume('vol-2', { phase: 'Ready' }, '2026-12-06T10:00:00Z'),
+        volume('vol-3', { phase: 'Failed' }),
+      ]),
+      listing([snapshot]),
+    );
+    assert.deepEqual(await inventory.volumes(), [
+      { nodeId: 'node-a', phase: 'Pending', bytes: 5 * MiB },
+      { nodeId: 'node-a', phase: 'Deleting', bytes: 5 * MiB },
+      { nodeId: 'node-a', phase: 'Failed', bytes: 5 * MiB },
+    ]);
+    assert.deepEqual(await inventory.snapshots(), [{ nodeId: 'node-b', phase: 'Pending', bytes: 0 }]);
+    assert.deepEqual(inventory.phases, KUBE_PHASES);
   });
 
   it('a controller that cannot read its inventory still serves the scrape, without those series', async () => {
