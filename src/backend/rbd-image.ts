@@ -31,16 +31,21 @@ export class LockBusyError extends CephError {
 }
 
 /**
- * Creates an image with layering, exclusive-lock, object-map, fast-diff and deep-flatten, whatever
- * rbd_default_features says: serving relies on the exclusive lock.
+ * Creates an image with `features` (by default layering, exclusive-lock, object-map, fast-diff and
+ * deep-flatten), whatever rbd_default_features says: serving relies on the exclusive lock.
  */
-async function createRbdImage(pool: RadosPool, image: string, sizeBytes: number): Promise<void> {
+export async function createRbdImage(
+  pool: RadosPool,
+  image: string,
+  sizeBytes: number,
+  features: bigint = RBD_FEATURES_DEFAULT,
+): Promise<void> {
   const lib = ceph();
   const options: [Pointer | null] = [null];
   lib.rbdImageOptionsCreate(options);
   try {
     checkCeph(
-      lib.rbdImageOptionsSetUint64(options[0], RBD_IMAGE_OPTION_FEATURES, RBD_FEATURES_DEFAULT),
+      lib.rbdImageOptionsSetUint64(options[0], RBD_IMAGE_OPTION_FEATURES, features),
       `set the features of a new image ${pool.name}/${image}`,
     );
     const result = await callOffThread(lib.rbdCreate4, pool.handle, image, sizeBytes, options[0]);
@@ -54,6 +59,19 @@ async function createRbdImage(pool: RadosPool, image: string, sizeBytes: number)
 export async function removeRbdImage(pool: RadosPool, image: string): Promise<void> {
   const result = await callOffThread(ceph().rbdRemove, pool.handle, image);
   if (result < 0) throw new CephError(`remove RBD image ${pool.name}/${image}`, -result);
+}
+
+/** The size of an image in `pool`, or undefined when there is no such image. */
+export async function rbdImageSize(pool: RadosPool, image: string): Promise<number | undefined> {
+  const handle = await openHandle(pool, image);
+  if (handle === undefined) return undefined;
+  try {
+    const size: [number] = [0];
+    checkCeph(ceph().rbdGetSize(handle, size), `get the size of RBD image ${pool.name}/${image}`);
+    return Number(size[0]);
+  } finally {
+    await callOffThread(ceph().rbdClose, handle);
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { log } from '../log';
-import { CsiError, invalidArgument, alreadyExists, notFound, outOfRange } from './errors';
+import { CsiError, invalidArgument, alreadyExists, failedPrecondition, notFound, outOfRange } from './errors';
 import { isSnapshotId, isVolumeId, snapshotIdFor, volumeIdFor } from './ids';
 import {
   CapacityRange,
@@ -14,6 +14,9 @@ import {
 import { OperationLocks } from './operation-locks';
 import { paginate } from './pagination';
 import { VolumeParameters, parametersContext, parseParameters, sameParameters } from './parameters';
+import { RbdController } from './rbd/rbd-controller';
+import { fileParameters, wantsRbd } from './rbd/parameters';
+import { isRbdVolumeId } from './rbd/volume-id';
 import { NodePlacement } from './placement';
 import { ProvisionedSpace } from './capacity';
 import { Serial } from './serial';
@@ -56,6 +59,8 @@ export interface ControllerOptions {
   placement: NodePlacement;
   locks: OperationLocks;
   maximumVolumeBytes: number;
+  /** RBD volumes (StorageClass `backend: rbd`); without it, such requests are refused. */
+  rbd?: RbdController;
 }
 
 interface ResolvedSource {
@@ -69,6 +74,7 @@ const PVC_NAMESPACE = 'csi.storage.k8s.io/pvc/namespace';
 
 interface CreateVolumeRequest {
   name?: string;
+  secrets?: Record<string, string>;
   capacity_range?: CapacityRange | null;
   volume_capabilities?: VolumeCapability[];
   parameters?: Record<string, string>;
@@ -93,9 +99,10 @@ export class ControllerService {
   constructor(private readonly options: ControllerOptions) {}
 
   async CreateVolume(request: CreateVolumeRequest): Promise<{ volume: Volume }> {
+    if (wantsRbd(request.parameters)) return this.rbd().createVolume(request);
     const name = requireName(request.name, 'name');
     const capabilities = requireCapabilities(request.volume_capabilities);
-    const parameters = parseParameters(request.parameters);
+    const parameters = parseParameters(fileParameters(request.parameters));
     if (Object.keys(request.mutable_parameters ?? {}).length > 0)
       throw invalidArgument('mutable_parameters are not supported');
     const resolved = await this.resolveSource(request.volume_content_source);
@@ -167,8 +174,9 @@ export class ControllerService {
     return true;
   }
 
-  async DeleteVolume(request: { volume_id?: string }): Promise<object> {
+  async DeleteVolume(request: { volume_id?: string; secrets?: Record<string, string> }): Promise<object> {
     const id = requireField(request.volume_id, 'volume_id');
+    if (isRbdVolumeId(id)) return this.rbd().deleteVolume(id, request.secrets);
     if (!isVolumeId(id)) return {};
     return this.options.locks.run([id], async () => {
       await this.options.realizer.deleteVolume(id);
@@ -183,8 +191,10 @@ export class ControllerService {
     volume_capabilities?: VolumeCapability[];
     parameters?: Record<string, string>;
     mutable_parameters?: Record<string, string>;
+    secrets?: Record<string, string>;
   }): Promise<object> {
     const id = requireField(request.volume_id, 'volume_id');
+    if (isRbdVolumeId(id)) return this.rbd().validateVolumeCapabilities(request);
     const capabilities = request.volume_capabilities ?? [];
     if (capabilities.length === 0) throw invalidArgument('volume_capabilities are required');
     const volume = await this.requireVolume(id);
@@ -198,7 +208,8 @@ export class ControllerService {
     try {
       if (
         Object.keys(request.parameters ?? {}).length > 0 &&
-        !sameParameters(parseParameters(request.parameters), volume.parameters)
+        (wantsRbd(request.parameters) ||
+          !sameParameters(parseParameters(fileParameters(request.parameters)), volume.parameters))
       )
         problems.push("parameters differ from the volume's");
     } catch (error) {
@@ -233,7 +244,12 @@ export class ControllerService {
     parameters?: Record<string, string>;
     accessible_topology?: Topology | null;
   }): Promise<object> {
-    const parameters = parseParameters(request.parameters);
+    if (wantsRbd(request.parameters))
+      throw new CsiError(
+        status.UNIMPLEMENTED,
+        "GetCapacity of an RBD pool is not supported: the request carries no secrets to read the pool's space with",
+      );
+    const parameters = parseParameters(fileParameters(request.parameters));
     const maximum = {
       maximum_volume_size: { value: this.options.maximumVolumeBytes },
       minimum_volume_size: { value: MINIMUM_VOLUME_BYTES },
@@ -252,7 +268,15 @@ export class ControllerService {
   }
 
   async ControllerGetVolume(request: { volume_id?: string }): Promise<object> {
-    const volume = await this.requireVolume(requireField(request.volume_id, 'volume_id'));
+    const id = requireField(request.volume_id, 'volume_id');
+    if (isRbdVolumeId(id)) {
+      this.rbd().requireVolume(id);
+      throw new CsiError(
+        status.UNIMPLEMENTED,
+        `ControllerGetVolume of RBD volume ${id} is not supported: the request carries no secrets to read the pool with`,
+      );
+    }
+    const volume = await this.requireVolume(id);
     const [condition] = await this.options.realizer.volumeConditions([volume]);
     return {
       volume: this.describe(volume),
@@ -264,8 +288,10 @@ export class ControllerService {
     volume_id?: string;
     capacity_range?: CapacityRange | null;
     volume_capability?: VolumeCapability | null;
+    secrets?: Record<string, string>;
   }): Promise<object> {
     const id = requireField(request.volume_id, 'volume_id');
+    if (isRbdVolumeId(id)) return this.rbd().expandVolume(id, request.capacity_range, request.secrets);
     const range = request.capacity_range;
     if (!range || ((range.required_bytes ?? 0) <= 0 && (range.limit_bytes ?? 0) <= 0))
       throw invalidArgument('capacity_range is required');
@@ -300,6 +326,11 @@ export class ControllerService {
     parameters?: Record<string, string>;
   }): Promise<object> {
     const sourceId = requireField(request.source_volume_id, 'source_volume_id');
+    if (isRbdVolumeId(sourceId))
+      throw new CsiError(
+        status.UNIMPLEMENTED,
+        `snapshots of RBD volumes are not supported yet (${sourceId})`,
+      );
     const name = requireName(request.name, 'name');
     const unknown = Object.keys(request.parameters ?? {}).filter(
       (key) => !key.startsWith('csi.storage.k8s.io/'),
@@ -363,6 +394,11 @@ export class ControllerService {
     });
   }
 
+  private rbd(): RbdController {
+    if (!this.options.rbd) throw failedPrecondition('this plugin serves no RBD volumes');
+    return this.options.rbd;
+  }
+
   private async requireVolume(id: string): Promise<VolumeRecord> {
     const volume = isVolumeId(id) ? await this.options.store.getVolume(id) : null;
     if (!volume) throw notFound(`volume ${JSON.stringify(id)} does not exist`);
@@ -380,6 +416,8 @@ export class ControllerService {
       return { source: { kind: 'snapshot', id }, bytes: snapshot.sizeBytes, nodeId: snapshot.nodeId };
     }
     const id = requireField(source.volume?.volume_id, 'volume_content_source.volume.volume_id');
+    if (isRbdVolumeId(id))
+      throw invalidArgument(`an image-file volume cannot be cloned from RBD volume ${id}`);
     const volume = await this.requireVolume(id);
     return { source: { kind: 'volume', id }, bytes: volume.capacityBytes, nodeId: volume.nodeId };
   }

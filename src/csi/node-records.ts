@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { isVolumeId } from './ids';
+import { isRbdDeviceName, isRbdVolumeId, rbdDeviceName } from './rbd/volume-id';
 import { VolumeParameters } from './parameters';
 import { RecordDirectory } from './record-directory';
 import { FilesystemType } from '../node/filesystem';
@@ -7,7 +8,10 @@ import { FilesystemType } from '../node/filesystem';
 /** What this node did with a staged volume, so a restarted plugin knows what it runs and mounts. */
 export interface StagedVolume {
   volumeId: string;
-  imagePath: string;
+  /** An image-file volume's image (every record of a build before RBD volumes has it). */
+  imagePath?: string;
+  /** An RBD volume's image (pool[/namespace]/image) and cephx user; files from NodeCephFiles. */
+  rbd?: { image: string; user: string };
   parameters: VolumeParameters;
   stagingPath: string;
   accessType: 'mount' | 'block';
@@ -19,7 +23,19 @@ export interface StagedVolume {
   publications: Record<string, { readOnly: boolean; singleWriter?: boolean }>;
 }
 
-/** `<stateDir>/node/<volumeId>.json`: one record per volume staged on this node. */
+/**
+ * The name of a volume's device, which also names its records, sockets and logs: an image-file
+ * volume's id, or a digest of an RBD volume's id (which holds ':' and may be 128 bytes long).
+ */
+export function deviceNameOf(volumeId: string): string {
+  return isRbdVolumeId(volumeId) ? rbdDeviceName(volumeId) : volumeId;
+}
+
+/** `<stateDir>/node/<device name>.json`: one record per volume staged on this node. */
 export function stagedVolumes(stateDir: string): RecordDirectory<StagedVolume> {
-  return new RecordDirectory(join(stateDir, 'node'), isVolumeId, (staged) => staged.volumeId);
+  return new RecordDirectory(
+    join(stateDir, 'node'),
+    (key) => isVolumeId(key) || isRbdDeviceName(key),
+    (staged) => deviceNameOf(staged.volumeId),
+  );
 }

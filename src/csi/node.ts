@@ -9,7 +9,10 @@ import { status } from '@grpc/grpc-js';
 import { CsiError, alreadyExists, failedPrecondition, internal, notFound, outOfRange } from './errors';
 import { isVolumeId } from './ids';
 import { CapacityRange, VolumeCapability, VolumeCondition } from './messages';
-import { StagedVolume, stagedVolumes } from './node-records';
+import { StagedVolume, deviceNameOf, stagedVolumes } from './node-records';
+import { VolumeParameters } from './parameters';
+import { RbdNodeVolumes } from './rbd/rbd-node';
+import { isRbdVolumeId } from './rbd/volume-id';
 import { OperationLocks } from './operation-locks';
 import { RecordDirectory } from './record-directory';
 import { VolumeRecord, VolumeStore } from './store';
@@ -33,6 +36,8 @@ export interface NodeOptions {
   stateDir: string;
   nodeId: string;
   maxVolumes: number;
+  /** RBD volumes; without it, staging one is refused. */
+  rbd?: RbdNodeVolumes;
   /**
    * Told the device a volume is staged as (/dev/vdX): after each NodeStageVolume, for each staged
    * volume when supervising starts, and undefined after each NodeUnstageVolume. In a cluster the
@@ -89,17 +94,28 @@ export class NodeService {
     volume_id?: string;
     staging_target_path?: string;
     volume_capability?: VolumeCapability | null;
+    volume_context?: Record<string, string>;
+    secrets?: Record<string, string>;
   }): Promise<object> {
     const id = requireField(request.volume_id, 'volume_id');
     const stagingPath = requirePath(request.staging_target_path, 'staging_target_path');
     const capability = parseCapability(request.volume_capability, 'volume_capability');
     return this.options.locks.run([id], async () => {
-      const volume = await this.requireVolume(id);
-      const existing = this.staged.get(id);
+      const deviceName = deviceNameOf(id);
+      const existing = this.staged.get(deviceName);
+      const { spec, parameters, record } = isRbdVolumeId(id)
+        ? this.rbd().prepare(id, request, capability.readOnly)
+        : await this.fileStage(id, capability.readOnly);
       if (existing) checkSameStaging(existing, stagingPath, capability);
-      const spec = this.serveSpec(volume, capability.readOnly);
-      const wasServed = (await this.options.servers.status(id)) !== null;
-      const server = await this.options.servers.start(spec);
+      const wasServed = (await this.options.servers.status(deviceName)) !== null;
+      const fresh = !existing && !wasServed;
+      let server: ServerStatus;
+      try {
+        server = await this.options.servers.start(spec);
+      } catch (error) {
+        if (fresh) this.options.rbd?.release(id);
+        throw error;
+      }
       try {
         await ensureDirectory(stagingPath);
         if (capability.accessType === 'mount') {
@@ -111,14 +127,17 @@ export class NodeService {
           });
         }
       } catch (error) {
-        if (!existing && !wasServed) await this.options.servers.stop(spec).catch(() => undefined);
+        if (fresh) {
+          await this.options.servers.stop(spec).catch(() => undefined);
+          this.options.rbd?.release(id);
+        }
         if (error instanceof FilesystemMismatchError) throw failedPrecondition(error.message);
         throw internal(`staging ${id} failed: ${error instanceof Error ? error.message : String(error)}`);
       }
       this.staged.put({
         volumeId: id,
-        imagePath: spec.imagePath,
-        parameters: volume.parameters,
+        ...record,
+        parameters,
         stagingPath,
         accessType: capability.accessType,
         fsType: capability.fsType,
@@ -142,12 +161,17 @@ export class NodeService {
     const id = requireField(request.volume_id, 'volume_id');
     const stagingPath = requirePath(request.staging_target_path, 'staging_target_path');
     return this.options.locks.run([id], async () => {
-      const staged = this.staged.get(id);
+      const deviceName = deviceNameOf(id);
+      const staged = this.staged.get(deviceName);
       const volume = isVolumeId(id) ? await this.options.store.getVolume(id) : null;
+      const rbd = isRbdVolumeId(id) && this.rbd().isWellFormed(id);
       const served =
-        isVolumeId(id) && ((await this.options.servers.status(id)) !== null || existsSync(devicePath(id)));
+        (isVolumeId(id) || rbd) &&
+        ((await this.options.servers.status(deviceName)) !== null || existsSync(devicePath(deviceName)));
       if (!staged && !served) {
-        if (!volume) throw notFound(`volume ${JSON.stringify(id)} does not exist`);
+        if (!volume && !rbd) throw notFound(`volume ${JSON.stringify(id)} does not exist`);
+        // A stage that stopped before its record was written may have left the volume's key.
+        if (rbd) this.rbd().release(id);
         await this.announceDevice(id, undefined);
         return {};
       }
@@ -165,7 +189,9 @@ export class NodeService {
       if (!spec)
         throw failedPrecondition(`volume ${id} is served but has no record: cannot tell how to stop it`);
       await this.options.servers.stop(spec);
-      this.staged.delete(id);
+      // The key goes before the record: a record without files is restaged, files without one would linger.
+      this.options.rbd?.release(id);
+      this.staged.delete(deviceName);
       this.restarts.delete(id);
       log.info('volume unstaged', { volume: id });
       await this.announceDevice(id, undefined);
@@ -187,7 +213,7 @@ export class NodeService {
     const readOnly = (request.readonly ?? false) || capability.readOnly;
     return this.options.locks.run([id], async () => {
       await this.requireVolume(id);
-      const staged = this.staged.get(id);
+      const staged = this.staged.get(deviceNameOf(id));
       if (!staged || staged.stagingPath !== stagingPath)
         throw failedPrecondition(`volume ${id} is not staged at ${stagingPath}`);
       if (staged.accessType !== capability.accessType)
@@ -222,8 +248,9 @@ export class NodeService {
     const id = requireField(request.volume_id, 'volume_id');
     const target = requirePath(request.target_path, 'target_path');
     return this.options.locks.run([id], async () => {
-      const staged = this.staged.get(id);
-      if (!staged && !(isVolumeId(id) && (await this.options.store.getVolume(id))))
+      const staged = this.staged.get(deviceNameOf(id));
+      if (!staged && isRbdVolumeId(id)) await this.requireVolume(id);
+      else if (!staged && !(isVolumeId(id) && (await this.options.store.getVolume(id))))
         throw notFound(`volume ${JSON.stringify(id)} does not exist`);
       while (await isMountPoint(target)) await unmount(target);
       await removeMountTarget(target);
@@ -240,7 +267,7 @@ export class NodeService {
   async NodeGetVolumeStats(request: { volume_id?: string; volume_path?: string }): Promise<object> {
     const id = requireField(request.volume_id, 'volume_id');
     const volumePath = requireField(request.volume_path, 'volume_path').replace(/(.)\/+$/, '$1');
-    const staged = this.staged.get(id);
+    const staged = this.staged.get(deviceNameOf(id));
     if (!staged) {
       await this.requireVolume(id);
       throw notFound(`volume ${id} is not staged on this node`);
@@ -277,26 +304,28 @@ export class NodeService {
     const id = requireField(request.volume_id, 'volume_id');
     const volumePath = requireField(request.volume_path, 'volume_path').replace(/(.)\/+$/, '$1');
     return this.options.locks.run([id], async () => {
-      const volume = await this.requireVolume(id);
-      const staged = this.staged.get(id);
-      if (!staged) throw failedPrecondition(`volume ${id} is not staged on this node`);
+      const volume = isRbdVolumeId(id) ? null : await this.requireVolume(id);
+      const staged = this.staged.get(deviceNameOf(id));
+      if (!staged) {
+        if (!volume) await this.requireVolume(id);
+        throw failedPrecondition(`volume ${id} is not staged on this node`);
+      }
       requireVolumePath(staged, volumePath);
-      const required = roundUp(request.capacity_range?.required_bytes ?? 0, volume.parameters.blockSize);
-      if (required > volume.capacityBytes)
-        throw outOfRange(
-          `volume ${id} is ${volume.capacityBytes} bytes: expand it with ControllerExpandVolume first`,
-        );
-      const limit = request.capacity_range?.limit_bytes ?? 0;
-      if (limit > 0 && volume.capacityBytes > limit)
-        throw outOfRange(`volume ${id} is ${volume.capacityBytes} bytes, above limit_bytes ${limit}`);
-      const server = await this.options.servers.status(id);
+      const required = roundUp(request.capacity_range?.required_bytes ?? 0, staged.parameters.blockSize);
+      const server = await this.options.servers.status(deviceNameOf(id));
       if (!server) throw failedPrecondition(`volume ${id} has no running device server`);
-      if (server.capacityBytes < volume.capacityBytes)
-        await this.options.servers.resize(id, volume.capacityBytes);
+      // An RBD volume has no record here: the CO's request says what the controller grew it to.
+      const capacity = volume?.capacityBytes ?? Math.max(required, server.capacityBytes);
+      if (required > capacity)
+        throw outOfRange(`volume ${id} is ${capacity} bytes: expand it with ControllerExpandVolume first`);
+      const limit = request.capacity_range?.limit_bytes ?? 0;
+      if (limit > 0 && capacity > limit)
+        throw outOfRange(`volume ${id} is ${capacity} bytes, above limit_bytes ${limit}`);
+      if (server.capacityBytes < capacity) await this.options.servers.resize(deviceNameOf(id), capacity);
       if (staged.accessType === 'mount')
         await growFilesystem(staged.devicePath, staged.stagingPath, staged.fsType);
-      log.info('volume expanded', { volume: id, bytes: volume.capacityBytes });
-      return { capacity_bytes: volume.capacityBytes };
+      log.info('volume expanded', { volume: id, bytes: capacity });
+      return { capacity_bytes: capacity };
     });
   }
 
@@ -320,7 +349,7 @@ export class NodeService {
     for (const staged of this.staged.list()) {
       const restart = this.restarts.get(staged.volumeId);
       if (restart && Date.now() < restart.notBefore) continue;
-      const running = await this.options.servers.status(staged.volumeId);
+      const running = await this.options.servers.status(deviceNameOf(staged.volumeId));
       // Only servers older than this plugin: while an old and a new plugin overlap (a rolling
       // upgrade), the old one must not take the devices back.
       if (
@@ -341,8 +370,9 @@ export class NodeService {
       if (Date.now() - missingSince < STANDBY_GRACE_MS) continue;
       try {
         await this.options.locks.run([staged.volumeId], async () => {
-          const current = this.staged.get(staged.volumeId);
-          if (!current || (await this.options.servers.status(current.volumeId))) return;
+          const deviceName = deviceNameOf(staged.volumeId);
+          const current = this.staged.get(deviceName);
+          if (!current || (await this.options.servers.status(deviceName))) return;
           log.warn('device server of a staged volume is gone: restarting it', { volume: current.volumeId });
           await this.options.servers.start(this.specOf(current));
           this.restarts.delete(current.volumeId);
@@ -379,6 +409,8 @@ export class NodeService {
   }
 
   private async announceDevice(volumeId: string, devicePath: string | undefined): Promise<void> {
+    // RBD volumes have no VduseVolume object to report a device on: the pool is their state.
+    if (isRbdVolumeId(volumeId)) return;
     const context = { volume: volumeId, device: devicePath };
     const announced = (async () => this.options.onDevice?.(volumeId, devicePath))().catch((error: unknown) =>
       log.warn('reporting the device of a volume failed', { ...context, error: String(error) }),
@@ -395,7 +427,7 @@ export class NodeService {
   }
 
   private async condition(staged: StagedVolume): Promise<VolumeCondition> {
-    const server = await this.options.servers.status(staged.volumeId);
+    const server = await this.options.servers.status(deviceNameOf(staged.volumeId));
     if (!server)
       return { abnormal: true, message: `no process serves ${staged.devicePath}: I/O to the volume waits` };
     if (server.path !== staged.devicePath)
@@ -405,17 +437,41 @@ export class NodeService {
     return { abnormal: false, message: `served as ${server.path} by process ${server.pid}` };
   }
 
-  private async requireVolume(id: string): Promise<VolumeRecord> {
+  /** An image-file volume's record, or null for a well-formed RBD volume id; NOT_FOUND otherwise. */
+  private async requireVolume(id: string): Promise<VolumeRecord | null> {
+    if (isRbdVolumeId(id)) {
+      if (!this.rbd().isWellFormed(id)) throw notFound(`volume ${JSON.stringify(id)} does not exist`);
+      return null;
+    }
     const volume = isVolumeId(id) ? await this.options.store.getVolume(id) : null;
     if (!volume || !this.options.images.exists('volumes', id))
       throw notFound(`volume ${JSON.stringify(id)} does not exist`);
     return volume;
   }
 
+  private rbd(): RbdNodeVolumes {
+    if (!this.options.rbd) throw failedPrecondition('this plugin serves no RBD volumes');
+    return this.options.rbd;
+  }
+
+  /** What staging an image-file volume serves, and what its record keeps. */
+  private async fileStage(
+    id: string,
+    readOnly: boolean,
+  ): Promise<{ spec: ServeSpec; parameters: VolumeParameters; record: Pick<StagedVolume, 'imagePath'> }> {
+    const volume = (await this.requireVolume(id))!;
+    const spec = this.serveSpec(volume, readOnly);
+    return {
+      spec,
+      parameters: volume.parameters,
+      record: { imagePath: this.options.images.path('volumes', id) },
+    };
+  }
+
   private serveSpec(volume: VolumeRecord, readOnly: boolean): ServeSpec {
     return {
       deviceName: volume.id,
-      imagePath: this.options.images.path('volumes', volume.id),
+      storage: { kind: 'file', path: this.options.images.path('volumes', volume.id) },
       parameters: volume.parameters,
       readOnly,
       copyDirs: this.options.images.directories(),
@@ -423,9 +479,14 @@ export class NodeService {
   }
 
   private specOf(staged: StagedVolume): ServeSpec {
+    if (staged.rbd) return this.rbd().specOf(staged.volumeId, staged.rbd, staged.parameters, staged.readOnly);
+    if (staged.imagePath === undefined)
+      throw new Error(
+        `the staging record of ${staged.volumeId} names neither an image file nor an RBD image`,
+      );
     return {
       deviceName: staged.volumeId,
-      imagePath: staged.imagePath,
+      storage: { kind: 'file', path: staged.imagePath },
       parameters: staged.parameters,
       readOnly: staged.readOnly,
       copyDirs: this.options.images.directories(),

@@ -9,10 +9,15 @@ import { CsiError } from './errors';
 import { VolumeParameters } from './parameters';
 import { logTail, serverExitError } from './server-failure';
 
+/** What a volume's device serves: an image file, or an RBD image with its client's files. */
+export type ServedStorage =
+  | { kind: 'file'; path: string }
+  | { kind: 'rbd'; image: string; conf: string; user: string; keyring: string };
+
 /** What one volume's serving process is started with. */
 export interface ServeSpec {
   deviceName: string;
-  imagePath: string;
+  storage: ServedStorage;
   parameters: VolumeParameters;
   readOnly: boolean;
   /** Where the server may write point-in-time copies of the image (the data directory's image directories). */
@@ -228,8 +233,7 @@ function serveArguments(spec: ServeSpec, options: VolumeServersOptions): string[
   return [
     'blk',
     'serve',
-    '--file',
-    spec.imagePath,
+    ...storageArguments(spec.storage),
     '--name',
     spec.deviceName,
     '--queues',
@@ -247,6 +251,20 @@ function serveArguments(spec: ServeSpec, options: VolumeServersOptions): string[
     ...(spec.parameters.provisioning === 'thick' ? ['--keep-allocation'] : []),
     ...spec.copyDirs.flatMap((dir) => ['--copy-dir', dir]),
     ...(options.standby ? ['--keep-standby'] : []),
+  ];
+}
+
+function storageArguments(storage: ServedStorage): string[] {
+  if (storage.kind === 'file') return ['--file', storage.path];
+  return [
+    '--rbd',
+    storage.image,
+    '--ceph-conf',
+    storage.conf,
+    '--id',
+    storage.user,
+    '--keyring',
+    storage.keyring,
   ];
 }
 

@@ -32,6 +32,8 @@ export interface HarnessOptions {
   store?: 'local' | 'kubernetes';
   /** In cluster mode, the fake API server to use, shared with other harnesses (and not stopped). */
   kubeApi?: FakeKubeApi;
+  /** --ceph-clusters: the cluster file RBD classes name a clusterID of. */
+  cephClusters?: string;
   /** --metrics-address (an in-process plugin: the port may be 0, see metricsUrl). */
   metricsAddress?: string;
 }
@@ -68,6 +70,7 @@ export class CsiHarness {
       standby: options.standby ?? true,
       store: options.store ?? 'local',
       ...(options.store === 'kubernetes' ? { kubeNamespace: HARNESS_NAMESPACE } : {}),
+      ...(options.cephClusters === undefined ? {} : { cephClusters: options.cephClusters }),
       metricsAddress: options.metricsAddress,
     };
   }
@@ -122,6 +125,7 @@ export class CsiHarness {
           ...['--data-dir', o.dataDir, '--state-dir', o.stateDir, '--log-level', o.logLevel],
           ...(o.standby ? [] : ['--no-standby']),
           ...(this.kube ? ['--store', 'kubernetes', '--kube-namespace', o.kubeNamespace!] : []),
+          ...(o.cephClusters === undefined ? [] : ['--ceph-clusters', o.cephClusters]),
           ...(o.metricsAddress === undefined ? [] : ['--metrics-address', o.metricsAddress]),
         ],
         {

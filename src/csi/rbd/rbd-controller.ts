@@ -1,0 +1,296 @@
+import { status } from '@grpc/grpc-js';
+import { CephError } from '../../backend/ceph-error';
+import { RbdLocation, rbdLocationText } from '../../backend/descriptor';
+import { RadosConnectOptions } from '../../backend/rados-client';
+import { RbdImage, createRbdImage, rbdImageSize, removeRbdImage } from '../../backend/rbd-image';
+import { log } from '../../log';
+import {
+  CsiError,
+  alreadyExists,
+  failedPrecondition,
+  invalidArgument,
+  notFound,
+  outOfRange,
+} from '../errors';
+import { CapacityRange, Volume, VolumeCapability, VolumeContentSource } from '../messages';
+import { OperationLocks } from '../operation-locks';
+import {
+  XFS_MINIMUM_BYTES,
+  capabilityProblem,
+  chooseCapacity,
+  fitsRange,
+  requireCapabilities,
+  requireField,
+  requireName,
+} from '../validate';
+import { CephClusters } from './clusters';
+import { withCephErrors } from './ceph-status';
+import { RbdParameters, featureBits, parseRbdParameters, rbdVolumeContext } from './parameters';
+import { CephCredentials, cephCredentials } from './secrets';
+import {
+  ClusterRef,
+  MAX_VOLUME_ID_BYTES,
+  RbdVolumeId,
+  parseRbdVolumeId,
+  rbdImageNameFor,
+  rbdVolumeIdText,
+} from './volume-id';
+import { monHost, monitorDigest } from './monitors';
+
+const MiB = 1024 * 1024;
+const DEFAULT_VOLUME_BYTES = 1024 * MiB;
+const MINIMUM_VOLUME_BYTES = MiB;
+/** Growth is rounded to this: a multiple of every block size a class may pick. */
+const GROWTH_GRANULE = 4096;
+/**
+ * The controller's calls wait at most this long for a cluster that does not answer (the CO retries
+ * the call), instead of librados' 30 s.
+ */
+const CONTROLLER_TIMEOUTS = { mountSeconds: 20, monOpSeconds: 20, osdOpSeconds: 30 };
+
+export interface RbdControllerOptions {
+  clusters: CephClusters;
+  locks: OperationLocks;
+  maximumVolumeBytes: number;
+}
+
+interface CreateRequest {
+  name?: string;
+  capacity_range?: CapacityRange | null;
+  volume_capabilities?: VolumeCapability[];
+  parameters?: Record<string, string>;
+  secrets?: Record<string, string>;
+  volume_content_source?: VolumeContentSource | null;
+  mutable_parameters?: Record<string, string>;
+}
+
+/**
+ * The Controller calls for RBD volumes. It keeps no record of volumes: the pool is the state, and
+ * the volume id names the cluster, pool, namespace and image, so every call finds its image from
+ * the id and the request's secrets alone.
+ */
+export class RbdController {
+  constructor(private readonly options: RbdControllerOptions) {}
+
+  async createVolume(request: CreateRequest): Promise<{ volume: Volume }> {
+    const name = requireName(request.name, 'name');
+    const capabilities = requireCapabilities(request.volume_capabilities);
+    const parameters = parseRbdParameters(request.parameters ?? {});
+    if (Object.keys(request.mutable_parameters ?? {}).length > 0)
+      throw invalidArgument('mutable_parameters are not supported');
+    if (request.volume_content_source?.type)
+      throw invalidArgument('RBD volumes cannot be made from a snapshot or another volume yet');
+    const credentials = cephCredentials(request.secrets, 'CreateVolume of an RBD volume');
+    const wantsXfs = capabilities.some((capability) => capability.mount?.fs_type === 'xfs');
+    const capacityBytes = chooseCapacity(request.capacity_range, {
+      blockSize: parameters.serving.blockSize,
+      defaultBytes: DEFAULT_VOLUME_BYTES,
+      minimumBytes: wantsXfs ? XFS_MINIMUM_BYTES : MINIMUM_VOLUME_BYTES,
+      maximumBytes: this.options.maximumVolumeBytes,
+    });
+    const volume = volumeFor(name, parameters);
+    const id = rbdVolumeIdText(volume);
+    if (parameters.cluster.kind === 'monitors') this.options.clusters.remember(parameters.cluster.monitors);
+    return this.options.locks.run([`name:${name}`, id], () =>
+      withCephErrors(async () => {
+        const connection = this.connection(volume.cluster, credentials);
+        const image = volume.location.image;
+        const made = await RbdImage.withPool(connection, volume.location, async (pool) => {
+          const existing = await rbdImageSize(pool, image);
+          if (existing !== undefined) return existing;
+          try {
+            await createRbdImage(pool, image, capacityBytes, featureBits(parameters.features));
+            return capacityBytes;
+          } catch (error) {
+            if (!(error instanceof CephError && error.kind === 'exists')) throw error;
+            return (await rbdImageSize(pool, image)) ?? capacityBytes;
+          }
+        });
+        if (!fitsRange(made, request.capacity_range))
+          throw alreadyExists(
+            `volume ${name} exists as RBD image ${rbdLocationText(volume.location)} of ${made} bytes, outside the requested range`,
+          );
+        log.info('RBD volume ready', { volume: id, name, bytes: made });
+        return {
+          volume: {
+            volume_id: id,
+            capacity_bytes: made,
+            volume_context: rbdVolumeContext(parameters),
+            content_source: null,
+            accessible_topology: [],
+          },
+        };
+      }),
+    );
+  }
+
+  async deleteVolume(id: string, secrets: Record<string, string> | undefined): Promise<object> {
+    let volume: RbdVolumeId;
+    try {
+      volume = parseRbdVolumeId(id);
+    } catch {
+      return {}; // an id that is not well-formed names no image
+    }
+    const credentials = cephCredentials(secrets, 'DeleteVolume of an RBD volume');
+    return this.options.locks.run([id], () =>
+      withCephErrors(async () => {
+        const connection = this.connection(volume.cluster, credentials);
+        try {
+          await RbdImage.withPool(connection, volume.location, (pool) =>
+            removeRbdImage(pool, volume.location.image),
+          );
+        } catch (error) {
+          if (error instanceof CephError && error.kind === 'not-found') return {};
+          if (error instanceof CephError && error.kind === 'busy')
+            throw failedPrecondition(
+              `RBD image ${rbdLocationText(volume.location)} of volume ${id} is still open on a node (${await holders(connection, volume.location)}): unstage it first`,
+            );
+          throw error;
+        }
+        log.info('RBD volume deleted', { volume: id });
+        return {};
+      }),
+    );
+  }
+
+  async expandVolume(
+    id: string,
+    range: CapacityRange | null | undefined,
+    secrets: Record<string, string> | undefined,
+  ): Promise<object> {
+    const volume = this.requireVolume(id);
+    if (!range || ((range.required_bytes ?? 0) <= 0 && (range.limit_bytes ?? 0) <= 0))
+      throw invalidArgument('capacity_range is required');
+    const credentials = cephCredentials(secrets, 'ControllerExpandVolume of an RBD volume');
+    return this.options.locks.run([id], () =>
+      withCephErrors(async () => {
+        const image = await this.openImage(volume, credentials);
+        try {
+          const current = image.size();
+          const required = range.required_bytes ?? 0;
+          const wanted =
+            required <= current ? current : Math.ceil(required / GROWTH_GRANULE) * GROWTH_GRANULE;
+          if ((range.limit_bytes ?? 0) > 0 && wanted > range.limit_bytes!)
+            throw outOfRange(
+              `volume ${id} is ${current} bytes; it cannot shrink to fit limit_bytes ${range.limit_bytes}`,
+            );
+          if (wanted > this.options.maximumVolumeBytes)
+            throw outOfRange(
+              `${wanted} bytes is more than the largest volume, ${this.options.maximumVolumeBytes} bytes`,
+            );
+          if (wanted > current) await image.resize(wanted);
+          // The device serving it lives on a node: NodeExpandVolume grows it (and its filesystem).
+          return { capacity_bytes: wanted, node_expansion_required: true };
+        } finally {
+          await image.close();
+        }
+      }),
+    );
+  }
+
+  async validateVolumeCapabilities(request: {
+    volume_id?: string;
+    volume_capabilities?: VolumeCapability[];
+    volume_context?: Record<string, string>;
+    parameters?: Record<string, string>;
+    mutable_parameters?: Record<string, string>;
+    secrets?: Record<string, string>;
+  }): Promise<object> {
+    const id = requireField(request.volume_id, 'volume_id');
+    const volume = this.requireVolume(id);
+    const capabilities = request.volume_capabilities ?? [];
+    if (capabilities.length === 0) throw invalidArgument('volume_capabilities are required');
+    const credentials = cephCredentials(request.secrets, 'ValidateVolumeCapabilities of an RBD volume');
+    await withCephErrors(async () => (await this.openImage(volume, credentials)).close());
+    const problems = capabilities
+      .map(capabilityProblem)
+      .filter((problem): problem is string => problem !== null);
+    if (Object.keys(request.parameters ?? {}).length > 0) {
+      try {
+        const { cluster, location } = volumeFor('', parseRbdParameters(request.parameters!));
+        const same =
+          sameCluster(cluster, volume.cluster) &&
+          location.pool === volume.location.pool &&
+          location.namespace === volume.location.namespace;
+        if (!same) problems.push("parameters name another cluster, pool or namespace than the volume's");
+      } catch (error) {
+        problems.push(error instanceof Error ? error.message : String(error));
+      }
+    }
+    if (problems.length > 0) return { message: problems.join('; ') };
+    return {
+      confirmed: {
+        volume_context: request.volume_context ?? {},
+        volume_capabilities: capabilities,
+        parameters: request.parameters ?? {},
+        mutable_parameters: request.mutable_parameters ?? {},
+      },
+    };
+  }
+
+  /** The id's parts; NOT_FOUND for an id no RBD volume can have. */
+  requireVolume(id: string): RbdVolumeId {
+    try {
+      return parseRbdVolumeId(id);
+    } catch (error) {
+      throw notFound(`volume ${JSON.stringify(id)} does not exist: ${(error as Error).message}`);
+    }
+  }
+
+  private connection(cluster: ClusterRef, credentials: CephCredentials): RadosConnectOptions {
+    return {
+      monHost: monHost(this.options.clusters.monitorsOf(cluster)),
+      user: credentials.user,
+      key: credentials.key,
+      timeouts: CONTROLLER_TIMEOUTS,
+    };
+  }
+
+  private async openImage(volume: RbdVolumeId, credentials: CephCredentials): Promise<RbdImage> {
+    try {
+      return await RbdImage.open(this.connection(volume.cluster, credentials), volume.location);
+    } catch (error) {
+      if (error instanceof CephError && error.kind === 'not-found')
+        throw new CsiError(
+          status.NOT_FOUND,
+          `volume ${rbdVolumeIdText(volume)} does not exist: ${error.message}`,
+        );
+      throw error;
+    }
+  }
+}
+
+/** The volume a CO name gets in a class: its image name derives from the name. */
+function volumeFor(name: string, parameters: RbdParameters): RbdVolumeId {
+  const cluster: ClusterRef =
+    parameters.cluster.kind === 'id'
+      ? { kind: 'id', clusterId: parameters.cluster.clusterId }
+      : { kind: 'monitors', digest: monitorDigest(parameters.cluster.monitors) };
+  const volume = { cluster, location: { ...parameters.location, image: rbdImageNameFor(name) } };
+  if (Buffer.byteLength(rbdVolumeIdText(volume), 'utf8') > MAX_VOLUME_ID_BYTES)
+    throw invalidArgument(
+      `the volume id would be longer than ${MAX_VOLUME_ID_BYTES} bytes: shorten the clusterID, pool or radosNamespace`,
+    );
+  return volume;
+}
+
+function sameCluster(a: ClusterRef, b: ClusterRef): boolean {
+  return a.kind === 'id'
+    ? b.kind === 'id' && a.clusterId === b.clusterId
+    : b.kind === 'monitors' && a.digest === b.digest;
+}
+
+/** Who holds an image's lock, for a message; what could be read when that fails too. */
+async function holders(connection: RadosConnectOptions, location: RbdLocation): Promise<string> {
+  try {
+    const image = await RbdImage.open(connection, location);
+    try {
+      const owners = await image.lockOwners();
+      return owners.length > 0 ? `lock held by ${owners.join(', ')}` : 'open, lock not held';
+    } finally {
+      await image.close();
+    }
+  } catch (error) {
+    return `holder unknown: ${error instanceof Error ? error.message : String(error)}`;
+  }
+}
