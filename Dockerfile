@@ -26,12 +26,13 @@ RUN npm run build && npm prune --omit=dev
 
 FROM ${RUNTIME_IMAGE}
 # mkfs/fsck/resize2fs (e2fsprogs), mkfs.xfs/xfs_growfs (xfsprogs), mount/umount (mount),
-# blkid/blockdev (util-linux), modprobe for the node's init container (kmod), and tini as PID 1:
+# blkid/blockdev (util-linux), modprobe for the node's init container (kmod), librbd1 (with
+# librados2) that RBD volumes are served through (src/backend/librbd.ts), and tini as PID 1:
 # it reaps the device servers' orphaned standby processes, forwards SIGTERM to the plugin alone
 # and leaves the device servers to be killed, never stopped, when the container goes (a stopped
 # server would remove its device; a killed one leaves it for the next plugin to take over).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends e2fsprogs xfsprogs util-linux mount kmod tini \
+ && apt-get install -y --no-install-recommends e2fsprogs xfsprogs util-linux mount kmod librbd1 tini \
  && rm -rf /var/lib/apt/lists/*
 
 COPY --from=build /usr/local/bin/node /usr/local/bin/node

@@ -20,8 +20,13 @@ const K8S_NAMESPACE = 'k8s.io';
 /** Generous: the machine's 2 cores are shared; an import takes seconds when they are free. */
 const START_MS = 120_000;
 const IMPORT_MS = 600_000;
-/** What the image's entrypoint runs (Dockerfile). */
-const ENTRYPOINT_FILES = ['usr/bin/tini', 'usr/local/bin/node', 'app/dist/bundle/vduse-csi.js'];
+/** What the image's entrypoint runs, and the library RBD volumes are served through (Dockerfile). */
+const RUNTIME_FILES = [
+  'usr/bin/tini',
+  'usr/local/bin/node',
+  'app/dist/bundle/vduse-csi.js',
+  'usr/lib/x86_64-linux-gnu/librbd.so.1',
+];
 
 /** The images of the chart's default pods, the pinned sidecars (pulled from their registries) left out. */
 function chartPluginImages(): string[] {
@@ -82,13 +87,13 @@ describe('the image archive loaded into containerd as a node without a registry 
       );
   });
 
-  it('unpacks it (overlayfs), the entrypoint and the plugin in place', async () => {
+  it('unpacks it (overlayfs), the entrypoint, the plugin and librbd in place', async () => {
     const target = join(containerd!.directory, 'mnt');
     mkdirSync(target);
     const reference = criImageReference(images[0]!);
     await containerd!.ctr(['--namespace', K8S_NAMESPACE, 'images', 'mount', reference, target], START_MS);
     try {
-      for (const file of ENTRYPOINT_FILES)
+      for (const file of RUNTIME_FILES)
         assert.ok(existsSync(join(target, file)), `${file} is missing from the mounted image`);
     } finally {
       await containerd!.ctr(['--namespace', K8S_NAMESPACE, 'images', 'unmount', '--rm', target], START_MS);
