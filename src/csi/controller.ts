@@ -26,12 +26,14 @@ import { nodeTopology } from './topology';
 import {
   XFS_MINIMUM_BYTES,
   capabilityProblem,
+  capabilityProblems,
   chooseCapacity,
   fitsRange,
   requireCapabilities,
   requireField,
   requireName,
   roundUp,
+  validationAnswer,
 } from './validate';
 
 const MiB = 1024 * 1024;
@@ -198,9 +200,7 @@ export class ControllerService {
     const capabilities = request.volume_capabilities ?? [];
     if (capabilities.length === 0) throw invalidArgument('volume_capabilities are required');
     const volume = await this.requireVolume(id);
-    const problems = capabilities
-      .map(capabilityProblem)
-      .filter((problem): problem is string => problem !== null);
+    const problems = capabilityProblems(capabilities);
     const context = parametersContext(volume.parameters);
     for (const [key, value] of Object.entries(request.volume_context ?? {})) {
       if (context[key] !== value) problems.push(`volume_context ${key}=${value} does not match the volume's`);
@@ -215,15 +215,7 @@ export class ControllerService {
     } catch (error) {
       problems.push(error instanceof Error ? error.message : String(error));
     }
-    if (problems.length > 0) return { message: problems.join('; ') };
-    return {
-      confirmed: {
-        volume_context: request.volume_context ?? {},
-        volume_capabilities: capabilities,
-        parameters: request.parameters ?? {},
-        mutable_parameters: request.mutable_parameters ?? {},
-      },
-    };
+    return validationAnswer(request, problems);
   }
 
   async ListVolumes(request: ListRequest): Promise<object> {

@@ -68,6 +68,32 @@ export function capabilityProblem(capability: VolumeCapability | null | undefine
   return 'access_type (mount or block) is required';
 }
 
+/** What ValidateVolumeCapabilities is asked to confirm. */
+export interface ValidationRequest {
+  volume_context?: Record<string, string>;
+  volume_capabilities?: VolumeCapability[];
+  parameters?: Record<string, string>;
+  mutable_parameters?: Record<string, string>;
+}
+
+/** Why the plugin cannot serve each of these capabilities (none: []). */
+export function capabilityProblems(capabilities: readonly VolumeCapability[]): string[] {
+  return capabilities.map(capabilityProblem).filter((problem): problem is string => problem !== null);
+}
+
+/** ValidateVolumeCapabilities' answer: everything asked for confirmed, or the problems found. */
+export function validationAnswer(request: ValidationRequest, problems: readonly string[]): object {
+  if (problems.length > 0) return { message: problems.join('; ') };
+  return {
+    confirmed: {
+      volume_context: request.volume_context ?? {},
+      volume_capabilities: request.volume_capabilities ?? [],
+      parameters: request.parameters ?? {},
+      mutable_parameters: request.mutable_parameters ?? {},
+    },
+  };
+}
+
 export function requireCapabilities(capabilities: VolumeCapability[] | undefined): VolumeCapability[] {
   if (!capabilities || capabilities.length === 0) throw invalidArgument('volume_capabilities are required');
   for (const capability of capabilities) {

@@ -8,6 +8,7 @@ import { RbdImage } from '../../src/backend/rbd-image';
 import { log } from '../../src/log';
 import { monitorDigest } from '../../src/csi/rbd/monitors';
 import { useCephCluster } from '../support/ceph-cluster';
+import { keyOf, monitorsOf } from '../support/ceph-client';
 import { CsiHarness } from '../support/csi-harness';
 
 const MiB = 1024 * 1024;
@@ -17,20 +18,6 @@ const MOUNT = {
   access_mode: { mode: 'SINGLE_NODE_WRITER' },
 };
 const BLOCK = { access_type: 'block', block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
-
-/** The key of a keyring file's one entry. */
-export function keyOf(keyring: string): string {
-  const match = /^\s*key\s*=\s*(\S+)\s*$/m.exec(readFileSync(keyring, 'utf8'));
-  if (!match) throw new Error(`no key in ${keyring}`);
-  return match[1]!;
-}
-
-/** The monitors of a ceph.conf, as a StorageClass would list them. */
-export function monitorsOf(conf: string): string {
-  const match = /^\s*mon_host\s*=\s*(\S+)\s*$/m.exec(readFileSync(conf, 'utf8'));
-  if (!match) throw new Error(`no mon_host in ${conf}`);
-  return match[1]!;
-}
 
 interface RbdInfo {
   size: number;

@@ -20,14 +20,9 @@ import { validateDeviceName } from '../../src/vdpa';
 
 const KEY = 'AQBvaBNnAAAAABAAl1yBbPx6B8kq9dUm6nZb5g==';
 
-function code(action: () => unknown): string {
-  try {
-    action();
-  } catch (error) {
-    assert.ok(error instanceof CsiError, `expected a CsiError, got ${String(error)}`);
-    return status[error.code];
-  }
-  return 'OK';
+/** A predicate for assert.throws: a CsiError with this gRPC code. */
+function refusedWith(name: keyof typeof status): (error: unknown) => boolean {
+  return (error) => error instanceof CsiError && status[error.code] === name;
 }
 
 function message(action: () => unknown): string {
@@ -114,10 +109,7 @@ describe('RBD volumes: ids, parameters, clusters and secrets', () => {
     assert.equal(wantsRbd(undefined), false);
     assert.equal(wantsRbd({ backend: 'file' }), false);
     assert.equal(wantsRbd({ backend: 'rbd' }), true);
-    assert.equal(
-      code(() => wantsRbd({ backend: 'nfs' })),
-      'INVALID_ARGUMENT',
-    );
+    assert.throws(() => wantsRbd({ backend: 'nfs' }), refusedWith('INVALID_ARGUMENT'));
     const parsed = parseRbdParameters({
       backend: 'rbd',
       pool: 'rbd',
@@ -158,11 +150,7 @@ describe('RBD volumes: ids, parameters, clusters and secrets', () => {
       { backend: 'rbd', pool: 'rbd', monitors: 'nope' },
     ];
     for (const bad of refused)
-      assert.equal(
-        code(() => parseRbdParameters(bad)),
-        'INVALID_ARGUMENT',
-        JSON.stringify(bad),
-      );
+      assert.throws(() => parseRbdParameters(bad), refusedWith('INVALID_ARGUMENT'), JSON.stringify(bad));
   });
 
   it('reads ceph-csi cluster files and refuses what it would not apply', () => {
@@ -227,17 +215,11 @@ describe('RBD volumes: ids, parameters, clusters and secrets', () => {
       key: KEY,
     });
     assert.equal(cephCredentials({ userID: 'client.admin', userKey: KEY }, 'x').user, 'admin');
-    assert.equal(
-      code(() => cephCredentials(undefined, 'x')),
-      'INVALID_ARGUMENT',
-    );
-    assert.equal(
-      code(() => cephCredentials({ userID: 'a' }, 'x')),
-      'INVALID_ARGUMENT',
-    );
-    assert.equal(
-      code(() => cephCredentials({ userID: 'a\n[client.b]', userKey: KEY }, 'x')),
-      'INVALID_ARGUMENT',
+    assert.throws(() => cephCredentials(undefined, 'x'), refusedWith('INVALID_ARGUMENT'));
+    assert.throws(() => cephCredentials({ userID: 'a' }, 'x'), refusedWith('INVALID_ARGUMENT'));
+    assert.throws(
+      () => cephCredentials({ userID: 'a\n[client.b]', userKey: KEY }, 'x'),
+      refusedWith('INVALID_ARGUMENT'),
     );
     const badKey = `${KEY}\n[client.admin]`;
     const refused = message(() => cephCredentials({ userID: 'a', userKey: badKey }, 'x'));

@@ -16,12 +16,14 @@ import { CapacityRange, Volume, VolumeCapability, VolumeContentSource } from '..
 import { OperationLocks } from '../operation-locks';
 import {
   XFS_MINIMUM_BYTES,
-  capabilityProblem,
+  ValidationRequest,
+  capabilityProblems,
   chooseCapacity,
   fitsRange,
   requireCapabilities,
   requireField,
   requireName,
+  validationAnswer,
 } from '../validate';
 import { CephClusters } from './clusters';
 import { withCephErrors } from './ceph-status';
@@ -188,23 +190,16 @@ export class RbdController {
     );
   }
 
-  async validateVolumeCapabilities(request: {
-    volume_id?: string;
-    volume_capabilities?: VolumeCapability[];
-    volume_context?: Record<string, string>;
-    parameters?: Record<string, string>;
-    mutable_parameters?: Record<string, string>;
-    secrets?: Record<string, string>;
-  }): Promise<object> {
+  async validateVolumeCapabilities(
+    request: ValidationRequest & { volume_id?: string; secrets?: Record<string, string> },
+  ): Promise<object> {
     const id = requireField(request.volume_id, 'volume_id');
     const volume = this.requireVolume(id);
     const capabilities = request.volume_capabilities ?? [];
     if (capabilities.length === 0) throw invalidArgument('volume_capabilities are required');
     const credentials = cephCredentials(request.secrets, 'ValidateVolumeCapabilities of an RBD volume');
     await withCephErrors(async () => (await this.openImage(volume, credentials)).close());
-    const problems = capabilities
-      .map(capabilityProblem)
-      .filter((problem): problem is string => problem !== null);
+    const problems = capabilityProblems(capabilities);
     if (Object.keys(request.parameters ?? {}).length > 0) {
       try {
         const { cluster, location } = volumeFor('', parseRbdParameters(request.parameters!));
@@ -217,15 +212,7 @@ export class RbdController {
         problems.push(error instanceof Error ? error.message : String(error));
       }
     }
-    if (problems.length > 0) return { message: problems.join('; ') };
-    return {
-      confirmed: {
-        volume_context: request.volume_context ?? {},
-        volume_capabilities: capabilities,
-        parameters: request.parameters ?? {},
-        mutable_parameters: request.mutable_parameters ?? {},
-      },
-    };
+    return validationAnswer(request, problems);
   }
 
   /** The id's parts; NOT_FOUND for an id no RBD volume can have. */
