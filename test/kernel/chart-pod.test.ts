@@ -21,7 +21,8 @@ import { podContainers, podTemplateOf } from '../support/pod-oci-spec';
 import { PROBE_KINDS, surgePortClashes, waitForProbe } from '../support/pod-probes';
 import { NodeRuntime, PodSandbox, RuncContainer } from '../support/pod-runtime';
 import { selfSignedCertificate } from '../support/self-signed-cert';
-import { Fields } from '../support/spec-fields';
+import { scrape, valueOf } from '../support/prometheus-text';
+import { Fields, listOf } from '../support/spec-fields';
 import { assertNoDevices, requireVduse, scratchDir } from './support';
 
 /*
@@ -359,6 +360,20 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
 
   it("Block: the same with the raw device as the workload pod's volumeDevice", async () => {
     await flow('block');
+  });
+
+  it('both plugins serve /metrics on their rendered metrics port, having counted the calls above', async () => {
+    for (const [pod, container, method] of [
+      [nodePod, node, 'NodeStageVolume'],
+      [controllerPod, controller, 'CreateVolume'],
+    ] as const) {
+      const spec = podContainers(pod.template).main.find((entry) => entry.name === container.name)!;
+      const port = listOf(spec.ports, 'ports').find((entry) => entry.name === 'metrics')?.containerPort;
+      const { samples } = await scrape(`http://${pod.facts.podIP}:${String(port)}/metrics`);
+      // Each flow stages twice and creates once: ext4 and Block.
+      const calls = valueOf(samples, 'vduse_csi_operations_total', { method, code: 'OK' });
+      assert.ok(calls >= 2, `${container.name}: ${method} OK ${calls}`);
+    }
   });
 
   it('restarts the node container (SIGKILL, as an OOM kill) under I/O: no I/O error, data intact', async () => {
