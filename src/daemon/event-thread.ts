@@ -14,11 +14,16 @@ export class EventThread {
   private readonly handlers = new Map<number, () => void>();
   private poller: libc.PollSet;
   private running = true;
+  /** Replies that wait for a Promise: the loop must yield to the event loop for them to settle. */
+  private deferredReplies = 0;
 
   constructor(
     private readonly wakeFd: number,
     private readonly commands: MessagePort,
-    private readonly onCommand: (command: ThreadCommand) => { notified?: boolean } | undefined,
+    /** A Promise defers the reply until it settles (the loop keeps serving meanwhile). */
+    private readonly onCommand: (
+      command: ThreadCommand,
+    ) => { notified?: boolean } | undefined | Promise<void>,
     /** Called on every wake-up, before descriptor handlers (shared-state changes arrive this way). */
     private readonly onWake: () => void,
     /** True while asynchronous work is in flight: the event loop must run while the thread waits. */
@@ -40,7 +45,10 @@ export class EventThread {
   async run(): Promise<void> {
     while (this.running) {
       const poller = this.poller;
-      const events = this.busy() ? await poller.waitAsync(IDLE_POLL_MS) : poller.wait(IDLE_POLL_MS);
+      const events =
+        this.busy() || this.deferredReplies > 0
+          ? await poller.waitAsync(IDLE_POLL_MS)
+          : poller.wait(IDLE_POLL_MS);
       if (events[0]) libc.drainEventFd(this.wakeFd);
       this.runCommands();
       this.onWake();
@@ -57,18 +65,28 @@ export class EventThread {
       message = receiveMessageOnPort(this.commands)
     ) {
       const command = message.message as ThreadCommand;
-      let reply: ThreadReply;
+      const failed = (error: unknown): ThreadReply => ({
+        type: 'failed',
+        id: command.id,
+        error: error instanceof Error ? error.message : String(error),
+      });
       try {
         if (command.type === 'exit') this.running = false;
-        reply = { type: 'done', ...this.onCommand(command), id: command.id };
+        const result = this.onCommand(command);
+        if (result instanceof Promise) {
+          this.deferredReplies++;
+          result
+            .then(
+              () => this.commands.postMessage({ type: 'done', id: command.id } satisfies ThreadReply),
+              (error: unknown) => this.commands.postMessage(failed(error)),
+            )
+            .finally(() => this.deferredReplies--);
+          continue;
+        }
+        this.commands.postMessage({ type: 'done', ...result, id: command.id } satisfies ThreadReply);
       } catch (error) {
-        reply = {
-          type: 'failed',
-          id: command.id,
-          error: error instanceof Error ? error.message : String(error),
-        };
+        this.commands.postMessage(failed(error));
       }
-      this.commands.postMessage(reply);
     }
   }
 }

@@ -39,6 +39,9 @@ class QueueServer {
   private kickFdInstalled = false;
   private closing = false;
   private closed = false;
+  private onClosed: (() => void) | undefined;
+  /** Settles once close() was called and the last request in flight completed: the backend is closed. */
+  readonly whenClosed = new Promise<void>((resolve) => (this.onClosed = resolve));
 
   constructor(
     private readonly data: DeviceRegistration,
@@ -90,6 +93,7 @@ class QueueServer {
     if (this.closing && !this.closed) {
       this.closed = true;
       this.backend.close();
+      this.onClosed!();
     }
   }
 
@@ -280,12 +284,15 @@ const thread: EventThread = new EventThread(
       thread.watch(server.kickFd, () => server.onKick());
       server.followControl();
     } else if (command.type === 'detach') {
-      for (const server of servers.get(command.name) ?? []) {
+      const detached = servers.get(command.name) ?? [];
+      for (const server of detached) {
         thread.unwatch(server.kickFd);
         server.close();
         if (server.inFlight > 0) draining.add(server);
       }
       servers.delete(command.name);
+      // The main thread closes the storage once this answers: no request of it may still be in flight.
+      return Promise.all(detached.map((server) => server.whenClosed)).then(() => undefined);
     }
     return undefined;
   },
