@@ -82,26 +82,35 @@ export class BlkDeviceServer {
     const record = readRecord(options.stateDir, options.name);
     if (!record)
       throw new Error(`no record of device ${options.name} in ${options.stateDir}: nothing to stand by for`);
+    const mismatch = storageMismatch(record, options);
+    if (mismatch) throw new Error(mismatch);
     await deviceThreads(options.logLevel).warm(record.geometry.queues);
+    // Opened ahead (a cluster connection, say), so a takeover does not wait for it.
+    const provider = await openBackend(options.backend, undefined).catch((error: unknown) => {
+      log.warn('could not open the image ahead of a takeover: a takeover opens it', {
+        device: options.name,
+        error: String(error),
+      });
+      return undefined;
+    });
     log.info('standing by', { device: options.name, pid: process.pid });
     onWarm();
-    for (;;) {
-      let device: VduseDevice | null;
-      try {
-        device = VduseDevice.openIfFree(options.name);
-      } catch (error) {
-        if (isErrno(error, 'ENOENT')) return null;
-        throw error;
-      }
-      if (device) {
-        const opened = device;
-        return StartSteps.attempt(options.name, (steps) => {
-          steps.onFailure(`closing VDUSE device ${options.name}`, () => opened.close());
-          return BlkDeviceServer.adopt(steps, options, record, opened);
-        });
-      }
-      await new Promise((resolve) => setTimeout(resolve, STANDBY_POLL_MS));
+    let device: VduseDevice | null = null;
+    try {
+      while (!(device = VduseDevice.openIfFree(options.name)))
+        await new Promise((resolve) => setTimeout(resolve, STANDBY_POLL_MS));
+    } catch (error) {
+      await provider?.close();
+      if (isErrno(error, 'ENOENT')) return null;
+      throw error;
     }
+    const opened = device;
+    // The live server may have rewritten the record (resized, or taken the device over itself).
+    const current = readRecord(options.stateDir, options.name) ?? record;
+    return StartSteps.attempt(options.name, (steps) => {
+      steps.onFailure(`closing VDUSE device ${options.name}`, () => opened.close());
+      return BlkDeviceServer.adopt(steps, options, current, { device: opened, provider });
+    });
   }
 
   /**
@@ -203,23 +212,20 @@ export class BlkDeviceServer {
     steps: StartSteps,
     options: BlkServeOptions,
     record: DeviceRecord,
-    opened?: VduseDevice,
+    opened: { device?: VduseDevice; provider?: BackendProvider | undefined } = {},
   ): Promise<BlkDeviceServer> {
     const { name } = options;
-    if (!sameStorage(record.backend, options.backend)) {
-      throw steps.fail(
-        `taking over VDUSE device ${name}`,
-        'in-use',
-        `VDUSE device ${name} serves ${describeBackend(record.backend)}, not ${describeBackend(options.backend)}`,
-      );
-    }
+    const mismatch = storageMismatch(record, options);
+    if (mismatch) throw steps.fail(`taking over VDUSE device ${name}`, 'in-use', mismatch);
     const storage = describeBackend(options.backend);
     // This server's way to the storage (its credentials, say), which may differ from the last one's.
-    const provider = await steps.run(
-      `opening the image ${storage}`,
-      () => openBackend(options.backend, undefined),
-      'image',
-    );
+    const provider =
+      opened.provider ??
+      (await steps.run(
+        `opening the image ${storage}`,
+        () => openBackend(options.backend, undefined),
+        'image',
+      ));
     steps.onFailure(`closing the image ${storage}`, () => provider.close());
     await steps.run(
       `taking the exclusive lock of ${storage} over`,
@@ -235,7 +241,7 @@ export class BlkDeviceServer {
       'image',
     );
     const control = await openControl(steps);
-    const device = opened ?? (await openDevice(steps, name));
+    const device = opened.device ?? (await openDevice(steps, name));
     const geometry = {
       ...record.geometry,
       keepAllocation: record.geometry.keepAllocation || options.keepAllocation,
@@ -427,6 +433,12 @@ function deviceRecord(
     geometry,
     ...(holder === undefined ? {} : { lockHolders: [holder] }),
   };
+}
+
+/** Why a server of `options` may not take over the device `record` describes, if it may not. */
+function storageMismatch(record: DeviceRecord, options: BlkServeOptions): string | undefined {
+  if (sameStorage(record.backend, options.backend)) return undefined;
+  return `VDUSE device ${options.name} serves ${describeBackend(record.backend)}, not ${describeBackend(options.backend)}`;
 }
 
 function vdpaDeviceExists(name: string): boolean {
