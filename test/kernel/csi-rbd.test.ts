@@ -1,0 +1,246 @@
+import assert from 'node:assert/strict';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { basename, join } from 'node:path';
+import { assertNothingLeft, readDigest, sizeSeenByPod, VolumeKind, writeData } from '../e2e/kubelet-flow';
+import { keyOf, monitorsOf } from '../support/ceph-client';
+import { useCephCluster } from '../support/ceph-cluster';
+import { CsiHarness, MiB, Reply, blockCapability, mountCapability } from '../support/csi-harness';
+import { requireVduse, scratchDir, sh } from './support';
+
+/** Every process's command line: a key must never be in one (anyone can read /proc/PID/cmdline). */
+function allCommandLines(): string[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .flatMap((pid) => {
+      try {
+        return [readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')];
+      } catch {
+        return []; // exited meanwhile
+      }
+    });
+}
+
+function filesUnder(directory: string): string[] {
+  if (!existsSync(directory)) return [];
+  return readdirSync(directory, { recursive: true, encoding: 'utf8' })
+    .map((name) => join(directory, name))
+    .filter((path) => existsSync(path) && statSync(path).isFile());
+}
+
+/** A node plugin's view of one volume: where kubelet stages and publishes it for a pod. */
+interface Attached {
+  node: CsiHarness;
+  staging: string;
+  target: string;
+  capability: object;
+}
+
+describe('RBD volumes through the CSI plugin on a real kernel and Ceph cluster', function () {
+  // Under software emulation every Ceph round trip is slow; waits are for conditions, not times.
+  this.timeout(900_000);
+  const ceph = useCephCluster();
+  let nodeA: CsiHarness;
+  let nodeB: CsiHarness;
+  let key: string;
+  let secrets: Record<string, string>;
+  let monitors: string;
+
+  before(async () => {
+    requireVduse();
+    key = keyOf(ceph.userKeyring);
+    secrets = { userID: ceph.user, userKey: key };
+    monitors = monitorsOf(ceph.conf);
+    const clusterFile = join(ceph.dir, 'clusters.json');
+    writeFileSync(clusterFile, JSON.stringify([{ clusterID: 'test', monitors: [monitors] }]));
+    // Node A also runs the controller; node B is a second node plugin (own node id and state).
+    nodeA = await CsiHarness.start({
+      root: scratchDir('csi-rbd-a'),
+      nodeId: 'node-a',
+      cephClusters: clusterFile,
+    });
+    nodeB = await CsiHarness.start({
+      root: scratchDir('csi-rbd-b'),
+      mode: 'node',
+      nodeId: 'node-b',
+      cephClusters: clusterFile,
+    });
+  });
+
+  afterEach(function () {
+    const out = process.env.VDUSE_CSI_OUT;
+    if (this.currentTest?.state !== 'failed' || !out) return;
+    // The device servers' logs go with the VM's output: the scratch directory goes with the VM.
+    for (const node of [nodeA, nodeB]) {
+      for (const path of filesUnder(join(node.options.stateDir, 'logs')))
+        copyFileSync(path, join(out, `csi-rbd-${node.options.nodeId}-${basename(path)}`));
+    }
+  });
+
+  after(async () => {
+    await nodeB?.stop();
+    await nodeA?.stop();
+  });
+
+  const create = async (name: string, kind: VolumeKind, parameters: Record<string, string>, bytes: number) =>
+    (
+      (await nodeA.call('controller', 'CreateVolume', {
+        name,
+        capacity_range: { required_bytes: bytes },
+        volume_capabilities: [capabilityOf(kind)],
+        parameters: { backend: 'rbd', pool: ceph.pool, ...parameters },
+        secrets,
+      })) as Reply
+    ).volume;
+
+  const stage = async (node: CsiHarness, volume: Reply, kind: VolumeKind, pod: string): Promise<Attached> => {
+    const staging = join(node.root, 'kubelet', 'staging', pod);
+    const podDir = join(node.root, 'kubelet', 'pods', pod);
+    mkdirSync(staging, { recursive: true });
+    mkdirSync(podDir, { recursive: true });
+    const capability = capabilityOf(kind);
+    await node.call('node', 'NodeStageVolume', {
+      volume_id: volume.volume_id,
+      staging_target_path: staging,
+      volume_capability: capability,
+      volume_context: volume.volume_context,
+      secrets,
+    });
+    const target = join(podDir, 'volume');
+    await node.call('node', 'NodePublishVolume', {
+      volume_id: volume.volume_id,
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: capability,
+    });
+    return { node, staging, target, capability };
+  };
+
+  const unstage = async (volume: Reply, attached: Attached): Promise<void> => {
+    const { node, staging, target } = attached;
+    await node.call('node', 'NodeUnpublishVolume', { volume_id: volume.volume_id, target_path: target });
+    await node.call('node', 'NodeUnstageVolume', {
+      volume_id: volume.volume_id,
+      staging_target_path: staging,
+    });
+  };
+
+  /** The volume's key is only in its node's keyring file: never in argv, logs or other records. */
+  const assertKeyConfined = (node: CsiHarness, staged: boolean): void => {
+    assert.ok(!allCommandLines().some((line) => line.includes(key)), 'a key is on a command line');
+    const holding = filesUnder(node.options.stateDir).filter((path) =>
+      readFileSync(path, 'utf8').includes(key),
+    );
+    if (!staged) {
+      assert.deepEqual(holding, [], 'a key stayed after unstaging');
+      return;
+    }
+    assert.equal(holding.length, 1, `the key is in ${holding.join(', ')}`);
+    const [keyring] = holding;
+    assert.match(keyring!, /\/ceph\/rbd-[0-9a-f]{32}\/keyring$/);
+    assert.equal(statSync(keyring!).mode & 0o777, 0o600);
+    assert.equal(statSync(join(keyring!, '..')).mode & 0o777, 0o700);
+  };
+
+  it('moves an ext4 volume from node A to node B with its files; one node at a time; expands online', async () => {
+    const volume = await create('pvc-ext4', 'ext4', { clusterID: 'test' }, 256 * MiB);
+    assert.match(volume.volume_id, /^rbd:c:test:rbd::csi-vol-[0-9a-f]{32}$/);
+    assert.deepEqual(volume.accessible_topology, []);
+    const onA = await stage(nodeA, volume, 'ext4', 'pod-a');
+    const digests = [writeData('ext4', onA.target, 'one', 0), writeData('ext4', onA.target, 'two', 0)];
+    assertKeyConfined(nodeA, true);
+
+    // Node B cannot serve it while node A holds the image's exclusive lock, and keeps nothing of it.
+    const refused = await nodeB.expectCode(
+      'node',
+      'NodeStageVolume',
+      {
+        volume_id: volume.volume_id,
+        staging_target_path: join(nodeB.root, 'kubelet', 'staging', 'pod-early'),
+        volume_capability: mountCapability('ext4'),
+        volume_context: volume.volume_context,
+        secrets,
+      },
+      'FAILED_PRECONDITION',
+    );
+    assert.match(refused, /held by/);
+    assertKeyConfined(nodeB, false);
+
+    // The plugin restarts (an upgrade, a crash): the staged volume is found again.
+    await nodeA.restart('SIGTERM');
+    const stats = await nodeA.call('node', 'NodeGetVolumeStats', {
+      volume_id: volume.volume_id,
+      volume_path: onA.target,
+    });
+    assert.equal(stats.volume_condition.abnormal, false, stats.volume_condition.message);
+
+    const before = sizeSeenByPod('ext4', onA.target);
+    const grown = await nodeA.call('controller', 'ControllerExpandVolume', {
+      volume_id: volume.volume_id,
+      capacity_range: { required_bytes: 512 * MiB },
+      volume_capability: onA.capability,
+      secrets,
+    });
+    assert.equal(grown.node_expansion_required, true);
+    await nodeA.call('node', 'NodeExpandVolume', {
+      volume_id: volume.volume_id,
+      volume_path: onA.target,
+      capacity_range: { required_bytes: 512 * MiB },
+    });
+    assert.ok(sizeSeenByPod('ext4', onA.target) > before + 200 * MiB, 'the filesystem grew');
+    const device = sh(`findmnt -n -o SOURCE ${onA.staging}`).trim();
+    assert.equal(Number(sh(`blockdev --getsize64 ${device}`)), 512 * MiB, 'the device grew');
+
+    await unstage(volume, onA);
+    assertKeyConfined(nodeA, false);
+
+    const onB = await stage(nodeB, volume, 'ext4', 'pod-b');
+    assert.deepEqual(
+      ['one', 'two'].map((label) => readDigest('ext4', onB.target, label, 0)),
+      digests,
+      'node B reads what node A wrote',
+    );
+    assert.ok(sizeSeenByPod('ext4', onB.target) > 400 * MiB);
+    const busy = await nodeA.expectCode(
+      'controller',
+      'DeleteVolume',
+      { volume_id: volume.volume_id, secrets },
+      'FAILED_PRECONDITION',
+    );
+    assert.match(busy, /still open on a node/);
+    await unstage(volume, onB);
+    await nodeA.call('controller', 'DeleteVolume', { volume_id: volume.volume_id, secrets });
+    assert.throws(() => sh(`rbd -c ${ceph.conf} info ${ceph.pool}/${volume.volume_id.split(':')[5]} 2>&1`));
+    assertKeyConfined(nodeB, false);
+    for (const node of [nodeA, nodeB]) assertNothingLeft(node);
+  });
+
+  it('serves a Block volume whose class lists monitors: what the pod wrote is what rbd export reads', async () => {
+    const volume = await create('pvc-block', 'block', { monitors }, 64 * MiB);
+    assert.match(volume.volume_id, /^rbd:m:[0-9a-f]{16}:rbd::csi-vol-[0-9a-f]{32}$/);
+    const onB = await stage(nodeB, volume, 'block', 'pod-block');
+    const digest = writeData('block', onB.target, 'raw', 5);
+    assertKeyConfined(nodeB, true);
+    await unstage(volume, onB);
+    const image = `${ceph.pool}/${volume.volume_id.split(':')[5]}`;
+    const exported = join(nodeB.root, 'exported.img');
+    sh(`rbd -c ${ceph.conf} export ${image} ${exported} 2>/dev/null`);
+    assert.equal(
+      sh(`dd if=${exported} bs=1M skip=5 count=1 status=none | sha256sum | cut -d' ' -f1`).trim(),
+      digest,
+    );
+    await nodeA.call('controller', 'DeleteVolume', { volume_id: volume.volume_id, secrets });
+    for (const node of [nodeA, nodeB]) assertNothingLeft(node);
+  });
+});
+
+function capabilityOf(kind: VolumeKind): object {
+  return kind === 'block' ? blockCapability() : mountCapability(kind);
+}
