@@ -11,39 +11,7 @@ import {
   removePublished,
   writeData,
 } from '../e2e/kubelet-flow';
-import { CLI, requireVduse, scratchDir, sh, waitFor } from './support';
-
-/** fio with crc32c verification of everything it wrote; resolves with its exit code and output. */
-function startFio(
-  directory: string,
-  sizeMiB: number,
-): { done: Promise<{ code: number | null; output: string }>; process: ChildProcess } {
-  const child = spawn(
-    'fio',
-    [
-      '--name=verify',
-      `--directory=${directory}`,
-      '--rw=randwrite',
-      '--bs=4k',
-      `--size=${sizeMiB}M`,
-      '--ioengine=libaio',
-      '--iodepth=32',
-      '--direct=1',
-      '--verify=crc32c',
-      '--do_verify=1',
-      '--verify_fatal=1',
-      '--output-format=json',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  return {
-    process: child,
-    done: new Promise((resolve) => child.once('exit', (code) => resolve({ code, output }))),
-  };
-}
+import { CLI, requireVduse, scratchDir, sh, startVerifiedFio, waitFor } from './support';
 
 /**
  * The reference flow for NodeStageVolume latency: per volume, qemu-storage-daemon's vduse-blk
@@ -146,7 +114,7 @@ describe('CSI plugin on the real kernel', function () {
   it('keeps I/O going while the plugin is killed with SIGKILL, and the new plugin adopts the volume', async () => {
     const published = await createPublished(csi, 'ext4', 'kill-plugin');
     const { volumeId, target } = published;
-    const fio = startFio(target, 96);
+    const fio = startVerifiedFio({ directory: target }, 96);
     await new Promise((resolve) => setTimeout(resolve, 3000));
     await csi.stopPlugin('SIGKILL');
     await csi.startPlugin();

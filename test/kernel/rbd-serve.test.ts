@@ -7,6 +7,7 @@ import { useCephCluster } from '../support/ceph-cluster';
 import {
   assertNoDevices,
   BLK_CLI,
+  FioRun,
   kernelLogFromNow,
   requireVduse,
   runCli,
@@ -14,6 +15,7 @@ import {
   serve,
   ServedDevice,
   sh,
+  startVerifiedFio,
   waitFor,
 } from './support';
 
@@ -39,41 +41,11 @@ function writesDone(device: string): number {
   return Number(fields[4]);
 }
 
-/** fio crc32c-verified random writes, then the read-back; exits non-zero on any I/O or verify error. */
-function fioVerify(device: string, out: string): FioRun {
-  const child = spawn(
-    'fio',
-    [
-      '--name=verify',
-      `--filename=${device}`,
-      '--size=32M',
-      '--rw=randwrite',
-      '--bs=4k',
-      '--ioengine=libaio',
-      '--iodepth=32',
-      '--direct=1',
-      '--verify=crc32c',
-      '--do_verify=1',
-      '--verify_fatal=1',
-      '--output-format=json',
-      `--output=${out}`,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { out, done: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
-}
-
-interface FioRun {
-  out: string;
-  done: Promise<number | null>;
-}
-
 /** Waits for fio, asserts it saw no error, and answers its longest completion latency in ms. */
 async function expectCleanFio(fio: FioRun): Promise<number> {
-  const code = await fio.done;
-  const text = readFileSync(fio.out, 'utf8');
-  assert.equal(code, 0, `fio reported errors:\n${text}`);
-  const job = (JSON.parse(text) as { jobs: FioJob[] }).jobs[0]!;
+  const { code, output } = await fio.done;
+  assert.equal(code, 0, `fio reported errors:\n${output}`);
+  const job = (JSON.parse(output.slice(output.indexOf('{'))) as { jobs: FioJob[] }).jobs[0]!;
   assert.equal(job.error, 0);
   return Math.max(job.write.clat_ns.max, job.read.clat_ns.max) / 1e6;
 }
@@ -244,7 +216,7 @@ describe('vduse-csi blk serve --rbd on the real kernel and a real Ceph cluster',
     const spec = `${ceph.pool}/kill`;
     const kernelLog = kernelLogFromNow('rbd kills');
     const device = await serveRbd('kill', 'rbd-kill', ['--size', String(64 * MiB), '--keep-standby']);
-    const fio = fioVerify(device.path, join(root, 'fio-kill.json'));
+    const fio = startVerifiedFio({ filename: device.path }, 32);
     const killed: string[] = [];
     for (let kill = 1; kill <= 3; kill++) {
       await waitFor(`standby number ${kill}`, () => countStandbys(device) >= kill, TAKEOVER_TIMEOUT_MS);
@@ -271,7 +243,7 @@ describe('vduse-csi blk serve --rbd on the real kernel and a real Ceph cluster',
     const spec = `${ceph.pool}/cold`;
     const kernelLog = kernelLogFromNow('rbd cold restart');
     const first = await serveRbd('cold', 'rbd-cold', ['--size', String(64 * MiB)]);
-    const fio = fioVerify(first.path, join(root, 'fio-cold.json'));
+    const fio = startVerifiedFio({ filename: first.path }, 32);
     await whileWriting(first.path);
     const dead = lockAddresses(ceph.conf, spec);
     first.process.kill('SIGKILL');
@@ -298,7 +270,7 @@ describe('vduse-csi blk serve --rbd on the real kernel and a real Ceph cluster',
     try {
       await waitFor('the standby warm', () => standbyOut.includes('{"standby":'), TAKEOVER_TIMEOUT_MS);
       const old = lockAddresses(ceph.conf, spec);
-      const fio = fioVerify(device.path, join(root, 'fio-handover.json'));
+      const fio = startVerifiedFio({ filename: device.path }, 32);
       await whileWriting(device.path);
       assert.equal(runCli(['blk', 'handover', '--name', 'rbd-handover', '--state-dir', stateDir]).code, 0);
       await waitFor(

@@ -136,3 +136,45 @@ export function blockDeviceSize(path: string): number {
 export function sha256(path: string): string {
   return run('sha256sum', [path]).split(' ')[0]!;
 }
+
+export interface FioRun {
+  process: ChildProcess;
+  /** fio's exit code and its output (the JSON report, and any error it printed). */
+  done: Promise<{ code: number | null; output: string }>;
+}
+
+/**
+ * fio's 4k random writes at iodepth 32 over `sizeMiB` of a file system directory or a block
+ * device, with crc32c verification of everything written (read back at the end).
+ */
+export function startVerifiedFio(
+  target: { directory: string } | { filename: string },
+  sizeMiB: number,
+): FioRun {
+  const where = 'directory' in target ? `--directory=${target.directory}` : `--filename=${target.filename}`;
+  const child = spawn(
+    'fio',
+    [
+      '--name=verify',
+      where,
+      '--rw=randwrite',
+      '--bs=4k',
+      `--size=${sizeMiB}M`,
+      '--ioengine=libaio',
+      '--iodepth=32',
+      '--direct=1',
+      '--verify=crc32c',
+      '--do_verify=1',
+      '--verify_fatal=1',
+      '--output-format=json',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  return {
+    process: child,
+    done: new Promise((resolve) => child.once('exit', (code) => resolve({ code, output }))),
+  };
+}
