@@ -139,9 +139,10 @@ export function announceStartFailure(failure: StartFailure): void {
 export async function serve(argv: string[]): Promise<void> {
   const { devices, standby, keepStandby } = parseServeOptions(argv);
   setLogLevel(devices[0]!.logLevel);
-  // A server listens from the start: a SIGTERM right after it announced its device must still
-  // remove the device. A standby keeps the default (exit) until it has taken a device over.
-  const stopSignal = standby ? undefined : signalled();
+  // Both listen from the start. A server's SIGTERM right after it announced its device must still
+  // remove the device; a standby's makes it close what it opened ahead (an RBD image it kept open
+  // would hold the image's watch for ~30 s after its exit) and end.
+  const stop = stopRequests();
   const running: Array<{ server: BlkDeviceServer; admin?: Server }> = [];
   let handOverRequested!: () => void;
   const handOver = new Promise<string>((resolve) => (handOverRequested = () => resolve('hand-over')));
@@ -159,10 +160,11 @@ export async function serve(argv: string[]): Promise<void> {
   try {
     for (const options of devices) {
       const server = standby
-        ? await BlkDeviceServer.standBy(options, () => announceStandby(options.name))
+        ? await BlkDeviceServer.standBy(options, () => announceStandby(options.name), stop.signal)
         : await BlkDeviceServer.start(options);
       if (!server) {
-        log.info('the device was removed while standing by', { device: options.name });
+        const why = stop.signal.aborted ? 'stopped' : 'the device was removed';
+        log.info(`${why} while standing by`, { device: options.name });
         return;
       }
       // Running before its admin socket listens: a failure to listen must still remove the device.
@@ -190,7 +192,7 @@ export async function serve(argv: string[]): Promise<void> {
     throw error;
   }
   const successor = keepStandby ? spawnSuccessor(argv) : undefined;
-  const reason = await Promise.race([handOver, stopSignal ?? signalled()]);
+  const reason = await Promise.race([handOver, stop.reason]);
   log.info(reason === 'hand-over' ? 'handing the devices over' : 'stopping', {
     devices: devices.map((options) => options.name),
     reason,
@@ -203,11 +205,18 @@ export async function serve(argv: string[]): Promise<void> {
   }
 }
 
-function signalled(): Promise<string> {
-  return new Promise<string>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
+/** SIGTERM or SIGINT: `reason` resolves with the signal's name, and `signal` aborts. */
+function stopRequests(): { reason: Promise<string>; signal: AbortSignal } {
+  const controller = new AbortController();
+  const reason = new Promise<string>((resolve) => {
+    const stop = (name: string): void => {
+      controller.abort();
+      resolve(name);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
   });
+  return { reason, signal: controller.signal };
 }
 
 /** What the admin socket's answers need of a device server. */

@@ -253,11 +253,7 @@ function serveArguments(spec: ServeSpec, options: VolumeServersOptions): string[
     // A thick volume keeps its reservation: discards and write-zeroes never free its blocks.
     ...(spec.parameters.provisioning === 'thick' ? ['--keep-allocation'] : []),
     ...spec.copyDirs.flatMap((dir) => ['--copy-dir', dir]),
-    // RBD devices run without a warm standby for now: a standby has the image open, and when its
-    // server stops it is killed with that open, so its watch keeps the image busy for the watch
-    // timeout (30 s) and a DeleteVolume right after unstaging is refused (seen in the VM; before
-    // 584a8ba the server did not stop at all). A dead server is restarted by supervision instead.
-    ...(options.standby && spec.storage.kind === 'file' ? ['--keep-standby'] : []),
+    ...(options.standby ? ['--keep-standby'] : []),
   ];
 }
 

@@ -76,9 +76,14 @@ export class BlkDeviceServer {
 
   /**
    * Waits, warmed up, until the live server of an existing device lets go of it (it died, or handed
-   * the device over), then takes the device over. Resolves null when the device is removed instead.
+   * the device over), then takes the device over. Resolves null when the device is removed instead,
+   * or `stop` aborts first.
    */
-  static async standBy(options: BlkServeOptions, onWarm: () => void): Promise<BlkDeviceServer | null> {
+  static async standBy(
+    options: BlkServeOptions,
+    onWarm: () => void,
+    stop: AbortSignal,
+  ): Promise<BlkDeviceServer | null> {
     const record = readRecord(options.stateDir, options.name);
     if (!record)
       throw new Error(`no record of device ${options.name} in ${options.stateDir}: nothing to stand by for`);
@@ -97,12 +102,17 @@ export class BlkDeviceServer {
     onWarm();
     let device: VduseDevice | null = null;
     try {
-      while (!(device = VduseDevice.openIfFree(options.name)))
+      while (!stop.aborted && !(device = VduseDevice.openIfFree(options.name)))
         await new Promise((resolve) => setTimeout(resolve, STANDBY_POLL_MS));
     } catch (error) {
+      if (!isErrno(error, 'ENOENT')) {
+        await provider?.close();
+        throw error;
+      }
+    }
+    if (!device) {
       await provider?.close();
-      if (isErrno(error, 'ENOENT')) return null;
-      throw error;
+      return null;
     }
     const opened = device;
     // The live server may have rewritten the record (resized, or taken the device over itself).
