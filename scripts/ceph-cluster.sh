@@ -91,13 +91,16 @@ wait_for() {
   done
 }
 
-# A port pair nothing listens on yet (the monitor's v2 and v1 addresses); a race with another
-# process binding it in between only makes the monitor fail to start, which is reported.
+# A port pair no TCP socket uses (the monitor's v2 and v1 addresses), below the kernel's ephemeral
+# range so that no outgoing connection or port-0 listener can take it between the check and the
+# monitor's bind. Another process binding it explicitly in between is still possible: start retries.
 free_port_pair() {
-  local used port
-  used=$(ss -Htln | awk '{ n = split($4, a, ":"); print a[n] }')
+  local used port ephemeral_low
+  read -r ephemeral_low _ </proc/sys/net/ipv4/ip_local_port_range
+  [ "$ephemeral_low" -gt 12000 ] || ephemeral_low=32768
+  used=$(ss -Htan | awk '{ n = split($4, a, ":"); print a[n] }')
   for _ in $(seq 100); do
-    port=$((20000 + RANDOM % 20000 * 2))
+    port=$((10000 + (RANDOM % ((ephemeral_low - 10002) / 2)) * 2))
     grep -qx -e "$port" -e "$((port + 1))" <<<"$used" || {
       echo "$port"
       return
@@ -157,17 +160,26 @@ log_file = $DIR/log/\$name.\$pid.log
 EOF
 }
 
+# Leaves MONITOR_BOUND=false (and DIR/mon.a removed) when the monitor could not bind its port pair.
+# (A status return would run the body with errexit off.)
 start_monitor() {
   local fsid=$1 port=$2
   ceph-authtool --create-keyring "$DIR/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
   ceph-authtool --create-keyring "$DIR/ceph.client.admin.keyring" --gen-key -n client.admin \
     --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' --cap mds 'allow *' >/dev/null
   ceph-authtool "$DIR/mon.keyring" --import-keyring "$DIR/ceph.client.admin.keyring" >/dev/null
-  monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$port,v1:127.0.0.1:$((port + 1))]" \
+  monmaptool --create --clobber --fsid "$fsid" --addv a "[v2:127.0.0.1:$port,v1:127.0.0.1:$((port + 1))]" \
     "$DIR/monmap" >/dev/null
   ceph-mon --conf "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/mon.keyring" ||
     fail "ceph-mon --mkfs"
-  ceph-mon --conf "$CONF" -i a </dev/null >>"$DIR/log/mon.a.out" 2>&1 || fail "ceph-mon"
+  if ! ceph-mon --conf "$CONF" -i a </dev/null >>"$DIR/log/mon.a.out" 2>&1; then
+    grep -q "unable to bind monitor" "$DIR/log/mon.a.log" 2>/dev/null || fail "ceph-mon"
+    log "the monitor could not bind port $port or $((port + 1)); trying another pair"
+    rm -rf "${DIR:?}/mon.a" "$DIR/log/mon.a.log"
+    MONITOR_BOUND=false
+    return
+  fi
+  MONITOR_BOUND=true
   wait_for "the monitor" ceph_cli mon stat
 }
 
@@ -204,11 +216,15 @@ start() {
   fi
   rm -rf "${DIR:?}"/*
   mkdir -p "$DIR/run" "$DIR/log"
-  local fsid port
+  local fsid port attempt
   fsid=$(cat /proc/sys/kernel/random/uuid)
-  port=$(free_port_pair) || exit 1
-  write_conf "$fsid" "$port"
-  start_monitor "$fsid" "$port"
+  for attempt in 1 2 3 4 5; do
+    port=$(free_port_pair) || exit 1
+    write_conf "$fsid" "$port"
+    start_monitor "$fsid" "$port"
+    ! $MONITOR_BOUND || break
+    [ "$attempt" -lt 5 ] || fail "no port pair the monitor could bind after $attempt tries"
+  done
   start_osd
   ceph_cli osd pool create "$POOL" >/dev/null 2>&1 || fail "ceph osd pool create $POOL"
   # clone v2: clones of unprotected snapshots.
