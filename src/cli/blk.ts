@@ -7,12 +7,13 @@ import { spawnSuccessor, stopSuccessor } from '../daemon/successor';
 import { BlkDeviceServer, BlkServeOptions } from '../daemon/blk-device-server';
 import { DEFAULT_STATE_DIR } from '../daemon/device-record';
 import { StartFailure, startFailureLine } from '../daemon/start-failure';
-import { confineCopyTarget } from '../daemon/copy-target';
-import { copyImage } from '../storage/image-copy';
+import { copyServedImage } from '../daemon/copy-target';
 import { BackendDescriptor, describeBackend, parseRbdLocation } from '../backend/descriptor';
 import { buildId } from './build-id';
+import { stopRequests } from './stop-requests';
 import { validateDeviceName } from '../vdpa';
 import { parseBytes, parseInteger } from './units';
+import { MAX_QUEUES, MAX_QUEUE_SIZE, checkDeviceShape } from '../daemon/device-shape';
 
 export const BLK_USAGE = `usage:
   vduse-csi blk serve --file PATH [--name NAME] [--file PATH --name NAME ...] [--size BYTES]
@@ -31,8 +32,6 @@ export const BLK_USAGE = `usage:
   vduse-csi blk resize --name NAME --size BYTES [--state-dir DIR]
   vduse-csi blk handover --name NAME [--state-dir DIR]
       (the live server lets go of the device without removing it, for a standby to take over)`;
-
-const BLOCK_SIZES = [512, 1024, 2048, 4096];
 
 export interface ServeCommand {
   /** One per --file; --name pairs with --file in order (default vduse-blk<i>). */
@@ -87,27 +86,22 @@ export function parseServeOptions(argv: string[]): ServeCommand {
   if (rbd && values['keep-allocation'])
     throw new Error('--keep-allocation is for image files (an RBD image is thin; its pool sets the space)');
   if (new Set(names).size !== names.length) throw new Error('device names must differ');
-  const queueSize = parseInteger(values['queue-size']!, '--queue-size', 2, 1024);
-  if ((queueSize & (queueSize - 1)) !== 0)
-    throw new Error(`--queue-size must be a power of two, got ${queueSize}`);
-  const blockSize = parseInteger(values['block-size']!, '--block-size', 512, 4096);
-  if (!BLOCK_SIZES.includes(blockSize))
-    throw new Error(`--block-size must be one of ${BLOCK_SIZES.join(', ')}`);
+  const shape = checkDeviceShape(
+    {
+      queues: parseInteger(values.queues!, '--queues', 1, MAX_QUEUES),
+      queueSize: parseInteger(values['queue-size']!, '--queue-size', 2, MAX_QUEUE_SIZE),
+      blockSize: parseInteger(values['block-size']!, '--block-size', 512, 4096),
+      ...(values.size === undefined ? {} : { sizeBytes: parseBytes(values.size) }),
+    },
+    { queues: '--queues', queueSize: '--queue-size', blockSize: '--block-size', sizeBytes: '--size' },
+  );
   const shared: Omit<BlkServeOptions, 'name' | 'backend' | 'copyDirs'> = {
-    queues: parseInteger(values.queues!, '--queues', 1, 64),
-    queueSize,
-    blockSize,
+    ...shape,
     readOnly: values['read-only']!,
     keepAllocation: values['keep-allocation']!,
     logLevel: values['log-level']!,
     stateDir: values['state-dir']!,
   };
-  if (values.size !== undefined) {
-    shared.sizeBytes = parseBytes(values.size);
-    if (shared.sizeBytes % blockSize !== 0 || shared.sizeBytes === 0) {
-      throw new Error(`--size must be a positive multiple of the block size ${blockSize}`);
-    }
-  }
   if (values['bounce-size'] !== undefined) shared.bounceBytes = parseBytes(values['bounce-size']);
   return {
     devices: backends.map((backend, index) => ({
@@ -191,7 +185,9 @@ export async function serve(argv: string[]): Promise<void> {
     if (error instanceof StartFailure) announceStartFailure(error);
     throw error;
   }
-  const successor = keepStandby ? spawnSuccessor(argv) : undefined;
+  const successor = keepStandby
+    ? spawnSuccessor(['blk', 'serve', ...argv.filter((arg) => arg !== '--standby'), '--standby'])
+    : undefined;
   const reason = await Promise.race([handOver, stop.reason]);
   log.info(reason === 'hand-over' ? 'handing the devices over' : 'stopping', {
     devices: devices.map((options) => options.name),
@@ -203,20 +199,6 @@ export async function serve(argv: string[]): Promise<void> {
     admin?.close();
     await server.handOver();
   }
-}
-
-/** SIGTERM or SIGINT: `reason` resolves with the signal's name, and `signal` aborts. */
-function stopRequests(): { reason: Promise<string>; signal: AbortSignal } {
-  const controller = new AbortController();
-  const reason = new Promise<string>((resolve) => {
-    const stop = (name: string): void => {
-      controller.abort();
-      resolve(name);
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
-  return { reason, signal: controller.signal };
 }
 
 /** What the admin socket's answers need of a device server. */
@@ -231,17 +213,9 @@ export async function answerAdmin(
   request: AdminRequest,
   handOverRequested: () => void,
 ): Promise<Record<string, unknown>> {
-  const { name, backend, copyDirs } = server.options;
+  const { name } = server.options;
   if (request.op === 'resize') await server.resize(request.bytes);
-  if (request.op === 'copy') {
-    if (backend.kind !== 'file')
-      throw new Error(
-        `copy is for image files; ${describeBackend(backend)} is copied by RBD snapshots and clones`,
-      );
-    const target = await confineCopyTarget(request.target, copyDirs);
-    const { method } = await server.whilePaused(() => copyImage(backend.path, target));
-    log.info('image copied while the queues were paused', { device: name, target, method });
-  }
+  if (request.op === 'copy') await copyServedImage(server, request.target);
   if (request.op === 'handover') handOverRequested();
   return {
     name,

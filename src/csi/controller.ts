@@ -19,7 +19,7 @@ import { fileParameters, wantsRbd } from './rbd/parameters';
 import { isRbdVolumeId } from './rbd/volume-id';
 import { NodePlacement } from './placement';
 import { ProvisionedSpace } from './capacity';
-import { Serial } from './serial';
+import { Serial } from '../sys/serial';
 import { VolumeRealizer } from './realizer';
 import { SnapshotRecord, VolumeRecord, VolumeSource, VolumeStore } from './store';
 import { nodeTopology } from './topology';

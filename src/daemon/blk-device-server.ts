@@ -89,7 +89,7 @@ export class BlkDeviceServer {
       throw new Error(`no record of device ${options.name} in ${options.stateDir}: nothing to stand by for`);
     const mismatch = storageMismatch(record, options);
     if (mismatch) throw new Error(mismatch);
-    await deviceThreads(options.logLevel).warm(record.geometry.queues);
+    await BlkDeviceServer.warmThreads(options.logLevel, record.geometry.queues);
     // Opened ahead (a cluster connection, say), so a takeover does not wait for it.
     const provider = await openBackend(options.backend, undefined).catch((error: unknown) => {
       log.warn('could not open the image ahead of a takeover: a takeover opens it', {
@@ -114,13 +114,34 @@ export class BlkDeviceServer {
       await provider?.close();
       return null;
     }
-    const opened = device;
     // The live server may have rewritten the record (resized, or taken the device over itself).
-    const current = readRecord(options.stateDir, options.name) ?? record;
+    return BlkDeviceServer.takeOver(
+      options,
+      readRecord(options.stateDir, options.name) ?? record,
+      device,
+      provider,
+    );
+  }
+
+  /**
+   * Takes over the device `record` describes, which this process has opened (so its previous
+   * server is gone), with storage opened ahead if given. A failure closes the device again.
+   */
+  static takeOver(
+    options: BlkServeOptions,
+    record: DeviceRecord,
+    device: VduseDevice,
+    provider?: BackendProvider,
+  ): Promise<BlkDeviceServer> {
     return StartSteps.attempt(options.name, (steps) => {
-      steps.onFailure(`closing VDUSE device ${options.name}`, () => opened.close());
-      return BlkDeviceServer.adopt(steps, options, current, { device: opened, provider });
+      steps.onFailure(`closing VDUSE device ${options.name}`, () => device.close());
+      return BlkDeviceServer.adopt(steps, options, record, { device, provider });
     });
+  }
+
+  /** Starts the threads devices of `queues` queues will need, so a takeover does not wait for them. */
+  static warmThreads(logLevel: string, queues: number): Promise<void> {
+    return deviceThreads(logLevel).warm(queues);
   }
 
   /**

@@ -1,5 +1,9 @@
 import { lstat, realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join } from 'node:path';
+import { describeBackend } from '../backend/descriptor';
+import { log } from '../log';
+import { copyImage } from '../storage/image-copy';
+import type { BlkDeviceServer } from './blk-device-server';
 
 /** A copy target the admin op `copy` refuses; nothing was made. */
 export class CopyTargetRefused extends Error {
@@ -56,4 +60,22 @@ async function exists(path: string): Promise<boolean> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw error;
   }
+}
+
+/**
+ * Copies a served image file to `target` (confined to the server's copy directories) while the
+ * device's queues are held still, so the copy is one point in time.
+ */
+export async function copyServedImage(
+  server: Pick<BlkDeviceServer, 'options' | 'whilePaused'>,
+  target: string,
+): Promise<void> {
+  const { name, backend, copyDirs } = server.options;
+  if (backend.kind !== 'file')
+    throw new Error(
+      `copy is for image files; ${describeBackend(backend)} is copied by RBD snapshots and clones`,
+    );
+  const confined = await confineCopyTarget(target, copyDirs);
+  const { method } = await server.whilePaused(() => copyImage(backend.path, confined));
+  log.info('image copied while the queues were paused', { device: name, target: confined, method });
 }

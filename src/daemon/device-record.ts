@@ -1,4 +1,4 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../sys/atomic-file';
 import { join } from 'node:path';
 import { BlkGeometry } from '../virtio/blk/config';
@@ -70,4 +70,16 @@ export function readRecord(stateDir: string, name: string): DeviceRecord | null 
 
 export function removeRecord(stateDir: string, name: string): void {
   rmSync(recordPath(stateDir, name), { force: true });
+}
+
+/** The names of the devices recorded in a state directory. */
+export function recordedDeviceNames(stateDir: string): string[] {
+  try {
+    return readdirSync(join(stateDir, 'devices'))
+      .filter((entry) => entry.endsWith('.json'))
+      .map((entry) => entry.slice(0, -'.json'.length));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
 }

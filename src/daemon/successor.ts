@@ -4,20 +4,16 @@ import { log } from '../log';
 const STOP_TIMEOUT_MS = 30_000;
 
 /**
- * A warm standby for this server: the same `blk serve` command with `--standby`, started detached
- * so it outlives this process. It loads everything it needs now, waits until the device is free
- * (this server died or handed the device over), and takes it over within milliseconds instead of
- * the seconds a cold start costs.
+ * A warm standby for this server: the same command (`cliArguments`, as the CLI takes them) run
+ * detached so it outlives this process. It loads everything it needs now, waits until this server
+ * is gone (died, or handed its devices over), and takes over within milliseconds instead of the
+ * seconds a cold start costs.
  */
-export function spawnSuccessor(serveArguments: string[]): ChildProcess {
-  const args = [
-    process.argv[1]!,
-    'blk',
-    'serve',
-    ...serveArguments.filter((arg) => arg !== '--standby'),
-    '--standby',
-  ];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'inherit', 'inherit'] });
+export function spawnSuccessor(cliArguments: string[]): ChildProcess {
+  const child = spawn(process.execPath, [process.argv[1]!, ...cliArguments], {
+    detached: true,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   child.unref();
   child.on('error', (error) => log.error('could not start a standby server', { error: error.message }));
   log.info('standby server started', { pid: child.pid });

@@ -27,6 +27,7 @@ export const raw = {
   fdatasync: libc.func('int fdatasync(int fd)'),
   fallocate: libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
   ftruncate: libc.func('int ftruncate(int fd, int64_t length)'),
+  flock: libc.func('int flock(int fd, int operation)'),
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   bind: libc.func('int bind(int fd, const void *addr, uint32_t addrlen)'),
   send: libc.func('ssize_t send(int fd, const void *buf, size_t len, int flags)'),
@@ -51,6 +52,9 @@ export const EFD_NONBLOCK = 0o4000;
 
 export const POLLIN = 0x1;
 export const POLLERR = 0x8;
+
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
 
 export const FALLOC_FL_KEEP_SIZE = 0x1;
 export const FALLOC_FL_PUNCH_HOLE = 0x2;

@@ -1,0 +1,219 @@
+import { existsSync } from 'node:fs';
+import { describeBackend, sameStorage } from '../backend/descriptor';
+import { buildId } from '../cli/build-id';
+import { Serial } from '../sys/serial';
+import { log } from '../log';
+import { VduseDevice, devicePath } from '../vduse/device';
+import { BlkDeviceServer, BlkServeOptions } from './blk-device-server';
+import { ControlErrorCode, ControlRequest, DeviceSpec, controlError } from './control-protocol';
+import { copyServedImage } from './copy-target';
+import { readRecord, recordedDeviceNames, removeRecord } from './device-record';
+import { inflightLogPath, removeInflightLog } from './inflight-log';
+import { StartFailure } from './start-failure';
+
+export interface NodeDaemonOptions {
+  /** Device records, in-flight logs, the lock and the control socket. */
+  stateDir: string;
+  logLevel: string;
+  /** Where the op `copy` may write (see copy-target.ts). */
+  copyDirs: string[];
+}
+
+/** How long a device whose previous daemon just died may stay held by that dying process. */
+const RELEASE_TIMEOUT_MS = 30_000;
+const RELEASE_POLL_MS = 10;
+
+/**
+ * Serves every device of a node from one process (one set of device threads): devices are added
+ * and removed on request, taken over all at once from the records when a previous daemon is gone,
+ * and let go of all at once (never removed) when the daemon stops or hands over.
+ */
+export class NodeDaemon {
+  private readonly servers = new Map<string, BlkDeviceServer>();
+  /** One operation at a time per device; others wait their turn. */
+  private readonly turns = new Map<string, Serial>();
+  private readonly startedAtMs = Date.now();
+
+  constructor(private readonly options: NodeDaemonOptions) {}
+
+  /**
+   * Takes over every recorded device that still exists (its server is gone: this daemon holds the
+   * lock). One that cannot be taken over is logged and left as it is, for a later `add`.
+   */
+  async takeOverRecorded(): Promise<void> {
+    const names = recordedDeviceNames(this.options.stateDir).filter((name) => existsSync(devicePath(name)));
+    await Promise.all(
+      names.map((name) =>
+        this.turn(name, async () => {
+          try {
+            await this.takeOver(name);
+          } catch (error) {
+            log.error('could not take a device over', { device: name, error: String(error) });
+          }
+        }),
+      ),
+    );
+    if (names.length > 0)
+      log.info('devices taken over', { devices: names.length, served: this.servers.size });
+  }
+
+  /** Answers one control request with its fields (a refusal throws with a code). */
+  async answer(request: ControlRequest): Promise<Record<string, unknown>> {
+    switch (request.op) {
+      case 'status':
+        return this.status();
+      case 'device':
+        return this.deviceStatus(this.served(request.name));
+      case 'add':
+        return this.turn(request.device.name, () => this.add(request.device));
+      case 'remove':
+        return this.turn(request.name, () => this.remove(request.name));
+      case 'resize':
+        return this.turn(request.name, async () => {
+          const server = this.served(request.name);
+          await server.resize(request.bytes);
+          return this.deviceStatus(server);
+        });
+      case 'copy':
+        return this.turn(request.name, async () => {
+          const server = this.served(request.name);
+          await copyServedImage(server, request.target);
+          return this.deviceStatus(server);
+        });
+      case 'handover':
+        return this.status();
+    }
+  }
+
+  /** Lets go of every device without removing it, once the operations under way have finished. */
+  async releaseAll(): Promise<void> {
+    await Promise.all(
+      [...this.servers.keys()].map((name) =>
+        this.turn(name, async () => {
+          const server = this.servers.get(name);
+          this.servers.delete(name);
+          await server?.handOver();
+        }),
+      ),
+    );
+  }
+
+  private status(): Record<string, unknown> {
+    return {
+      pid: process.pid,
+      build: buildId(),
+      startedAtMs: this.startedAtMs,
+      devices: [...this.servers.values()].map((server) => this.deviceStatus(server)),
+    };
+  }
+
+  private deviceStatus(server: BlkDeviceServer): Record<string, unknown> {
+    return {
+      name: server.options.name,
+      path: server.path,
+      capacityBytes: server.capacityBytes,
+      storage: describeBackend(server.options.backend),
+      readOnly: server.options.readOnly,
+      pid: process.pid,
+      build: buildId(),
+      startedAtMs: this.startedAtMs,
+    };
+  }
+
+  private served(name: string): BlkDeviceServer {
+    const server = this.servers.get(name);
+    if (!server) throw controlError('not-found', `no device ${name} is served here`);
+    return server;
+  }
+
+  private async add(spec: DeviceSpec): Promise<Record<string, unknown>> {
+    const running = this.servers.get(spec.name);
+    if (running) {
+      if (!sameStorage(running.options.backend, spec.backend))
+        throw controlError(
+          'in-use',
+          `device ${spec.name} serves ${describeBackend(running.options.backend)}, not ${describeBackend(spec.backend)}`,
+        );
+      return this.deviceStatus(running);
+    }
+    const server = await BlkDeviceServer.start(this.serveOptions(spec)).catch((error: unknown) => {
+      throw refusalOf(error);
+    });
+    this.servers.set(spec.name, server);
+    log.info('serving', { device: spec.name, path: server.path, storage: describeBackend(spec.backend) });
+    return this.deviceStatus(server);
+  }
+
+  /**
+   * Removes a device: one served here is stopped and destroyed; a recorded one nobody serves is
+   * taken over first (only a live server removes a device without leaving its users hanging); a
+   * record left without a device is dropped.
+   */
+  private async remove(name: string): Promise<Record<string, unknown>> {
+    let server = this.servers.get(name);
+    if (!server && existsSync(devicePath(name)) && readRecord(this.options.stateDir, name))
+      server = await this.takeOver(name).catch((error: unknown) => {
+        throw refusalOf(error);
+      });
+    if (server) {
+      await server.stop();
+      this.servers.delete(name);
+      log.info('device removed', { device: name });
+      return { removed: true };
+    }
+    if (existsSync(devicePath(name)))
+      throw controlError(
+        'in-use',
+        `VDUSE device ${name} has no record in ${this.options.stateDir}: not ours to remove`,
+      );
+    removeRecord(this.options.stateDir, name);
+    removeInflightLog(inflightLogPath(this.options.stateDir, name));
+    return { removed: false };
+  }
+
+  private async takeOver(name: string): Promise<BlkDeviceServer> {
+    const record = readRecord(this.options.stateDir, name);
+    if (!record) throw new Error(`no record of device ${name}`);
+    const device = await openWhenReleased(name);
+    const { queues, queueSize, blockSize, readOnly, keepAllocation } = record.geometry;
+    const spec = { name, backend: record.backend, queues, queueSize, blockSize, readOnly, keepAllocation };
+    const server = await BlkDeviceServer.takeOver(this.serveOptions(spec), record, device);
+    this.servers.set(name, server);
+    log.info('device taken over', { device: name, path: server.path });
+    return server;
+  }
+
+  private serveOptions(spec: DeviceSpec): BlkServeOptions {
+    return { ...spec, ...this.options, copyDirs: spec.backend.kind === 'file' ? this.options.copyDirs : [] };
+  }
+
+  private turn<T>(name: string, work: () => Promise<T>): Promise<T> {
+    let serial = this.turns.get(name);
+    if (!serial) this.turns.set(name, (serial = new Serial()));
+    return serial.run(work);
+  }
+}
+
+/** Opens a device a process that just died may still hold for a moment (its fds close one by one). */
+async function openWhenReleased(name: string): Promise<VduseDevice> {
+  const deadline = Date.now() + RELEASE_TIMEOUT_MS;
+  for (;;) {
+    const device = VduseDevice.openIfFree(name);
+    if (device) return device;
+    if (Date.now() > deadline)
+      throw controlError('in-use', `VDUSE device ${name} is still held by another process`);
+    await new Promise((resolve) => setTimeout(resolve, RELEASE_POLL_MS));
+  }
+}
+
+/** A start failure as a refusal with the code its kind calls for. */
+function refusalOf(error: unknown): unknown {
+  if (!(error instanceof StartFailure)) return error;
+  const codes: Record<StartFailure['kind'], ControlErrorCode> = {
+    environment: 'environment',
+    'in-use': 'in-use',
+    image: 'image',
+    internal: 'internal',
+  };
+  return controlError(codes[error.kind], error.message);
+}
