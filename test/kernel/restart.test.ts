@@ -4,49 +4,14 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { adminSocketPath, callAdmin } from '../../src/daemon/admin-socket';
 import { isServing } from '../../src/csi/volume-servers';
-import { CsiHarness, Reply } from '../support/csi-harness';
+import { CsiHarness } from '../support/csi-harness';
 import { assertNothingLeft, createPublished, removePublished } from '../e2e/kubelet-flow';
 import { CLI, kernelLogFromNow, requireVduse, scratchDir, sh, waitFor } from './support';
-
-/**
- * fio passes (crc32c-verified 4k random writes at iodepth 32, then read back) back to back until
- * `stopFile` appears; each pass writes its JSON report to `<out>/fio-<n>.json`. Exits non-zero at the
- * first pass that reports an error.
- */
-function fioLoop(target: string, isBlock: boolean, out: string, stopFile: string): ChildProcess {
-  const where = isBlock ? `--filename=${target} --offset=64M` : `--filename=${target}/fio.data`;
-  const script = `
-    n=0
-    while [ ! -e ${stopFile} ]; do
-      n=$((n+1))
-      fio --name=pass${'$'}n ${where} --size=24M --rw=randwrite --bs=4k --ioengine=libaio --iodepth=32 \\
-        --numjobs=1 --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \\
-        --output-format=json --output=${out}/fio-$n.json || { echo "fio pass $n failed"; cat ${out}/fio-$n.json; exit 1; }
-    done
-    echo "$n passes"`;
-  return spawn('bash', ['-eu', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-}
+import { fioLoop, readPasses } from './fio-loop';
 
 /** How many standby servers have announced themselves ready in a device server log. */
 function standbyCount(logPath: string): number {
   return existsSync(logPath) ? readFileSync(logPath, 'utf8').split('{"standby":').length - 1 : 0;
-}
-
-interface PassReport {
-  errors: number;
-  maxLatencyMs: number;
-}
-
-function readPasses(out: string): PassReport[] {
-  const reports: PassReport[] = [];
-  for (let pass = 1; existsSync(join(out, `fio-${pass}.json`)); pass++) {
-    const text = readFileSync(join(out, `fio-${pass}.json`), 'utf8');
-    if (!text.includes('{')) continue;
-    const job = (JSON.parse(text.slice(text.indexOf('{'))) as Reply).jobs[0];
-    const maxNs = Math.max(job.write.clat_ns.max, job.read.clat_ns.max);
-    reports.push({ errors: job.error, maxLatencyMs: maxNs / 1e6 });
-  }
-  return reports;
 }
 
 describe('zero-error restarts of device servers (SIGKILL, supervised restart)', function () {

@@ -1,0 +1,321 @@
+import assert from 'node:assert/strict';
+import { ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { callDaemon } from '../../src/daemon/control-client';
+import { LineRequestError } from '../../src/daemon/json-line-socket';
+import { fioLoop, readPasses } from './fio-loop';
+import { BLK_CLI, requireVduse, scratchDir, sh, vduseDevices, waitFor } from './support';
+
+const VOLUMES = 16;
+const FILESYSTEM_VOLUMES = 4;
+const IMAGE_BYTES = 128 << 20;
+const KILLS = 5;
+const TAKEOVER_TIMEOUT_MS = 300_000;
+
+interface DaemonStatus {
+  pid: number;
+  build: string;
+  devices: Array<{ name: string; path: string; capacityBytes: number }>;
+}
+
+/** A `vduse-csi daemon run` and the standbys it starts (they share its stdout). */
+interface RunningDaemon {
+  process: ChildProcess;
+  output: () => string;
+}
+
+function startDaemon(cli: string, stateDir: string, extra: string[]): RunningDaemon {
+  const child = spawn(process.execPath, [cli, 'daemon', 'run', '--state-dir', stateDir, ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  return { process: child, output: () => output };
+}
+
+function announced(output: string, key: 'daemon' | 'standby'): number[] {
+  return output
+    .split('\n')
+    .filter((line) => line.startsWith(`{"${key}":`))
+    .map((line) => (JSON.parse(line) as { pid: number }).pid);
+}
+
+async function status(stateDir: string): Promise<DaemonStatus | null> {
+  return (callDaemon(stateDir, { op: 'status' }, 5_000) as Promise<unknown> as Promise<DaemonStatus>).catch(
+    () => null,
+  );
+}
+
+function pssKiB(pid: number): number {
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  return Number(/^Pss:\s+(\d+) kB/m.exec(rollup)![1]);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+function daemonProcesses(stateDir: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        return argv.includes('daemon') && argv.includes(stateDir) && isAlive(pid);
+      } catch {
+        return false;
+      }
+    });
+}
+
+describe('one device daemon serves every volume of a node', function () {
+  this.timeout(3_600_000);
+  const figures: Record<string, unknown> = {};
+  let root: string;
+  let stateDir: string;
+  let daemon: RunningDaemon;
+  const names = Array.from({ length: VOLUMES }, (_, index) => `dmn-${index}`);
+  const paths = new Map<string, string>();
+  const mounts = new Map<string, string>();
+
+  /** Polls the daemon's status while waiting (waitFor's predicate is synchronous). */
+  async function servingOtherThan(previousPid: number): Promise<DaemonStatus> {
+    const deadline = Date.now() + TAKEOVER_TIMEOUT_MS;
+    for (;;) {
+      const current = await status(stateDir);
+      if (current && current.pid !== previousPid && current.devices.length === VOLUMES) return current;
+      if (Date.now() > deadline)
+        throw new Error(
+          `no daemon other than ${previousPid} serves ${VOLUMES} devices; last status ` +
+            `${JSON.stringify(current)}; output:\n${daemon.output().slice(-4000)}`,
+        );
+      await new Promise((done) => setTimeout(done, 50));
+    }
+  }
+
+  /** Runs verified fio loops on every volume while `action` runs; asserts no pass saw an error. */
+  async function underVerifiedLoad(label: string, action: () => Promise<void>): Promise<number> {
+    const out = scratchDir(`fio-${label}`);
+    const stopFile = join(out, 'stop');
+    const loops = names.map((name) => {
+      const directory = join(out, name);
+      mkdirSync(directory);
+      const mount = mounts.get(name);
+      const loop = fioLoop(mount ?? paths.get(name)!, mount === undefined, directory, stopFile, 8);
+      let output = '';
+      loop.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+      return {
+        name,
+        directory,
+        done: new Promise<{ code: number | null; output: string }>((done) =>
+          loop.once('exit', (code) => done({ code, output })),
+        ),
+      };
+    });
+    // Every loop is under way (its first pass running) before the action.
+    await waitFor(
+      'fio on every volume',
+      () => loops.every((loop) => existsSync(join(loop.directory, 'fio-1.json'))),
+      TAKEOVER_TIMEOUT_MS,
+    );
+    await action();
+    writeFileSync(stopFile, '');
+    let longestStallMs = 0;
+    for (const loop of loops) {
+      const { code, output } = await loop.done;
+      assert.equal(code, 0, `fio on ${loop.name} failed: ${output}`);
+      const passes = readPasses(loop.directory);
+      assert.ok(passes.length > 0, `fio on ${loop.name} completed no pass`);
+      assert.deepEqual(
+        passes.filter((pass) => pass.errors !== 0),
+        [],
+        `fio on ${loop.name}`,
+      );
+      longestStallMs = Math.max(longestStallMs, ...passes.map((pass) => pass.maxLatencyMs));
+    }
+    return longestStallMs;
+  }
+
+  before(async () => {
+    requireVduse();
+    root = scratchDir('device-daemon');
+    stateDir = join(root, 'state');
+    daemon = startDaemon(BLK_CLI, stateDir, ['--keep-standby', '--copy-dir', root]);
+    await waitFor('the daemon to serve', () => announced(daemon.output(), 'daemon').length === 1, 120_000);
+  });
+
+  after(async function () {
+    if (process.env.VDUSE_CSI_OUT) {
+      writeFileSync(join(process.env.VDUSE_CSI_OUT, 'daemon-figures.json'), JSON.stringify(figures, null, 2));
+      if (this.currentTest?.state === 'failed')
+        writeFileSync(join(process.env.VDUSE_CSI_OUT, `daemon-${Date.now()}.log`), daemon?.output() ?? '');
+    }
+    for (const mount of mounts.values()) sh(`umount ${mount} 2>/dev/null || true`);
+    for (const name of names) await callDaemon(stateDir, { op: 'remove', name }).catch(() => undefined);
+    for (const pid of daemonProcesses(stateDir)) process.kill(pid, 'SIGKILL');
+  });
+
+  it(`serves ${VOLUMES} volumes added at once, ${FILESYSTEM_VOLUMES} of them ext4, and refuses bad requests`, async () => {
+    const first = await status(stateDir);
+    const added = await Promise.all(
+      names.map((name) => {
+        const image = join(root, `${name}.img`);
+        return callDaemon(stateDir, {
+          op: 'add',
+          device: {
+            name,
+            backend: { kind: 'file', path: image },
+            sizeBytes: IMAGE_BYTES,
+            queues: 2,
+            queueSize: 128,
+            blockSize: 512,
+            readOnly: false,
+            keepAllocation: false,
+          },
+        });
+      }),
+    );
+    for (const [index, reply] of added.entries()) {
+      assert.equal(reply.pid, first!.pid, 'every device is served by the one daemon');
+      paths.set(names[index]!, String(reply.path));
+    }
+    assert.equal((await status(stateDir))!.devices.length, VOLUMES);
+    // Adding a device again answers its status; another image under its name is refused.
+    const again = await callDaemon(stateDir, {
+      op: 'add',
+      device: { ...deviceOf(names[0]!), backend: { kind: 'file', path: join(root, `${names[0]}.img`) } },
+    });
+    assert.equal(again.path, paths.get(names[0]!));
+    await assert.rejects(
+      callDaemon(stateDir, {
+        op: 'add',
+        device: { ...deviceOf(names[0]!), backend: { kind: 'file', path: join(root, 'other.img') } },
+      }),
+      (error: LineRequestError) => error.code === 'in-use' && /serves .*dmn-0\.img/.test(error.message),
+    );
+    await assert.rejects(
+      callDaemon(stateDir, { op: 'resize', name: 'nothing-here', bytes: IMAGE_BYTES }),
+      (error: LineRequestError) => error.code === 'not-found',
+    );
+    await assert.rejects(
+      callDaemon(stateDir, {
+        op: 'add',
+        device: { ...deviceOf('x/../y'), backend: { kind: 'file', path: '/x' } },
+      }),
+      (error: LineRequestError) => error.code === 'invalid',
+    );
+    for (const name of names.slice(0, FILESYSTEM_VOLUMES)) {
+      const mount = join(root, `mnt-${name}`);
+      mkdirSync(mount);
+      sh(`mkfs.ext4 -q -F ${paths.get(name)} && mount ${paths.get(name)} ${mount}`);
+      mounts.set(name, mount);
+    }
+    // Memory of the layout: the daemon and its standby together, per idle volume.
+    await waitFor(
+      'the standby',
+      () => announced(daemon.output(), 'standby').length === 1,
+      TAKEOVER_TIMEOUT_MS,
+    );
+    const standbyPid = announced(daemon.output(), 'standby')[0]!;
+    const daemonKiB = pssKiB(first!.pid);
+    const standbyKiB = pssKiB(standbyPid);
+    figures.memory = {
+      volumes: VOLUMES,
+      daemonPssMiB: daemonKiB / 1024,
+      standbyPssMiB: standbyKiB / 1024,
+      perVolumePssMiB: (daemonKiB + standbyKiB) / 1024 / VOLUMES,
+    };
+  });
+
+  it(`${KILLS} SIGKILLs of the daemon under verified I/O on all ${VOLUMES} volumes: its standby takes every device over, no I/O error`, async () => {
+    const killToServingMs: number[] = [];
+    figures.kills = {
+      longestStallMs: await underVerifiedLoad('kills', async () => {
+        for (let kill = 0; kill < KILLS; kill++) {
+          const live = (await status(stateDir))!;
+          const standbys = announced(daemon.output(), 'standby').length;
+          await new Promise((done) => setTimeout(done, 1000 + Math.random() * 2000));
+          const killedAt = performance.now();
+          process.kill(live.pid, 'SIGKILL');
+          const next = await servingOtherThan(live.pid);
+          killToServingMs.push(performance.now() - killedAt);
+          assert.equal(next.build, live.build);
+          // The successor starts its own standby, which the next kill needs.
+          await waitFor(
+            'a new standby',
+            () => announced(daemon.output(), 'standby').length > standbys,
+            TAKEOVER_TIMEOUT_MS,
+          );
+        }
+      }),
+      killToServingMs,
+    };
+    for (const name of names) assert.ok(existsSync(`/dev/vduse/${name}`));
+  });
+
+  it('hands every device over to a daemon of a newer build waiting beside it, under verified I/O', async () => {
+    const next = join(scratchDir('next-daemon'), 'bundle');
+    sh(
+      `mkdir -p ${next} && cp -r ${dirname(BLK_CLI)}/. ${next} && echo '// next build' >> ${next}/vduse-blk.js`,
+    );
+    process.env.NODE_PATH = join(resolve(dirname(BLK_CLI), '..', '..'), 'node_modules');
+    const old = (await status(stateDir))!;
+    let successor: RunningDaemon | undefined;
+    let handOverMs = 0;
+    const longestStallMs = await underVerifiedLoad('handover', async () => {
+      successor = startDaemon(join(next, 'vduse-blk.js'), stateDir, []);
+      await waitFor(
+        'the new build to stand by',
+        () => announced(successor!.output(), 'standby').length === 1,
+        TAKEOVER_TIMEOUT_MS,
+      );
+      const started = performance.now();
+      await callDaemon(stateDir, { op: 'handover' });
+      const current = await servingOtherThan(old.pid);
+      handOverMs = performance.now() - started;
+      assert.notEqual(current.build, old.build);
+      assert.match(readFileSync(`/proc/${current.pid}/cmdline`, 'utf8'), /next-daemon/);
+    });
+    figures.handOver = { longestStallMs, handOverToServingMs: handOverMs };
+    // The old daemon and its standby are gone; only the new build runs.
+    await waitFor('the old daemons to exit', () => daemonProcesses(stateDir).length === 1, 60_000);
+  });
+
+  it('removes every device: nothing is left behind (devices, records, in-flight logs, processes after SIGTERM)', async () => {
+    for (const mount of mounts.values()) sh(`umount ${mount}`);
+    mounts.clear();
+    for (const name of names)
+      assert.equal((await callDaemon(stateDir, { op: 'remove', name })).removed, true);
+    // Removing again is not an error.
+    assert.equal((await callDaemon(stateDir, { op: 'remove', name: names[0]! })).removed, false);
+    assert.deepEqual(
+      vduseDevices().filter((name) => name.startsWith('dmn-')),
+      [],
+    );
+    assert.deepEqual(readdirSync(join(stateDir, 'devices')), []);
+    assert.deepEqual(readdirSync(join(stateDir, 'inflight')), []);
+    const live = (await status(stateDir))!;
+    process.kill(live.pid, 'SIGTERM');
+    await waitFor('every daemon process to exit', () => daemonProcesses(stateDir).length === 0, 60_000);
+  });
+});
+
+function deviceOf(name: string): {
+  name: string;
+  queues: number;
+  queueSize: number;
+  blockSize: number;
+  readOnly: boolean;
+  keepAllocation: boolean;
+} {
+  return { name, queues: 2, queueSize: 128, blockSize: 512, readOnly: false, keepAllocation: false };
+}
