@@ -236,6 +236,41 @@ describe('one device daemon serves every volume of a node', function () {
     };
   });
 
+  it(`a volume whose storage fails gets I/O errors while the other ${VOLUMES} keep verified I/O without one`, async () => {
+    // Its image lives on an 8 MiB tmpfs: writes past that fail (ENOSPC) in the daemon's backend.
+    const full = join(root, 'full');
+    mkdirSync(full);
+    sh(`mount -t tmpfs -o size=8M vduse-csi-full ${full}`);
+    try {
+      const { pid } = (await status(stateDir))!;
+      const failing = await callDaemon(stateDir, {
+        op: 'add',
+        device: {
+          ...deviceOf('dmn-full'),
+          backend: { kind: 'file', path: join(full, 'image') },
+          sizeBytes: 64 << 20,
+        },
+      });
+      const device = String(failing.path);
+      const stallMs = await underVerifiedLoad('isolation', async () => {
+        assert.throws(
+          () => sh(`dd if=/dev/urandom of=${device} bs=1M count=32 oflag=direct status=none`),
+          /Input\/output error|No space left/,
+        );
+        // The failing device still answers what its storage can do.
+        sh(`dd if=${device} of=/dev/null bs=1M count=4 iflag=direct status=none`);
+      });
+      figures.isolation = { longestStallMsOfTheOthers: stallMs };
+      const after = (await status(stateDir))!;
+      assert.equal(after.pid, pid, 'the daemon did not restart');
+      assert.equal(after.devices.length, VOLUMES + 1);
+      assert.equal((await callDaemon(stateDir, { op: 'remove', name: 'dmn-full' })).removed, true);
+    } finally {
+      await callDaemon(stateDir, { op: 'remove', name: 'dmn-full' }).catch(() => undefined);
+      sh(`umount ${full}`);
+    }
+  });
+
   it(`${KILLS} SIGKILLs of the daemon under verified I/O on all ${VOLUMES} volumes: its standby takes every device over, no I/O error`, async () => {
     const killToServingMs: number[] = [];
     figures.kills = {
