@@ -35,9 +35,22 @@ async function runScript(action: 'start' | 'stop', dir: string, timeout: number)
   }
 }
 
+/** One cluster for every suite of a mocha run: a start costs minutes under the VM's emulation. */
+let shared: { dir: string; conf: Promise<string> } | undefined;
+
+// A root-level hook: runs once, after every suite of the run.
+after(async function () {
+  this.timeout(STOP_TIMEOUT_MS);
+  if (!shared) return;
+  await shared.conf.catch(() => undefined);
+  await runScript('stop', shared.dir, STOP_TIMEOUT_MS - 10_000);
+  rmSync(shared.dir, { recursive: true, force: true });
+});
+
 /**
- * Starts a throwaway cluster in the enclosing suite's `before` (state under os.tmpdir()) and stops
- * and deletes it in its `after`. The fields are readable from the `before` hooks that follow.
+ * The run's throwaway cluster (state under os.tmpdir()), started by the first suite that needs it,
+ * in its `before`, and stopped after the last suite of the run. Suites share it, so each removes
+ * the images it makes. The fields are readable from the `before` hooks that follow.
  */
 export function useCephCluster(): TestCephCluster {
   let dir: string | undefined;
@@ -49,15 +62,12 @@ export function useCephCluster(): TestCephCluster {
 
   before(async function () {
     this.timeout(START_TIMEOUT_MS);
-    dir = mkdtempSync(join(tmpdir(), 'vduse-ceph-'));
-    conf = await runScript('start', dir, START_TIMEOUT_MS - 10_000);
-  });
-
-  after(async function () {
-    this.timeout(STOP_TIMEOUT_MS);
-    if (dir === undefined) return;
-    await runScript('stop', dir, STOP_TIMEOUT_MS - 10_000);
-    rmSync(dir, { recursive: true, force: true });
+    if (!shared) {
+      const sharedDir = mkdtempSync(join(tmpdir(), 'vduse-ceph-'));
+      shared = { dir: sharedDir, conf: runScript('start', sharedDir, START_TIMEOUT_MS - 10_000) };
+    }
+    conf = await shared.conf;
+    dir = shared.dir;
   });
 
   return {
