@@ -5,13 +5,15 @@ import { dirname, join, resolve } from 'node:path';
 import { callDaemon } from '../../src/daemon/control-client';
 import { LineRequestError } from '../../src/daemon/json-line-socket';
 import { fioLoop, readPasses } from './fio-loop';
-import { BLK_CLI, requireVduse, scratchDir, sh, vduseDevices, waitFor } from './support';
+import { BLK_CLI, requireVduse, scratchDir, sh, vdpaDevices, vduseDevices, waitFor } from './support';
 
 const VOLUMES = 16;
 const FILESYSTEM_VOLUMES = 4;
 const IMAGE_BYTES = 128 << 20;
 const KILLS = 5;
 const TAKEOVER_TIMEOUT_MS = 300_000;
+/** Add/remove cycles counted for leaks (VDUSE_CSI_DAEMON_CYCLES; each takes seconds under emulation). */
+const CYCLES = Number(process.env.VDUSE_CSI_DAEMON_CYCLES ?? 40);
 
 interface DaemonStatus {
   pid: number;
@@ -325,7 +327,7 @@ describe('one device daemon serves every volume of a node', function () {
     await waitFor('the old daemons to exit', () => daemonProcesses(stateDir).length === 1, 60_000);
   });
 
-  it('removes every device: nothing is left behind (devices, records, in-flight logs, processes after SIGTERM)', async () => {
+  it('removes every device: nothing is left behind (devices, records, in-flight logs)', async () => {
     for (const mount of mounts.values()) sh(`umount ${mount}`);
     mounts.clear();
     for (const name of names)
@@ -338,6 +340,45 @@ describe('one device daemon serves every volume of a node', function () {
     );
     assert.deepEqual(readdirSync(join(stateDir, 'devices')), []);
     assert.deepEqual(readdirSync(join(stateDir, 'inflight')), []);
+  });
+
+  it(`${CYCLES} add/remove cycles beside a served volume leave no fd, thread, device, record or log behind`, async () => {
+    const { pid } = (await status(stateDir))!;
+    const spec = (name: string): Parameters<typeof callDaemon>[1] => ({
+      op: 'add',
+      device: {
+        ...deviceOf(name),
+        backend: { kind: 'file', path: join(root, `${name}.img`) },
+        sizeBytes: 16 << 20,
+      },
+    });
+    await callDaemon(stateDir, spec('dmn-keep'));
+    const cycle = async (): Promise<void> => {
+      const added = await callDaemon(stateDir, spec('dmn-cycle'));
+      assert.ok(existsSync(String(added.path)));
+      assert.equal((await callDaemon(stateDir, { op: 'remove', name: 'dmn-cycle' })).removed, true);
+    };
+    const counts = (): Record<string, number> => ({
+      fds: readdirSync(`/proc/${pid}/fd`).length,
+      threads: Number(/^Threads:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]),
+      vduseDevices: vduseDevices().length,
+      vdpaDevices: vdpaDevices().length,
+      records: readdirSync(join(stateDir, 'devices')).length,
+      inflightLogs: readdirSync(join(stateDir, 'inflight')).length,
+    });
+    const rssKiB = (): number =>
+      Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+    // The first cycles load what any add needs once (modules, buffers, V8's code).
+    for (let warm = 0; warm < 5; warm++) await cycle();
+    const before = counts();
+    const rssBefore = rssKiB();
+    for (let done = 0; done < CYCLES; done++) await cycle();
+    assert.deepEqual(counts(), before);
+    figures.cycles = { cycles: CYCLES, ...before, rssGrowthMiB: (rssKiB() - rssBefore) / 1024 };
+    assert.equal((await callDaemon(stateDir, { op: 'remove', name: 'dmn-keep' })).removed, true);
+  });
+
+  it('SIGTERM ends the daemon; nothing of it keeps running', async () => {
     const live = (await status(stateDir))!;
     process.kill(live.pid, 'SIGTERM');
     await waitFor('every daemon process to exit', () => daemonProcesses(stateDir).length === 0, 60_000);
