@@ -51,6 +51,16 @@ async function status(stateDir: string): Promise<DaemonStatus | null> {
   );
 }
 
+/** When the first log line with `message` at or after `sinceMs` was written (NaN if none). */
+function loggedAfter(output: string, message: string, sinceMs: number): number {
+  for (const line of output.split('\n')) {
+    if (!line.includes(`"message":${JSON.stringify(message)}`)) continue;
+    const at = Date.parse((JSON.parse(line) as { timestamp: string }).timestamp);
+    if (at >= sinceMs) return at;
+  }
+  return NaN;
+}
+
 function pssKiB(pid: number): number {
   const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
   return Number(/^Pss:\s+(\d+) kB/m.exec(rollup)![1]);
@@ -275,6 +285,7 @@ describe('one device daemon serves every volume of a node', function () {
 
   it(`${KILLS} SIGKILLs of the daemon under verified I/O on all ${VOLUMES} volumes: its standby takes every device over, no I/O error`, async () => {
     const killToServingMs: number[] = [];
+    const phasesMs: Array<Record<string, number>> = [];
     figures.kills = {
       longestStallMs: await underVerifiedLoad('kills', async () => {
         for (let kill = 0; kill < KILLS; kill++) {
@@ -282,9 +293,15 @@ describe('one device daemon serves every volume of a node', function () {
           const standbys = announced(daemon.output(), 'standby').length;
           await new Promise((done) => setTimeout(done, 1000 + Math.random() * 2000));
           const killedAt = performance.now();
+          const killedAtWall = Date.now();
           process.kill(live.pid, 'SIGKILL');
           const next = await servingOtherThan(live.pid);
           killToServingMs.push(performance.now() - killedAt);
+          phasesMs.push({
+            toFirstTakeover:
+              loggedAfter(daemon.output(), 'taking over a live device', killedAtWall) - killedAtWall,
+            toAllTakenOver: loggedAfter(daemon.output(), 'devices taken over', killedAtWall) - killedAtWall,
+          });
           assert.equal(next.build, live.build);
           // The successor starts its own standby, which the next kill needs.
           await waitFor(
@@ -295,6 +312,7 @@ describe('one device daemon serves every volume of a node', function () {
         }
       }),
       killToServingMs,
+      phasesMs,
     };
     for (const name of names) assert.ok(existsSync(`/dev/vduse/${name}`));
   });
