@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Block-device benchmark (`npm run bench`): our VDUSE daemon versus qemu-storage-daemon's vduse-blk,
-# side by side in ONE VM boot (test/vm/run.sh), driven by bench/bench.py (python3, stdlib only).
+# Block-device benchmark (`npm run bench`): our VDUSE device server versus qemu-storage-daemon's
+# vduse-blk, side by side in ONE VM boot (test/vm/run.sh), driven by the compiled bench/ (dist/bench/main.js).
 #
-#   scripts/bench.sh                 full run (~8 min qemu only, ~15 min with ours, in TCG)
+#   scripts/bench.sh                 full run (~15 min in TCG)
 #   VDUSE_CSI_BENCH_RUNTIME=3 VDUSE_CSI_BENCH_RAMP=1 VDUSE_CSI_BENCH_REPEATS=1 scripts/bench.sh   quick
 #
 # Installs and builds first (scripts/install-deps.sh, npm run build), like the README's commands.
-# Results (results.json, results.md, raw fio JSON and daemon logs) go to .vm-out/bench-<timestamp>/
-# or to $VDUSE_CSI_BENCH_OUT. Other knobs: see the header of bench/bench.py.
+# Results (results.json, results.md, raw fio JSON and server logs) go to .vm-out/bench-<timestamp>/
+# or to $VDUSE_CSI_BENCH_OUT. Knobs (environment, defaults):
+#   VDUSE_CSI_BENCH_RUNTIME  seconds per fio run (10)     VDUSE_CSI_BENCH_RAMP     ramp seconds (2)
+#   VDUSE_CSI_BENCH_REPEATS  repeats (3)                  VDUSE_CSI_BENCH_QUEUES   queue counts ("1 2")
+#   VDUSE_CSI_BENCH_JOBS     subset of the fio jobs (all) VDUSE_CSI_BENCH_SIZE_MIB image MiB (1024)
+#   VDUSE_CSI_BENCH_DAEMONS  layouts ("qemu ours")        VDUSE_CSI_BENCH_MEMORY   1/0 memory case (1)
+#   VDUSE_CSI_BENCH_MEM_DEVICES volumes in the memory case (16), VDUSE_CSI_BENCH_MEM_SIZE_MIB their MiB (64)
+#   VDUSE_CSI_BENCH_READY_TIMEOUT seconds a layout may take to serve its volumes (400)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -19,18 +25,14 @@ out=$(cd "$out" && pwd)
 scripts/install-deps.sh >/dev/null
 npm run --silent build
 
-# The guest's python3 is the distribution's; a host PATH may put another one (pyenv) first.
-py=python3
-[ -x /usr/bin/python3 ] && py=/usr/bin/python3
-
 export VDUSE_CSI_VM_OUT="$out"
 export VDUSE_CSI_VM_MEMORY="${VDUSE_CSI_BENCH_VM_MEMORY:-4G}"
 export VDUSE_CSI_VM_TIMEOUT="${VDUSE_CSI_BENCH_VM_TIMEOUT:-2700}"
-# The 1 GiB image and the memory-figure images live on the scratch tmpfs.
+# The 1 GiB image and the memory case's images live on the scratch tmpfs.
 export VDUSE_CSI_SCRATCH_SIZE="${VDUSE_CSI_SCRATCH_SIZE:-75%}"
 
 rc=0
-test/vm/run.sh "$(printf '%q bench/bench.py --root %q --out %q' "$py" "$ROOT" "$out")" || rc=$?
+test/vm/run.sh node dist/bench/main.js || rc=$?
 
 if [ -f "$out/results.md" ]; then
   echo "[bench] results: $out/results.md and $out/results.json"

@@ -46,6 +46,8 @@ export function kernelLogFromNow(label: string): () => string {
 export interface ServedDevice {
   name: string;
   path: string;
+  /** Every device the server announced, in order (one per `--name`; the first is `name`/`path`). */
+  devices: Array<{ name: string; path: string }>;
   process: ChildProcess;
   /** Everything the server (and the standbys it started, which share its pipes) printed so far. */
   stdout: () => string;
@@ -54,8 +56,12 @@ export interface ServedDevice {
   stop(): Promise<number | null>;
 }
 
-/** Starts `vduse-csi blk serve` and waits for the line announcing its block device. */
+/**
+ * Starts `vduse-csi blk serve` and waits for the lines announcing its block devices: one per
+ * `--name` in `args` (or one when none is given).
+ */
 export function serve(args: string[], timeoutMs = 90_000): Promise<ServedDevice> {
+  const expected = Math.max(1, args.filter((arg) => arg === '--name').length);
   const child = spawn(process.execPath, [BLK_CLI, 'blk', 'serve', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -67,15 +73,21 @@ export function serve(args: string[], timeoutMs = 90_000): Promise<ServedDevice>
   return new Promise((resolvePromise, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`blk serve did not announce a device in ${timeoutMs} ms; stderr:\n${stderr}`));
+      reject(
+        new Error(`blk serve did not announce ${expected} device(s) in ${timeoutMs} ms; stderr:\n${stderr}`),
+      );
     }, timeoutMs);
     const check = (): void => {
-      const line = stdout.split('\n').find((candidate) => candidate.startsWith('{'));
-      if (!line) return;
+      const devices = stdout
+        .split('\n')
+        .slice(0, -1)
+        .filter((candidate) => candidate.startsWith('{') && candidate.includes('"path"'))
+        .map((line) => JSON.parse(line) as { name: string; path: string });
+      if (devices.length < expected) return;
       clearTimeout(timer);
-      const announced = JSON.parse(line) as { name: string; path: string };
       resolvePromise({
-        ...announced,
+        ...devices[0]!,
+        devices,
         process: child,
         stdout: () => stdout,
         stderr: () => stderr,
@@ -152,24 +164,25 @@ export function startVerifiedFio(
   sizeMiB: number,
 ): FioRun {
   const where = 'directory' in target ? `--directory=${target.directory}` : `--filename=${target.filename}`;
-  const child = spawn(
-    'fio',
-    [
-      '--name=verify',
-      where,
-      '--rw=randwrite',
-      '--bs=4k',
-      `--size=${sizeMiB}M`,
-      '--ioengine=libaio',
-      '--iodepth=32',
-      '--direct=1',
-      '--verify=crc32c',
-      '--do_verify=1',
-      '--verify_fatal=1',
-      '--output-format=json',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  return startFio([
+    '--name=verify',
+    where,
+    '--rw=randwrite',
+    '--bs=4k',
+    `--size=${sizeMiB}M`,
+    '--ioengine=libaio',
+    '--iodepth=32',
+    '--direct=1',
+    '--verify=crc32c',
+    '--do_verify=1',
+    '--verify_fatal=1',
+    '--output-format=json',
+  ]);
+}
+
+/** Starts fio with `args`; its stdout and stderr are collected into the run's output. */
+export function startFio(args: string[]): FioRun {
+  const child = spawn('fio', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));

@@ -1,0 +1,75 @@
+import { FIO_JOBS } from './fio';
+
+/** What one bench run does, from the environment (names as in the README's `npm run bench` note). */
+export interface BenchConfig {
+  outDir: string;
+  scratchDir: string;
+  runtimeS: number;
+  rampS: number;
+  repeats: number;
+  queueCounts: number[];
+  jobs: string[];
+  imageMiB: number;
+  /** Names of the layouts to compare (see layouts.ts). */
+  layouts: string[];
+  readyTimeoutMs: number;
+  memory: { enabled: boolean; devices: number; imageMiB: number };
+}
+
+type Env = Record<string, string | undefined>;
+
+function envInt(env: Env, name: string, fallback: number): number {
+  const text = env[name]?.trim();
+  if (!text) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value))
+    throw new Error(`${name} must be a whole number, not ${JSON.stringify(text)}`);
+  return value;
+}
+
+function envList(env: Env, name: string, fallback: string[]): string[] {
+  const text = env[name]?.trim();
+  return text ? text.split(/[\s,]+/) : fallback;
+}
+
+function positiveInts(name: string, values: string[]): number[] {
+  return values.map((text) => {
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < 1)
+      throw new Error(`${name}: ${JSON.stringify(text)} is not a count`);
+    return value;
+  });
+}
+
+function oneOf(name: string, values: string[], known: string[]): string[] {
+  const unknown = values.filter((value) => !known.includes(value));
+  if (unknown.length > 0)
+    throw new Error(`${name}: unknown ${unknown.join(', ')}; known: ${known.join(' ')}`);
+  return values;
+}
+
+export function readConfig(env: Env, knownLayouts: string[]): BenchConfig {
+  const jobNames = Object.keys(FIO_JOBS);
+  return {
+    outDir: env.VDUSE_CSI_OUT ?? '.',
+    scratchDir: env.VDUSE_CSI_SCRATCH ?? '/tmp',
+    runtimeS: envInt(env, 'VDUSE_CSI_BENCH_RUNTIME', 10),
+    rampS: envInt(env, 'VDUSE_CSI_BENCH_RAMP', 2),
+    repeats: envInt(env, 'VDUSE_CSI_BENCH_REPEATS', 3),
+    queueCounts: positiveInts('VDUSE_CSI_BENCH_QUEUES', envList(env, 'VDUSE_CSI_BENCH_QUEUES', ['1', '2'])),
+    jobs: oneOf('VDUSE_CSI_BENCH_JOBS', envList(env, 'VDUSE_CSI_BENCH_JOBS', jobNames), jobNames),
+    imageMiB: envInt(env, 'VDUSE_CSI_BENCH_SIZE_MIB', 1024),
+    layouts: oneOf(
+      'VDUSE_CSI_BENCH_DAEMONS',
+      envList(env, 'VDUSE_CSI_BENCH_DAEMONS', knownLayouts),
+      knownLayouts,
+    ),
+    // Our server took 85-100 s to be ready in the TCG VM (qemu-storage-daemon: 1-4 s).
+    readyTimeoutMs: envInt(env, 'VDUSE_CSI_BENCH_READY_TIMEOUT', 400) * 1000,
+    memory: {
+      enabled: envInt(env, 'VDUSE_CSI_BENCH_MEMORY', 1) !== 0,
+      devices: envInt(env, 'VDUSE_CSI_BENCH_MEM_DEVICES', 16),
+      imageMiB: envInt(env, 'VDUSE_CSI_BENCH_MEM_SIZE_MIB', 64),
+    },
+  };
+}

@@ -1,0 +1,81 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { run } from '../test/kernel/support';
+
+/** Clock ticks per second, the unit of /proc/PID/stat's CPU times. */
+export const CLOCK_TICKS = Number(run('getconf', ['CLK_TCK']).trim());
+
+/** Parent pid and CPU time (utime + stime, in clock ticks) from /proc/PID/stat. */
+export function parseStat(text: string): { ppid: number; cpuTicks: number } {
+  // Fields after the command name, which may itself hold spaces and parentheses: state is field 3.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { ppid: Number(fields[1]), cpuTicks: Number(fields[11]) + Number(fields[12]) };
+}
+
+export const MEMORY_FIELDS = ['VmRSS', 'VmHWM', 'RssAnon', 'RssFile', 'RssShmem', 'Pss'] as const;
+/** KiB, summed over processes. */
+export type Memory = Record<(typeof MEMORY_FIELDS)[number], number>;
+
+/** The memory fields of /proc/PID/status and Pss of /proc/PID/smaps_rollup, in KiB. */
+export function parseMemory(status: string, smapsRollup: string): Memory {
+  const memory = Object.fromEntries(MEMORY_FIELDS.map((field) => [field, 0])) as Memory;
+  for (const line of `${status}\n${smapsRollup}`.split('\n')) {
+    const match = /^(\w+):\s+(\d+) kB$/.exec(line);
+    if (match && (MEMORY_FIELDS as readonly string[]).includes(match[1]!))
+      memory[match[1] as keyof Memory] = Number(match[2]);
+  }
+  return memory;
+}
+
+/** Completed requests (reads + writes) from /sys/block/DEV/stat. */
+export function parseBlockStat(text: string): number {
+  const fields = text.trim().split(/\s+/).map(Number);
+  return fields[0]! + fields[4]!;
+}
+
+/** Reads a /proc file of a process that may have exited meanwhile (then undefined). */
+function readProc(pid: number, file: string): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** `root` and its live descendants. */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    const stat = readProc(Number(entry), 'stat');
+    if (stat === undefined) continue;
+    const { ppid } = parseStat(stat);
+    children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+  }
+  const tree: number[] = [];
+  for (const pending = [root]; pending.length > 0;) {
+    const pid = pending.pop()!;
+    tree.push(pid);
+    pending.push(...(children.get(pid) ?? []));
+  }
+  return tree;
+}
+
+export function cpuTicks(pids: number[]): number {
+  return pids.reduce((sum, pid) => {
+    const stat = readProc(pid, 'stat');
+    return sum + (stat === undefined ? 0 : parseStat(stat).cpuTicks);
+  }, 0);
+}
+
+export function memoryOf(pids: number[]): Memory {
+  const total = parseMemory('', '');
+  for (const pid of pids) {
+    const memory = parseMemory(readProc(pid, 'status') ?? '', readProc(pid, 'smaps_rollup') ?? '');
+    for (const field of MEMORY_FIELDS) total[field] += memory[field];
+  }
+  return total;
+}
+
+export function blockIos(device: string): number {
+  return parseBlockStat(readFileSync(`/sys/block/${basename(device)}/stat`, 'utf8'));
+}

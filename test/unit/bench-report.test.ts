@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { BenchResults, median, renderMemory, renderTable, summarise } from '../../bench/report';
+import { RunFigures } from '../../bench/throughput';
+
+function run(iops: number, cpuUsPerIo: number | null): RunFigures {
+  return {
+    iops,
+    mibS: iops / 256,
+    p50Us: 100,
+    p99Us: 400,
+    totalIos: iops * 10,
+    errors: 0,
+    cpuUsPerIo,
+    rssMiB: 80,
+    hwmMiB: 90,
+    cpuS: 1,
+    deviceIos: iops * 12,
+    wallS: 12,
+  };
+}
+
+function results(overrides: Partial<BenchResults>): BenchResults {
+  return {
+    info: {},
+    baseline: 'qemu',
+    layouts: [
+      { name: 'qemu', description: 'q' },
+      { name: 'ours', description: 'o' },
+    ],
+    failures: [],
+    summary: {},
+    memory: {},
+    raw: {},
+    ...overrides,
+  };
+}
+
+describe('bench: report', () => {
+  it('takes medians of what was measured', () => {
+    assert.equal(median([3, null, 1, 2]), 2);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+    assert.equal(median([null]), null);
+  });
+
+  it('summarises the repeats and divides each layout by the baseline', () => {
+    const summary = summarise({
+      '1/randread-4k-qd1': {
+        qemu: [run(100, 20), run(300, null), run(200, 40)],
+        ours: [run(500, 10), run(400, 10)],
+      },
+    });
+    assert.equal(summary['1/randread-4k-qd1']!.qemu!.iops, 200);
+    assert.equal(summary['1/randread-4k-qd1']!.qemu!.cpuUsPerIo, 30);
+    assert.equal(summary['1/randread-4k-qd1']!.ours!.runs, 2);
+    const lines = renderTable(results({ summary }), false).split('\n');
+    assert.match(
+      lines[0]!,
+      /^queues\s+job\s+daemon\s+IOPS\s+MiB\/s\s+p50 us\s+p99 us\s+CPU us\/IO\s+RSS MiB\s+HWM MiB$/,
+    );
+    assert.match(lines[2]!, /^1\s+randread-4k-qd1\s+qemu\s+200\s+0\.8\s+100\s+400\s+30\.0\s+80\.0\s+90\.0$/);
+    assert.match(
+      lines[4]!,
+      /^1\s+randread-4k-qd1\s+ours\/qemu\s+2\.25\s+2\.25\s+1\.00\s+1\.00\s+0\.33\s+1\.00\s+1\.00$/,
+    );
+    assert.equal(
+      renderTable(results({ summary }), true).split('\n')[1],
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    );
+  });
+
+  it('reports memory per layout and per device, and the ratio to the baseline', () => {
+    const text = renderMemory(
+      results({
+        memory: {
+          qemu: { processes: 16, devices: 16, rssMiB: 160, pssMiB: 80, hwmMiB: 170, rssAnonMiB: 40 },
+          ours: { processes: 1, devices: 16, rssMiB: 96, pssMiB: 64, hwmMiB: 100, rssAnonMiB: 50 },
+        },
+      }),
+      false,
+    );
+    assert.deepEqual(text.split('\n'), [
+      'qemu: 16 process(es), 16 devices: total VmRSS 160.0 MiB, total Pss 80.0 MiB, total VmHWM 170.0 MiB, total RssAnon 40.0 MiB; per device VmRSS 10.0 MiB, Pss 5.0 MiB',
+      'ours: 1 process(es), 16 devices: total VmRSS 96.0 MiB, total Pss 64.0 MiB, total VmHWM 100.0 MiB, total RssAnon 50.0 MiB; per device VmRSS 6.0 MiB, Pss 4.0 MiB',
+      'ours / qemu: RSS 0.60, Pss 0.80',
+    ]);
+  });
+
+  it('names a layout whose memory was not measured', () => {
+    const text = renderMemory(results({ memory: { ours: { skipped: 'Error: no' } } }), true);
+    assert.equal(text, '- ours: skipped: Error: no');
+  });
+});
