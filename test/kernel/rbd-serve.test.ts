@@ -7,7 +7,6 @@ import { useCephCluster } from '../support/ceph-cluster';
 import {
   assertNoDevices,
   BLK_CLI,
-  FioRun,
   kernelLogFromNow,
   requireVduse,
   runCli,
@@ -18,48 +17,12 @@ import {
   startVerifiedFio,
   waitFor,
 } from './support';
+import { TAKEOVER_TIMEOUT_MS, expectCleanFio, lockAddresses, whileWriting } from './rbd-checks';
 
 const MiB = 1024 * 1024;
-/** A takeover waits for a cluster under software emulation: lock break, blocklist, new connection. */
-const TAKEOVER_TIMEOUT_MS = 300_000;
-
-/** The exclusive lock's owners as `rbd lock ls` prints them (their addresses). */
-function lockAddresses(conf: string, spec: string): string[] {
-  const locks = JSON.parse(sh(`rbd -c ${conf} lock ls --format json ${spec}`)) as Array<{ address: string }>;
-  return locks.map((lock) => lock.address);
-}
 
 function blocklisted(conf: string): string {
   return sh(`ceph -c ${conf} osd blocklist ls 2>&1`);
-}
-
-/** Writes of the device so far (field 5 of /sys/block/vdX/stat). */
-function writesDone(device: string): number {
-  const fields = readFileSync(`/sys/block/${device.replace('/dev/', '')}/stat`, 'utf8')
-    .trim()
-    .split(/\s+/);
-  return Number(fields[4]);
-}
-
-/** Waits for fio, asserts it saw no error, and answers its longest completion latency in ms. */
-async function expectCleanFio(fio: FioRun): Promise<number> {
-  const { code, output } = await fio.done;
-  assert.equal(code, 0, `fio reported errors:\n${output}`);
-  const job = (JSON.parse(output.slice(output.indexOf('{'))) as { jobs: FioJob[] }).jobs[0]!;
-  assert.equal(job.error, 0);
-  return Math.max(job.write.clat_ns.max, job.read.clat_ns.max) / 1e6;
-}
-
-interface FioJob {
-  error: number;
-  read: { clat_ns: { max: number } };
-  write: { clat_ns: { max: number } };
-}
-
-/** Waits until the device has served more writes than it had: fio is under way. */
-async function whileWriting(device: string): Promise<void> {
-  const before = writesDone(device);
-  await waitFor('fio writing', () => writesDone(device) > before + 64, TAKEOVER_TIMEOUT_MS);
 }
 
 async function serverPid(stateDir: string, name: string): Promise<number> {
