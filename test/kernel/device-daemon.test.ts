@@ -1,55 +1,26 @@
 import assert from 'node:assert/strict';
-import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { callDaemon } from '../../src/daemon/control-client';
 import { LineRequestError } from '../../src/daemon/json-line-socket';
 import { fioLoop, readPasses } from './fio-loop';
 import { BLK_CLI, requireVduse, scratchDir, sh, vdpaDevices, vduseDevices, waitFor } from './support';
+import {
+  RunningDaemon,
+  TAKEOVER_TIMEOUT_MS,
+  announced,
+  daemonProcesses,
+  daemonStatus,
+  servingOtherThan,
+  startDaemon,
+} from './daemon-support';
 
 const VOLUMES = 16;
 const FILESYSTEM_VOLUMES = 4;
 const IMAGE_BYTES = 128 << 20;
 const KILLS = 5;
-const TAKEOVER_TIMEOUT_MS = 300_000;
 /** Add/remove cycles counted for leaks (VDUSE_CSI_DAEMON_CYCLES; each takes seconds under emulation). */
 const CYCLES = Number(process.env.VDUSE_CSI_DAEMON_CYCLES ?? 40);
-
-interface DaemonStatus {
-  pid: number;
-  build: string;
-  devices: Array<{ name: string; path: string; capacityBytes: number }>;
-}
-
-/** A `vduse-csi daemon run` and the standbys it starts (they share its stdout). */
-interface RunningDaemon {
-  process: ChildProcess;
-  output: () => string;
-}
-
-function startDaemon(cli: string, stateDir: string, extra: string[]): RunningDaemon {
-  const child = spawn(process.execPath, [cli, 'daemon', 'run', '--state-dir', stateDir, ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  return { process: child, output: () => output };
-}
-
-function announced(output: string, key: 'daemon' | 'standby'): number[] {
-  return output
-    .split('\n')
-    .filter((line) => line.startsWith(`{"${key}":`))
-    .map((line) => (JSON.parse(line) as { pid: number }).pid);
-}
-
-async function status(stateDir: string): Promise<DaemonStatus | null> {
-  return (callDaemon(stateDir, { op: 'status' }, 5_000) as Promise<unknown> as Promise<DaemonStatus>).catch(
-    () => null,
-  );
-}
 
 /** When the first log line with `message` at or after `sinceMs` was written (NaN if none). */
 function loggedAfter(output: string, message: string, sinceMs: number): number {
@@ -66,29 +37,6 @@ function pssKiB(pid: number): number {
   return Number(/^Pss:\s+(\d+) kB/m.exec(rollup)![1]);
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
-
-function daemonProcesses(stateDir: string): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .map(Number)
-    .filter((pid) => {
-      try {
-        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-        return argv.includes('daemon') && argv.includes(stateDir) && isAlive(pid);
-      } catch {
-        return false;
-      }
-    });
-}
-
 describe('one device daemon serves every volume of a node', function () {
   this.timeout(3_600_000);
   const figures: Record<string, unknown> = {};
@@ -98,21 +46,6 @@ describe('one device daemon serves every volume of a node', function () {
   const names = Array.from({ length: VOLUMES }, (_, index) => `dmn-${index}`);
   const paths = new Map<string, string>();
   const mounts = new Map<string, string>();
-
-  /** Polls the daemon's status while waiting (waitFor's predicate is synchronous). */
-  async function servingOtherThan(previousPid: number): Promise<DaemonStatus> {
-    const deadline = Date.now() + TAKEOVER_TIMEOUT_MS;
-    for (;;) {
-      const current = await status(stateDir);
-      if (current && current.pid !== previousPid && current.devices.length === VOLUMES) return current;
-      if (Date.now() > deadline)
-        throw new Error(
-          `no daemon other than ${previousPid} serves ${VOLUMES} devices; last status ` +
-            `${JSON.stringify(current)}; output:\n${daemon.output().slice(-4000)}`,
-        );
-      await new Promise((done) => setTimeout(done, 50));
-    }
-  }
 
   /** Runs verified fio loops on every volume while `action` runs; asserts no pass saw an error. */
   async function underVerifiedLoad(label: string, action: () => Promise<void>): Promise<number> {
@@ -177,7 +110,7 @@ describe('one device daemon serves every volume of a node', function () {
   });
 
   it(`serves ${VOLUMES} volumes added at once, ${FILESYSTEM_VOLUMES} of them ext4, and refuses bad requests`, async () => {
-    const first = await status(stateDir);
+    const first = await daemonStatus(stateDir);
     const added = await Promise.all(
       names.map((name) => {
         const image = join(root, `${name}.img`);
@@ -200,7 +133,7 @@ describe('one device daemon serves every volume of a node', function () {
       assert.equal(reply.pid, first!.pid, 'every device is served by the one daemon');
       paths.set(names[index]!, String(reply.path));
     }
-    assert.equal((await status(stateDir))!.devices.length, VOLUMES);
+    assert.equal((await daemonStatus(stateDir))!.devices.length, VOLUMES);
     // Adding a device again answers its status; another image under its name is refused.
     const again = await callDaemon(stateDir, {
       op: 'add',
@@ -254,7 +187,7 @@ describe('one device daemon serves every volume of a node', function () {
     mkdirSync(full);
     sh(`mount -t tmpfs -o size=8M vduse-csi-full ${full}`);
     try {
-      const { pid } = (await status(stateDir))!;
+      const { pid } = (await daemonStatus(stateDir))!;
       const failing = await callDaemon(stateDir, {
         op: 'add',
         device: {
@@ -273,7 +206,7 @@ describe('one device daemon serves every volume of a node', function () {
         sh(`dd if=${device} of=/dev/null bs=1M count=4 iflag=direct status=none`);
       });
       figures.isolation = { longestStallMsOfTheOthers: stallMs };
-      const after = (await status(stateDir))!;
+      const after = (await daemonStatus(stateDir))!;
       assert.equal(after.pid, pid, 'the daemon did not restart');
       assert.equal(after.devices.length, VOLUMES + 1);
       assert.equal((await callDaemon(stateDir, { op: 'remove', name: 'dmn-full' })).removed, true);
@@ -289,13 +222,13 @@ describe('one device daemon serves every volume of a node', function () {
     figures.kills = {
       longestStallMs: await underVerifiedLoad('kills', async () => {
         for (let kill = 0; kill < KILLS; kill++) {
-          const live = (await status(stateDir))!;
+          const live = (await daemonStatus(stateDir))!;
           const standbys = announced(daemon.output(), 'standby').length;
           await new Promise((done) => setTimeout(done, 1000 + Math.random() * 2000));
           const killedAt = performance.now();
           const killedAtWall = Date.now();
           process.kill(live.pid, 'SIGKILL');
-          const next = await servingOtherThan(live.pid);
+          const next = await servingOtherThan(stateDir, live.pid, VOLUMES, daemon);
           killToServingMs.push(performance.now() - killedAt);
           phasesMs.push({
             toFirstTakeover:
@@ -323,7 +256,7 @@ describe('one device daemon serves every volume of a node', function () {
       `mkdir -p ${next} && cp -r ${dirname(BLK_CLI)}/. ${next} && echo '// next build' >> ${next}/vduse-blk.js`,
     );
     process.env.NODE_PATH = join(resolve(dirname(BLK_CLI), '..', '..'), 'node_modules');
-    const old = (await status(stateDir))!;
+    const old = (await daemonStatus(stateDir))!;
     let successor: RunningDaemon | undefined;
     let handOverMs = 0;
     const longestStallMs = await underVerifiedLoad('handover', async () => {
@@ -335,7 +268,7 @@ describe('one device daemon serves every volume of a node', function () {
       );
       const started = performance.now();
       await callDaemon(stateDir, { op: 'handover' });
-      const current = await servingOtherThan(old.pid);
+      const current = await servingOtherThan(stateDir, old.pid, VOLUMES, daemon);
       handOverMs = performance.now() - started;
       assert.notEqual(current.build, old.build);
       assert.match(readFileSync(`/proc/${current.pid}/cmdline`, 'utf8'), /next-daemon/);
@@ -361,7 +294,7 @@ describe('one device daemon serves every volume of a node', function () {
   });
 
   it(`${CYCLES} add/remove cycles beside a served volume leave no fd, thread, device, record or log behind`, async () => {
-    const { pid } = (await status(stateDir))!;
+    const { pid } = (await daemonStatus(stateDir))!;
     const spec = (name: string): Parameters<typeof callDaemon>[1] => ({
       op: 'add',
       device: {
@@ -397,7 +330,7 @@ describe('one device daemon serves every volume of a node', function () {
   });
 
   it('SIGTERM ends the daemon; nothing of it keeps running', async () => {
-    const live = (await status(stateDir))!;
+    const live = (await daemonStatus(stateDir))!;
     process.kill(live.pid, 'SIGTERM');
     await waitFor('every daemon process to exit', () => daemonProcesses(stateDir).length === 0, 60_000);
   });

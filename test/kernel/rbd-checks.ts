@@ -11,6 +11,11 @@ export function lockAddresses(conf: string, spec: string): string[] {
   return locks.map((lock) => lock.address);
 }
 
+/** The cluster's blocklist as `ceph osd blocklist ls` prints it. */
+export function blocklisted(conf: string): string {
+  return sh(`ceph -c ${conf} osd blocklist ls 2>&1`);
+}
+
 /** Writes of the device so far (field 5 of /sys/block/vdX/stat). */
 function writesDone(device: string): number {
   const fields = readFileSync(`/sys/block/${device.replace('/dev/', '')}/stat`, 'utf8')

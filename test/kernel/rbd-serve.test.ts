@@ -17,13 +17,9 @@ import {
   startVerifiedFio,
   waitFor,
 } from './support';
-import { TAKEOVER_TIMEOUT_MS, expectCleanFio, lockAddresses, whileWriting } from './rbd-checks';
+import { TAKEOVER_TIMEOUT_MS, blocklisted, expectCleanFio, lockAddresses, whileWriting } from './rbd-checks';
 
 const MiB = 1024 * 1024;
-
-function blocklisted(conf: string): string {
-  return sh(`ceph -c ${conf} osd blocklist ls 2>&1`);
-}
 
 async function serverPid(stateDir: string, name: string): Promise<number> {
   const status = await callAdmin(adminSocketPath(stateDir, name), { op: 'status' });
