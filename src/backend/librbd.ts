@@ -12,6 +12,7 @@ import koffi from 'koffi';
 export const EVENT_TYPE_EVENTFD = 2;
 export const RBD_LOCK_MODE_EXCLUSIVE = 0;
 export const RBD_IMAGE_OPTION_FEATURES = 1;
+export const RBD_IMAGE_OPTION_CLONE_FORMAT = 12;
 /** rbd_aio_write_zeroes: allocate the range (zeroes written) instead of releasing it. */
 export const RBD_WRITE_ZEROES_FLAG_THICK_PROVISION = 1;
 
@@ -20,6 +21,26 @@ export const RBD_FEATURES_DEFAULT = 1n | 4n | 8n | 16n | 32n;
 
 /** A pointer as koffi represents it; null for NULL. */
 export type Pointer = bigint;
+
+/*
+ * Structures librbd fills in, decoded from memory allocated for them. Anonymous, so that every
+ * thread that loads this module may define them again.
+ */
+/** rbd_linked_image_spec_t: an image another links to (a clone's parent). */
+export const LinkedImageSpec = koffi.struct({
+  pool_id: 'int64_t',
+  pool_name: 'char *',
+  pool_namespace: 'char *',
+  image_id: 'char *',
+  image_name: 'char *',
+  trash: 'bool',
+});
+/** rbd_snap_spec_t (its namespace type is an enum: an int). */
+export const SnapSpec = koffi.struct({ id: 'uint64_t', namespace_type: 'int', name: 'char *' });
+/** rbd_image_spec_t: an entry of rbd_list2. */
+export const ImageSpec = koffi.struct({ id: 'char *', name: 'char *' });
+/** struct timespec on a 64-bit Linux. */
+export const Timespec = koffi.struct({ tv_sec: 'int64_t', tv_nsec: 'int64_t' });
 
 function bind() {
   const rados = load('librados.so.2', 'librados2');
@@ -53,6 +74,30 @@ function bind() {
     rbdResize2: rbd.func(
       'int rbd_resize2(void *image, uint64_t size, bool allowShrink, void *progress, void *progressArg)',
     ),
+    rbdOpenById: rbd.func(
+      'int rbd_open_by_id(void *ioctx, const char *id, _Out_ void **image, const char *snap)',
+    ),
+    rbdGetId: rbd.func('int rbd_get_id(void *image, _Out_ char *id, size_t length)'),
+    rbdClone3: rbd.func(
+      'int rbd_clone3(void *parentIoctx, const char *parent, const char *snap, void *childIoctx, const char *child, void *options)',
+    ),
+    rbdGetParent: rbd.func('int rbd_get_parent(void *image, void *parentImage, void *parentSnap)'),
+    rbdLinkedImageSpecCleanup: rbd.func('void rbd_linked_image_spec_cleanup(void *spec)'),
+    rbdSnapSpecCleanup: rbd.func('void rbd_snap_spec_cleanup(void *spec)'),
+    rbdFlatten: rbd.func('int rbd_flatten(void *image)'),
+    rbdSnapCreate: rbd.func('int rbd_snap_create(void *image, const char *name)'),
+    rbdSnapRemove: rbd.func('int rbd_snap_remove(void *image, const char *name)'),
+    rbdSnapExists: rbd.func('int rbd_snap_exists(void *image, const char *name, _Out_ bool *exists)'),
+    rbdSnapGetId: rbd.func('int rbd_snap_get_id(void *image, const char *name, _Out_ uint64_t *id)'),
+    rbdSnapGetTimestamp: rbd.func('int rbd_snap_get_timestamp(void *image, uint64_t id, void *timestamp)'),
+    rbdMetadataGet: rbd.func(
+      'int rbd_metadata_get(void *image, const char *key, void *value, _Inout_ size_t *length)',
+    ),
+    rbdMetadataSet: rbd.func('int rbd_metadata_set(void *image, const char *key, const char *value)'),
+    rbdTrashMove: rbd.func('int rbd_trash_move(void *ioctx, const char *name, uint64_t delay)'),
+    rbdTrashRemove: rbd.func('int rbd_trash_remove(void *ioctx, const char *id, bool force)'),
+    rbdList2: rbd.func('int rbd_list2(void *ioctx, void *images, _Inout_ size_t *count)'),
+    rbdImageSpecListCleanup: rbd.func('void rbd_image_spec_list_cleanup(void *images, size_t count)'),
 
     rbdIsExclusiveLockOwner: rbd.func('int rbd_is_exclusive_lock_owner(void *image, _Out_ int *owner)'),
     rbdLockAcquire: rbd.func('int rbd_lock_acquire(void *image, int mode)'),

@@ -11,6 +11,7 @@ import {
   readCString,
 } from './librbd';
 import { RadosConnectOptions, RadosClient, RadosPool } from './rados-client';
+import { openRbdHandle } from './rbd-handle';
 
 /** Owners one image can report: an exclusive lock has one; the cap only bounds the output array. */
 const MAX_LOCK_OWNERS = 16;
@@ -63,7 +64,7 @@ export async function removeRbdImage(pool: RadosPool, image: string): Promise<vo
 
 /** The size of an image in `pool`, or undefined when there is no such image. */
 export async function rbdImageSize(pool: RadosPool, image: string): Promise<number | undefined> {
-  const handle = await openHandle(pool, image);
+  const handle = await openRbdHandle(pool, image);
   if (handle === undefined) return undefined;
   try {
     const size: [number] = [0];
@@ -111,11 +112,11 @@ export class RbdImage {
     let pool: RadosPool | undefined;
     try {
       pool = await client.openPool(location.pool, location.namespace);
-      let handle = await openHandle(pool, location.image);
+      let handle = await openRbdHandle(pool, location.image);
       let created = false;
       if (handle === undefined && create) {
         created = await createUnlessExists(pool, location.image, create.sizeBytes);
-        handle = await openHandle(pool, location.image);
+        handle = await openRbdHandle(pool, location.image);
       }
       if (handle === undefined)
         throw new CephError(`open RBD image ${name}`, 2, {
@@ -134,13 +135,13 @@ export class RbdImage {
   static async withPool<T>(
     options: RadosConnectOptions,
     location: Pick<RbdLocation, 'pool' | 'namespace'>,
-    action: (pool: RadosPool) => Promise<T>,
+    action: (pool: RadosPool, client: RadosClient) => Promise<T>,
   ): Promise<T> {
     const client = await RadosClient.connect(options);
     try {
       const pool = await client.openPool(location.pool, location.namespace);
       try {
-        return await action(pool);
+        return await action(pool, client);
       } finally {
         pool.close();
       }
@@ -242,15 +243,6 @@ export class RbdImage {
       this.client.shutdown();
     }
   }
-}
-
-/** The image's handle, or undefined when there is no such image. */
-async function openHandle(pool: RadosPool, image: string): Promise<Pointer | undefined> {
-  const out: [Pointer | null] = [null];
-  const result = await callOffThread(ceph().rbdOpen, pool.handle, image, out, null);
-  if (result === -2) return undefined;
-  if (result < 0) throw new CephError(`open RBD image ${pool.name}/${image}`, -result);
-  return out[0]!;
 }
 
 /** Creates the image; false when another client created it first. */

@@ -16,7 +16,7 @@ import { paginate } from './pagination';
 import { VolumeParameters, parametersContext, parseParameters, sameParameters } from './parameters';
 import { RbdController } from './rbd/rbd-controller';
 import { fileParameters, wantsRbd } from './rbd/parameters';
-import { isRbdVolumeId } from './rbd/volume-id';
+import { isRbdSnapshotId, isRbdVolumeId } from './rbd/volume-id';
 import { NodePlacement } from './placement';
 import { ProvisionedSpace } from './capacity';
 import { Serial } from '../sys/serial';
@@ -316,18 +316,15 @@ export class ControllerService {
     source_volume_id?: string;
     name?: string;
     parameters?: Record<string, string>;
+    secrets?: Record<string, string>;
   }): Promise<object> {
     const sourceId = requireField(request.source_volume_id, 'source_volume_id');
-    if (isRbdVolumeId(sourceId))
-      throw new CsiError(
-        status.UNIMPLEMENTED,
-        `snapshots of RBD volumes are not supported yet (${sourceId})`,
-      );
-    const name = requireName(request.name, 'name');
     const unknown = Object.keys(request.parameters ?? {}).filter(
       (key) => !key.startsWith('csi.storage.k8s.io/'),
     );
     if (unknown.length > 0) throw invalidArgument(`unknown snapshot parameters: ${unknown.join(', ')}`);
+    if (isRbdVolumeId(sourceId)) return this.rbd().createSnapshot({ ...request, source_volume_id: sourceId });
+    const name = requireName(request.name, 'name');
     const id = snapshotIdFor(name);
     return this.options.locks.run([`snapshot-name:${name}`, id, sourceId], async () => {
       const existing = await this.options.store.findSnapshotByName(name);
@@ -352,8 +349,9 @@ export class ControllerService {
     });
   }
 
-  async DeleteSnapshot(request: { snapshot_id?: string }): Promise<object> {
+  async DeleteSnapshot(request: { snapshot_id?: string; secrets?: Record<string, string> }): Promise<object> {
     const id = requireField(request.snapshot_id, 'snapshot_id');
+    if (isRbdSnapshotId(id)) return this.rbd().deleteSnapshot(id, request.secrets);
     if (!isSnapshotId(id)) return {};
     return this.options.locks.run([id], async () => {
       await this.options.realizer.deleteSnapshot(id);
@@ -362,16 +360,37 @@ export class ControllerService {
     });
   }
 
+  /**
+   * Without a filter, the image-file snapshots only: RBD snapshots live in pools that only their
+   * ids (and the request's secrets) lead to, so they are listed by snapshot_id or source_volume_id.
+   */
   async ListSnapshots(
-    request: ListRequest & { source_volume_id?: string; snapshot_id?: string },
+    request: ListRequest & {
+      source_volume_id?: string;
+      snapshot_id?: string;
+      secrets?: Record<string, string>;
+    },
   ): Promise<object> {
-    let snapshots = await this.options.store.listSnapshots();
-    if (request.snapshot_id) snapshots = snapshots.filter((snapshot) => snapshot.id === request.snapshot_id);
-    if (request.source_volume_id)
-      snapshots = snapshots.filter((snapshot) => snapshot.sourceVolumeId === request.source_volume_id);
-    const page = paginate(snapshots, (snapshot) => snapshot.id, isSnapshotId, request);
+    const rbdFilter = request.snapshot_id
+      ? isRbdSnapshotId(request.snapshot_id) && { snapshotId: request.snapshot_id }
+      : request.source_volume_id &&
+        isRbdVolumeId(request.source_volume_id) && { volumeId: request.source_volume_id };
+    let snapshots: Snapshot[];
+    if (rbdFilter) {
+      snapshots = await this.rbd().listSnapshots(rbdFilter, request.secrets);
+      if (request.source_volume_id)
+        snapshots = snapshots.filter((snapshot) => snapshot.source_volume_id === request.source_volume_id);
+    } else {
+      let records = await this.options.store.listSnapshots();
+      if (request.snapshot_id) records = records.filter((snapshot) => snapshot.id === request.snapshot_id);
+      if (request.source_volume_id)
+        records = records.filter((snapshot) => snapshot.sourceVolumeId === request.source_volume_id);
+      snapshots = records.map(describeSnapshot);
+    }
+    const valid = rbdFilter ? isRbdSnapshotId : isSnapshotId;
+    const page = paginate(snapshots, (snapshot) => snapshot.snapshot_id, valid, request);
     return {
-      entries: page.entries.map((snapshot) => ({ snapshot: describeSnapshot(snapshot) })),
+      entries: page.entries.map((snapshot) => ({ snapshot })),
       next_token: page.next_token,
     };
   }
@@ -403,6 +422,8 @@ export class ControllerService {
     if (!source?.type) return null;
     if (source.type === 'snapshot') {
       const id = requireField(source.snapshot?.snapshot_id, 'volume_content_source.snapshot.snapshot_id');
+      if (isRbdSnapshotId(id))
+        throw invalidArgument(`an image-file volume cannot be made from RBD snapshot ${id}`);
       const snapshot = isSnapshotId(id) ? await this.options.store.getSnapshot(id) : null;
       if (!snapshot) throw notFound(`source snapshot ${JSON.stringify(id)} does not exist`);
       return { source: { kind: 'snapshot', id }, bytes: snapshot.sizeBytes, nodeId: snapshot.nodeId };

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -10,6 +11,7 @@ import { monitorDigest } from '../../src/csi/rbd/monitors';
 import { useCephCluster } from '../support/ceph-cluster';
 import { keyOf, monitorsOf } from '../support/ceph-client';
 import { CsiHarness } from '../support/csi-harness';
+import { readRbd, writeRbd } from '../support/rbd-io';
 
 const MiB = 1024 * 1024;
 const MOUNT = {
@@ -205,7 +207,7 @@ describe('RBD volumes: the controller against a real Ceph cluster', function () 
     );
     await expect(
       { parameters: rbdClass, volume_content_source: { volume: { volume_id: 'rbd:c:test:rbd::csi-vol-x' } } },
-      'INVALID_ARGUMENT',
+      'NOT_FOUND',
     );
     await expect({ parameters: { backend: 'rbd', pool: ceph.pool, monitors: '127.0.0.1:1' } }, 'UNAVAILABLE');
   });
@@ -228,12 +230,6 @@ describe('RBD volumes: the controller against a real Ceph cluster', function () 
       'controller',
       'GetCapacity',
       { parameters: { backend: 'rbd', pool: ceph.pool, clusterID: 'test' } },
-      'UNIMPLEMENTED',
-    );
-    await harness.expectCode(
-      'controller',
-      'CreateSnapshot',
-      { source_volume_id: id, name: 'snap' },
       'UNIMPLEMENTED',
     );
     const confirmed = await harness.call('controller', 'ValidateVolumeCapabilities', {
@@ -259,15 +255,316 @@ describe('RBD volumes: the controller against a real Ceph cluster', function () 
     await harness.call('controller', 'DeleteVolume', { volume_id: 'rbd:not-an-id', secrets });
   });
 
-  it('never writes a key into its logs or records', () => {
-    assert.ok(
-      logged.some((line) => line.includes('CreateVolume')),
-      'the calls were logged',
-    );
-    for (const secret of [key, keyOf(ceph.adminKeyring)]) {
-      assert.ok(!logged.some((line) => line.includes(secret)), 'a key reached the log');
-      for (const path of filesUnder(harness.options.stateDir))
-        assert.ok(!readFileSync(path, 'utf8').includes(secret), `a key reached ${path}`);
-    }
+  describe('snapshots and clones', () => {
+    const admin = () => ({ conf: ceph.conf, keyring: ceph.adminKeyring });
+    const locationOf = (id: string) => {
+      const [, , , pool, , image] = id.split(':');
+      return { pool: pool!, image: image! };
+    };
+    const snapshotImageOf = (id: string) => `${ceph.pool}/csi-snap-${id.split(':').pop()!}`;
+    const snapshot = (name: string, sourceId: string) =>
+      harness.call('controller', 'CreateSnapshot', { name, source_volume_id: sourceId, secrets });
+    const fromSnapshot = (snapshotId: string) => ({ snapshot: { snapshot_id: snapshotId } });
+    const fromVolume = (volumeId: string) => ({ volume: { volume_id: volumeId } });
+    const listImages = () => rbd('ls', ceph.pool).split('\n').filter(Boolean);
+    const trashed = () => rbd('trash', 'ls', '--all', ceph.pool).split('\n').filter(Boolean);
+    const parentOf = (image: string) =>
+      (JSON.parse(rbd('info', '--format', 'json', image)) as { parent?: object }).parent;
+    let imagesBefore: string[];
+    let trashBefore: string[];
+
+    before(() => {
+      imagesBefore = listImages();
+      trashBefore = trashed();
+    });
+
+    it('restores the data a volume had when it was snapshotted, into a larger clone; clones a volume; nothing leaks', async () => {
+      const first = randomBytes(MiB);
+      const second = randomBytes(MiB);
+      const { volume: source } = await create(
+        'pvc-snap-source',
+        { clusterID: 'test' },
+        { capacity_range: { required_bytes: 16 * MiB } },
+      );
+      await writeRbd(admin(), locationOf(source.volume_id), 4096, first);
+      const { snapshot: taken } = await snapshot('snap-1', source.volume_id);
+      assert.match(taken.snapshot_id, /^rbd-snap:c:test:rbd::[0-9a-f]{32}$/);
+      assert.equal(taken.source_volume_id, source.volume_id);
+      assert.equal(Number(taken.size_bytes), 16 * MiB);
+      assert.equal(taken.ready_to_use, true);
+      assert.ok(Math.abs(Number(taken.creation_time.seconds) * 1000 - Date.now()) < 600_000);
+      const again = await snapshot('snap-1', source.volume_id);
+      assert.deepEqual(again.snapshot, taken);
+      // The volume keeps no snapshot of its own: the snapshot is an image of its own.
+      assert.equal(rbd('snap', 'ls', imageOf(source.volume_id)).trim(), '');
+      await writeRbd(admin(), locationOf(source.volume_id), 4096, second);
+
+      const { volume: restored } = await create(
+        'pvc-restored',
+        { clusterID: 'test' },
+        {
+          capacity_range: { required_bytes: 32 * MiB },
+          volume_content_source: fromSnapshot(taken.snapshot_id),
+        },
+      );
+      assert.equal(Number(restored.capacity_bytes), 32 * MiB);
+      assert.deepEqual(restored.content_source, { ...fromSnapshot(taken.snapshot_id), type: 'snapshot' });
+      assert.equal(info(imageOf(restored.volume_id)).size, 32 * MiB);
+      assert.deepEqual(await readRbd(admin(), locationOf(restored.volume_id), 4096, MiB), first);
+      const restoredAgain = await create(
+        'pvc-restored',
+        { clusterID: 'test' },
+        {
+          capacity_range: { required_bytes: 32 * MiB },
+          volume_content_source: fromSnapshot(taken.snapshot_id),
+        },
+      );
+      assert.equal(restoredAgain.volume.volume_id, restored.volume_id);
+
+      const { volume: cloned } = await create(
+        'pvc-cloned',
+        { clusterID: 'test' },
+        {
+          volume_content_source: fromVolume(source.volume_id),
+        },
+      );
+      assert.equal(Number(cloned.capacity_bytes), 16 * MiB);
+      assert.deepEqual(await readRbd(admin(), locationOf(cloned.volume_id), 4096, MiB), second);
+      assert.equal(rbd('snap', 'ls', imageOf(source.volume_id)).trim(), '', 'the temporary snapshot is gone');
+
+      for (const filter of [{ snapshot_id: taken.snapshot_id }, { source_volume_id: source.volume_id }]) {
+        const listed = await harness.call('controller', 'ListSnapshots', { ...filter, secrets });
+        assert.deepEqual(
+          listed.entries.map((entry: { snapshot: object }) => entry.snapshot),
+          [taken],
+        );
+      }
+
+      // The source volume goes while the snapshot and the clones read from it; then the snapshot.
+      await harness.call('controller', 'DeleteVolume', { volume_id: source.volume_id, secrets });
+      assert.ok(!listImages().includes(locationOf(source.volume_id).image));
+      const { volume: late } = await create(
+        'pvc-late',
+        { clusterID: 'test' },
+        {
+          volume_content_source: fromSnapshot(taken.snapshot_id),
+        },
+      );
+      assert.deepEqual(await readRbd(admin(), locationOf(late.volume_id), 4096, MiB), first);
+      await harness.call('controller', 'DeleteSnapshot', { snapshot_id: taken.snapshot_id, secrets });
+      await harness.call('controller', 'DeleteSnapshot', { snapshot_id: taken.snapshot_id, secrets });
+      const afterDelete = await harness.call('controller', 'ListSnapshots', {
+        snapshot_id: taken.snapshot_id,
+        secrets,
+      });
+      assert.deepEqual(afterDelete.entries, []);
+      assert.deepEqual(await readRbd(admin(), locationOf(restored.volume_id), 4096, MiB), first);
+      await harness.expectCode(
+        'controller',
+        'CreateVolume',
+        {
+          name: 'pvc-too-late',
+          volume_capabilities: [MOUNT],
+          parameters: { backend: 'rbd', pool: ceph.pool, clusterID: 'test' },
+          volume_content_source: fromSnapshot(taken.snapshot_id),
+          secrets,
+        },
+        'NOT_FOUND',
+      );
+      for (const volume of [restored, cloned, late])
+        await harness.call('controller', 'DeleteVolume', { volume_id: volume.volume_id, secrets });
+      assert.deepEqual(listImages(), imagesBefore, 'every image is gone');
+      assert.deepEqual(trashed(), trashBefore, 'nothing is left in the trash');
+    });
+
+    it('flattens a clone with more ancestors than maxCloneDepth, keeping its data', async () => {
+      const data = randomBytes(64 * 1024);
+      const { volume: base } = await create(
+        'pvc-depth-0',
+        { clusterID: 'test' },
+        {
+          capacity_range: { required_bytes: 8 * MiB },
+        },
+      );
+      await writeRbd(admin(), locationOf(base.volume_id), 0, data);
+      const { snapshot: taken } = await snapshot('snap-depth', base.volume_id);
+      assert.ok(parentOf(snapshotImageOf(taken.snapshot_id)), 'the snapshot image is a clone');
+      const restore = (name: string, maxCloneDepth?: string) =>
+        create(
+          name,
+          { clusterID: 'test', ...(maxCloneDepth === undefined ? {} : { maxCloneDepth }) },
+          {
+            volume_content_source: fromSnapshot(taken.snapshot_id),
+          },
+        );
+      const { volume: shallow } = await restore('pvc-depth-2');
+      assert.ok(parentOf(imageOf(shallow.volume_id)), 'two ancestors are within the default');
+      const { volume: flat } = await restore('pvc-depth-flat', '1');
+      assert.equal(parentOf(imageOf(flat.volume_id)), undefined);
+      const { volume: flatClone } = await create(
+        'pvc-depth-clone',
+        { clusterID: 'test', maxCloneDepth: '0' },
+        {
+          volume_content_source: fromVolume(base.volume_id),
+        },
+      );
+      assert.equal(parentOf(imageOf(flatClone.volume_id)), undefined);
+      for (const volume of [shallow, flat, flatClone])
+        assert.deepEqual(await readRbd(admin(), locationOf(volume.volume_id), 0, data.length), data);
+      await harness.call('controller', 'DeleteSnapshot', { snapshot_id: taken.snapshot_id, secrets });
+      for (const volume of [base, shallow, flat, flatClone])
+        await harness.call('controller', 'DeleteVolume', { volume_id: volume.volume_id, secrets });
+      assert.deepEqual(listImages(), imagesBefore);
+      assert.deepEqual(trashed(), trashBefore);
+    });
+
+    it('answers bad sources, names and secrets with their codes, leaving nothing behind', async () => {
+      const { volume } = await create(
+        'pvc-snap-codes',
+        { clusterID: 'test' },
+        {
+          capacity_range: { required_bytes: 16 * MiB },
+        },
+      );
+      const { volume: other } = await create(
+        'pvc-snap-other',
+        { clusterID: 'test' },
+        {
+          capacity_range: { required_bytes: 8 * MiB },
+        },
+      );
+      const { snapshot: taken } = await snapshot('snap-codes', volume.volume_id);
+      const digest = taken.snapshot_id.split(':').pop()!;
+      const expectSnapshot = (request: object, code: Parameters<CsiHarness['expectCode']>[3]) =>
+        harness.expectCode('controller', 'CreateSnapshot', { secrets, ...request }, code);
+      await expectSnapshot({ name: 'snap-codes', source_volume_id: other.volume_id }, 'ALREADY_EXISTS');
+      await expectSnapshot({ name: 'snap-x', source_volume_id: 'rbd:c:test:rbd::csi-vol-gone' }, 'NOT_FOUND');
+      await expectSnapshot({ name: 'snap-x', source_volume_id: 'rbd:c:test:rbd::../x' }, 'NOT_FOUND');
+      await expectSnapshot(
+        { name: 'snap-x', source_volume_id: volume.volume_id, secrets: {} },
+        'INVALID_ARGUMENT',
+      );
+      await expectSnapshot({ name: '', source_volume_id: volume.volume_id }, 'INVALID_ARGUMENT');
+
+      const expectVolume = (name: string, request: object, code: Parameters<CsiHarness['expectCode']>[3]) =>
+        harness.expectCode(
+          'controller',
+          'CreateVolume',
+          {
+            name,
+            volume_capabilities: [MOUNT],
+            parameters: { backend: 'rbd', pool: ceph.pool, clusterID: 'test' },
+            secrets,
+            ...request,
+          },
+          code,
+        );
+      const source = { volume_content_source: fromSnapshot(taken.snapshot_id) };
+      await expectVolume(
+        'pvc-small',
+        { ...source, capacity_range: { required_bytes: 8 * MiB } },
+        'OUT_OF_RANGE',
+      );
+      await expectVolume(
+        'pvc-small',
+        { ...source, capacity_range: { limit_bytes: 8 * MiB } },
+        'OUT_OF_RANGE',
+      );
+      await expectVolume('pvc-snap-other', source, 'ALREADY_EXISTS');
+      const { volume: restored } = await create('pvc-snap-restored', { clusterID: 'test' }, source);
+      await expectVolume(
+        'pvc-snap-restored',
+        { volume_content_source: fromVolume(volume.volume_id) },
+        'ALREADY_EXISTS',
+      );
+      await expectVolume('pvc-snap-restored', {}, 'ALREADY_EXISTS');
+      await expectVolume(
+        'pvc-x',
+        { volume_content_source: fromSnapshot(`rbd-snap:c:test:rbd::${'0'.repeat(32)}`) },
+        'NOT_FOUND',
+      );
+      await expectVolume(
+        'pvc-x',
+        { volume_content_source: fromSnapshot('rbd-snap:c:test:rbd::zz') },
+        'NOT_FOUND',
+      );
+      await expectVolume(
+        'pvc-x',
+        { volume_content_source: fromSnapshot(`rbd-snap:c:elsewhere:rbd::${digest}`) },
+        'INVALID_ARGUMENT',
+      );
+      await expectVolume(
+        'pvc-x',
+        { volume_content_source: fromSnapshot(`rbd-snap:c:test:other::${digest}`) },
+        'INVALID_ARGUMENT',
+      );
+      await expectVolume(
+        'pvc-x',
+        { volume_content_source: fromSnapshot(`snap-${'0'.repeat(32)}`) },
+        'INVALID_ARGUMENT',
+      );
+      await expectVolume(
+        'pvc-x',
+        { volume_content_source: fromVolume(`vol-${'0'.repeat(32)}`) },
+        'INVALID_ARGUMENT',
+      );
+      await expectVolume(
+        'pvc-x',
+        {
+          ...source,
+          parameters: { backend: 'rbd', pool: ceph.pool, clusterID: 'test', imageFeatures: 'exclusive-lock' },
+        },
+        'INVALID_ARGUMENT',
+      );
+      await expectVolume(
+        'pvc-x',
+        {
+          ...source,
+          parameters: { backend: 'rbd', pool: ceph.pool, clusterID: 'test', maxCloneDepth: '-1' },
+        },
+        'INVALID_ARGUMENT',
+      );
+      await expectVolume('pvc-x', { ...source, parameters: {} }, 'INVALID_ARGUMENT');
+      await harness.expectCode(
+        'controller',
+        'ListSnapshots',
+        { snapshot_id: taken.snapshot_id },
+        'INVALID_ARGUMENT',
+      );
+      const none = await harness.call('controller', 'ListSnapshots', {
+        snapshot_id: 'rbd-snap:c:test:rbd::zz',
+        secrets,
+      });
+      assert.deepEqual(none.entries, []);
+      await harness.expectCode(
+        'controller',
+        'DeleteSnapshot',
+        { snapshot_id: taken.snapshot_id },
+        'INVALID_ARGUMENT',
+      );
+      await harness.call('controller', 'DeleteSnapshot', { snapshot_id: 'rbd-snap:not-one', secrets });
+
+      await harness.call('controller', 'DeleteSnapshot', { snapshot_id: taken.snapshot_id, secrets });
+      for (const made of [volume, other, restored])
+        await harness.call('controller', 'DeleteVolume', { volume_id: made.volume_id, secrets });
+      assert.deepEqual(listImages(), imagesBefore);
+      assert.deepEqual(trashed(), trashBefore);
+    });
+  });
+
+  // After every other case (nested suites run after the cases beside them).
+  describe('afterwards', () => {
+    it('never writes a key into its logs or records', () => {
+      assert.ok(
+        logged.some((line) => line.includes('CreateVolume')) &&
+          logged.some((line) => line.includes('CreateSnapshot')),
+        'the calls were logged',
+      );
+      for (const secret of [key, keyOf(ceph.adminKeyring)]) {
+        assert.ok(!logged.some((line) => line.includes(secret)), 'a key reached the log');
+        for (const path of filesUnder(harness.options.stateDir))
+          assert.ok(!readFileSync(path, 'utf8').includes(secret), `a key reached ${path}`);
+      }
+    });
   });
 });

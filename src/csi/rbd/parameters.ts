@@ -21,6 +21,12 @@ const FEATURE_NEEDS: Readonly<Record<string, string>> = {
   'fast-diff': 'object-map',
 };
 const DEFAULT_FEATURES = ['layering', 'exclusive-lock', 'object-map', 'fast-diff', 'deep-flatten'];
+/**
+ * A volume made from a snapshot or a volume is flattened (made independent of its ancestors) when
+ * it would have more: every read of a block it never wrote goes down the chain of ancestors.
+ */
+export const DEFAULT_MAX_CLONE_DEPTH = 8;
+const MAX_CLONE_DEPTH_LIMIT = 32;
 
 export type ClusterSpec = { kind: 'id'; clusterId: string } | { kind: 'monitors'; monitors: string[] };
 
@@ -29,12 +35,22 @@ export interface RbdParameters {
   cluster: ClusterSpec;
   location: Pick<RbdLocation, 'pool' | 'namespace'>;
   features: string[];
+  /** The most ancestors a clone keeps; a deeper one is flattened before CreateVolume answers. */
+  maxCloneDepth: number;
   /** How the device is served (queues, queue size, block size), as for image files. */
   serving: VolumeParameters;
 }
 
 /** Keys of ours for RBD; the serving ones go through the file driver's rules. */
-const RBD_KEYS = [BACKEND_KEY, 'pool', 'radosNamespace', 'imageFeatures', 'clusterID', 'monitors'];
+const RBD_KEYS = [
+  BACKEND_KEY,
+  'pool',
+  'radosNamespace',
+  'imageFeatures',
+  'clusterID',
+  'monitors',
+  'maxCloneDepth',
+];
 /** How the device is served: the file driver's rules check them. */
 const SERVING_KEYS = ['queues', 'queueSize', 'blockSize'];
 /** Space accounting of image files: a pool accounts for its own space. */
@@ -68,11 +84,12 @@ export function parseRbdParameters(parameters: Record<string, string>): RbdParam
         `unknown parameter ${JSON.stringify(key)} (known for RBD: ${[...RBD_KEYS, ...SERVING_KEYS].join(', ')})`,
       );
   }
-  const { pool, radosNamespace, imageFeatures, clusterID, monitors } = parameters;
+  const { pool, radosNamespace, imageFeatures, clusterID, monitors, maxCloneDepth } = parameters;
   return {
     cluster: clusterSpec(clusterID, monitors),
     location: poolLocation(pool, radosNamespace),
     features: parseFeatures(imageFeatures),
+    maxCloneDepth: parseCloneDepth(maxCloneDepth),
     serving: parseParameters(serving),
   };
 }
@@ -122,6 +139,16 @@ function parseFeatures(text: string | undefined): string[] {
       'parameter imageFeatures must include exclusive-lock: the serving node holds the image exclusively',
     );
   return [...new Set(features)];
+}
+
+function parseCloneDepth(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_MAX_CLONE_DEPTH;
+  const depth = /^[0-9]{1,2}$/.test(text) ? Number(text) : NaN;
+  if (!(depth <= MAX_CLONE_DEPTH_LIMIT))
+    throw invalidArgument(
+      `parameter maxCloneDepth must be an integer from 0 to ${MAX_CLONE_DEPTH_LIMIT}, got ${JSON.stringify(text)}`,
+    );
+  return depth;
 }
 
 export function featureBits(features: readonly string[]): bigint {

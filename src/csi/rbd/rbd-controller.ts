@@ -2,7 +2,8 @@ import { status } from '@grpc/grpc-js';
 import { CephError } from '../../backend/ceph-error';
 import { RbdLocation, rbdLocationText } from '../../backend/descriptor';
 import { RadosConnectOptions } from '../../backend/rados-client';
-import { RbdImage, createRbdImage, rbdImageSize, removeRbdImage } from '../../backend/rbd-image';
+import { removeRbdImageChain } from '../../backend/rbd-chain';
+import { RbdImage, createRbdImage, rbdImageSize } from '../../backend/rbd-image';
 import { log } from '../../log';
 import {
   CsiError,
@@ -12,7 +13,7 @@ import {
   notFound,
   outOfRange,
 } from '../errors';
-import { CapacityRange, Volume, VolumeCapability, VolumeContentSource } from '../messages';
+import { CapacityRange, Snapshot, Volume, VolumeCapability, VolumeContentSource } from '../messages';
 import { OperationLocks } from '../operation-locks';
 import {
   XFS_MINIMUM_BYTES,
@@ -33,10 +34,17 @@ import {
   ClusterRef,
   MAX_VOLUME_ID_BYTES,
   RbdVolumeId,
+  parseRbdSnapshotId,
   parseRbdVolumeId,
   rbdImageNameFor,
+  rbdSnapshotIdText,
+  rbdSnapshotImageNameFor,
   rbdVolumeIdText,
+  sameCluster,
 } from './volume-id';
+import { CloneSource, cloneSourceOf, makeClone } from './clones';
+import { findImage, madeFrom } from './origin';
+import { createRbdSnapshot, deleteRbdSnapshot, describeRbdSnapshot, listRbdSnapshotsOf } from './snapshots';
 import { monHost, monitorDigest } from './monitors';
 
 const MiB = 1024 * 1024;
@@ -80,26 +88,45 @@ export class RbdController {
     const parameters = parseRbdParameters(request.parameters ?? {});
     if (Object.keys(request.mutable_parameters ?? {}).length > 0)
       throw invalidArgument('mutable_parameters are not supported');
-    if (request.volume_content_source?.type)
-      throw invalidArgument('RBD volumes cannot be made from a snapshot or another volume yet');
+    const volume = volumeFor(name, parameters);
+    const source = request.volume_content_source?.type
+      ? cloneSourceOf(request.volume_content_source, volume)
+      : undefined;
+    if (source && !parameters.features.includes('layering'))
+      throw invalidArgument('a volume made from a snapshot or a volume needs the imageFeatures layering');
     const credentials = cephCredentials(request.secrets, 'CreateVolume of an RBD volume');
     const wantsXfs = capabilities.some((capability) => capability.mount?.fs_type === 'xfs');
-    const capacityBytes = chooseCapacity(request.capacity_range, {
+    const limits = {
       blockSize: parameters.serving.blockSize,
-      defaultBytes: DEFAULT_VOLUME_BYTES,
       minimumBytes: wantsXfs ? XFS_MINIMUM_BYTES : MINIMUM_VOLUME_BYTES,
       maximumBytes: this.options.maximumVolumeBytes,
+    };
+    const capacityBytes = chooseCapacity(request.capacity_range, {
+      ...limits,
+      defaultBytes: DEFAULT_VOLUME_BYTES,
     });
-    const volume = volumeFor(name, parameters);
     const id = rbdVolumeIdText(volume);
     if (parameters.cluster.kind === 'monitors') this.options.clusters.remember(parameters.cluster.monitors);
-    return this.options.locks.run([`name:${name}`, id], () =>
+    return this.options.locks.run([`name:${name}`, id, ...(source ? [source.id] : [])], () =>
       withCephErrors(async () => {
         const connection = this.connection(volume.cluster, credentials);
         const image = volume.location.image;
-        const made = await RbdImage.withPool(connection, volume.location, async (pool) => {
-          const existing = await rbdImageSize(pool, image);
-          if (existing !== undefined) return existing;
+        const made = await RbdImage.withPool(connection, volume.location, async (pool, client) => {
+          const found = await findImage(pool, image);
+          if (found !== undefined && !madeFrom(found, source))
+            throw alreadyExists(
+              `volume ${name} exists as RBD image ${rbdLocationText(volume.location)} with another content source`,
+            );
+          if (source) {
+            const settings = {
+              features: featureBits(parameters.features),
+              maxDepth: parameters.maxCloneDepth,
+              range: request.capacity_range,
+              limits,
+            };
+            return makeClone(client, pool, image, source, settings, found);
+          }
+          if (found !== undefined) return found.bytes;
           try {
             await createRbdImage(pool, image, capacityBytes, featureBits(parameters.features));
             return capacityBytes;
@@ -112,13 +139,18 @@ export class RbdController {
           throw alreadyExists(
             `volume ${name} exists as RBD image ${rbdLocationText(volume.location)} of ${made} bytes, outside the requested range`,
           );
-        log.info('RBD volume ready', { volume: id, name, bytes: made });
+        log.info('RBD volume ready', {
+          volume: id,
+          name,
+          bytes: made,
+          ...(source ? { source: source.id } : {}),
+        });
         return {
           volume: {
             volume_id: id,
             capacity_bytes: made,
             volume_context: rbdVolumeContext(parameters),
-            content_source: null,
+            content_source: contentSourceOf(source),
             accessible_topology: [],
           },
         };
@@ -127,22 +159,17 @@ export class RbdController {
   }
 
   async deleteVolume(id: string, secrets: Record<string, string> | undefined): Promise<object> {
-    let volume: RbdVolumeId;
-    try {
-      volume = parseRbdVolumeId(id);
-    } catch {
-      return {}; // an id that is not well-formed names no image
-    }
+    const volume = parsedOrUndefined(parseRbdVolumeId, id);
+    if (volume === undefined) return {}; // an id that is not well-formed names no image
     const credentials = cephCredentials(secrets, 'DeleteVolume of an RBD volume');
     return this.options.locks.run([id], () =>
       withCephErrors(async () => {
         const connection = this.connection(volume.cluster, credentials);
         try {
-          await RbdImage.withPool(connection, volume.location, (pool) =>
-            removeRbdImage(pool, volume.location.image),
+          await RbdImage.withPool(connection, volume.location, (pool, client) =>
+            removeRbdImageChain(client, pool, volume.location.image),
           );
         } catch (error) {
-          if (error instanceof CephError && error.kind === 'not-found') return {};
           if (error instanceof CephError && error.kind === 'busy')
             throw failedPrecondition(
               `RBD image ${rbdLocationText(volume.location)} of volume ${id} is still open on a node (${await holders(connection, volume.location)}): unstage it first`,
@@ -153,6 +180,84 @@ export class RbdController {
         return {};
       }),
     );
+  }
+
+  async createSnapshot(request: {
+    source_volume_id: string;
+    name?: string;
+    secrets?: Record<string, string>;
+  }): Promise<{ snapshot: Snapshot }> {
+    const sourceId = request.source_volume_id;
+    const name = requireName(request.name, 'name');
+    let volume: RbdVolumeId;
+    try {
+      volume = parseRbdVolumeId(sourceId);
+    } catch (error) {
+      throw notFound(`source volume ${JSON.stringify(sourceId)} does not exist: ${(error as Error).message}`);
+    }
+    const credentials = cephCredentials(request.secrets, 'CreateSnapshot of an RBD volume');
+    const snapshotId = rbdSnapshotIdText({
+      ...volume,
+      location: { ...volume.location, image: rbdSnapshotImageNameFor(name) },
+    });
+    return this.options.locks.run([`snapshot-name:${name}`, snapshotId, sourceId], () =>
+      withCephErrors(async () => ({
+        snapshot: await RbdImage.withPool(
+          this.connection(volume.cluster, credentials),
+          volume.location,
+          (pool, client) => createRbdSnapshot(client, pool, volume, sourceId, name),
+        ),
+      })),
+    );
+  }
+
+  async deleteSnapshot(id: string, secrets: Record<string, string> | undefined): Promise<object> {
+    const snapshot = parsedOrUndefined(parseRbdSnapshotId, id);
+    if (snapshot === undefined) return {}; // an id that is not well-formed names no snapshot
+    const credentials = cephCredentials(secrets, 'DeleteSnapshot of an RBD snapshot');
+    return this.options.locks.run([id], () =>
+      withCephErrors(async () => {
+        await RbdImage.withPool(
+          this.connection(snapshot.cluster, credentials),
+          snapshot.location,
+          (pool, client) => deleteRbdSnapshot(client, pool, snapshot.location.image),
+        );
+        log.info('RBD snapshot deleted', { snapshot: id });
+        return {};
+      }),
+    );
+  }
+
+  /**
+   * The snapshots ListSnapshots asks for by an RBD snapshot id or source volume id (the request's
+   * secrets reach the pool the id names); an id no RBD snapshot or volume can have lists none.
+   */
+  async listSnapshots(
+    filter: { snapshotId: string } | { volumeId: string },
+    secrets: Record<string, string> | undefined,
+  ): Promise<Snapshot[]> {
+    const named =
+      'snapshotId' in filter
+        ? parsedOrUndefined(parseRbdSnapshotId, filter.snapshotId)
+        : parsedOrUndefined(parseRbdVolumeId, filter.volumeId);
+    if (named === undefined) return [];
+    const credentials = cephCredentials(secrets, 'ListSnapshots of RBD snapshots');
+    return withCephErrors(async () => {
+      try {
+        return await RbdImage.withPool(
+          this.connection(named.cluster, credentials),
+          named.location,
+          async (pool) => {
+            if ('volumeId' in filter) return listRbdSnapshotsOf(pool, named, filter.volumeId);
+            const snapshot = await describeRbdSnapshot(pool, named);
+            return snapshot === undefined ? [] : [snapshot];
+          },
+        );
+      } catch (error) {
+        if (error instanceof CephError && error.kind === 'not-found') return []; // no such pool
+        throw error;
+      }
+    });
   }
 
   async expandVolume(
@@ -261,10 +366,19 @@ function volumeFor(name: string, parameters: RbdParameters): RbdVolumeId {
   return volume;
 }
 
-function sameCluster(a: ClusterRef, b: ClusterRef): boolean {
-  return a.kind === 'id'
-    ? b.kind === 'id' && a.clusterId === b.clusterId
-    : b.kind === 'monitors' && a.digest === b.digest;
+function parsedOrUndefined(parse: (id: string) => RbdVolumeId, id: string): RbdVolumeId | undefined {
+  try {
+    return parse(id);
+  } catch {
+    return undefined;
+  }
+}
+
+function contentSourceOf(source: CloneSource | undefined): VolumeContentSource | null {
+  if (!source) return null;
+  return source.kind === 'snapshot'
+    ? { snapshot: { snapshot_id: source.id } }
+    : { volume: { volume_id: source.id } };
 }
 
 /** Who holds an image's lock, for a message; what could be read when that fails too. */
