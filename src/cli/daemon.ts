@@ -5,18 +5,21 @@ import { BlkDeviceServer } from '../daemon/blk-device-server';
 import { callDaemon, controlSocketPath } from '../daemon/control-client';
 import { validControlRequest } from '../daemon/control-protocol';
 import { DaemonLock } from '../daemon/daemon-lock';
+import { DaemonRole, listenDaemonHealth } from '../daemon/daemon-health';
 import { DEFAULT_STATE_DIR, readRecord, recordedDeviceNames } from '../daemon/device-record';
 import { listenJsonLines } from '../daemon/json-line-socket';
-import { NodeDaemon } from '../daemon/node-daemon';
+import { NodeDaemon, NodeDaemonOptions } from '../daemon/node-daemon';
 import { spawnSuccessor, stopSuccessor } from '../daemon/successor';
 import { stopRequests } from './stop-requests';
 
 export const DAEMON_USAGE = `usage:
   vduse-csi daemon run [--state-dir DIR] [--log-level LEVEL] [--copy-dir DIR ...] [--keep-standby]
+                       [--health-address HOST:PORT]
       (serves every device of the node from one process; devices are added and removed through
        DIR/daemon.sock. While another daemon holds DIR, waits warm and takes every device over when
        it is gone. SIGTERM/SIGINT let go of the devices without removing them, for the next daemon;
-       --keep-standby keeps a warm standby daemon that takes over if this one dies)
+       --keep-standby keeps a warm standby daemon that takes over if this one dies;
+       --health-address serves /healthz and /readyz, ready when serving or standing by warm)
   vduse-csi daemon status [--state-dir DIR]
   vduse-csi daemon handover [--state-dir DIR]
       (the running daemon lets go of its devices and exits, for the daemon waiting beside it)`;
@@ -43,22 +46,47 @@ async function runDaemon(argv: string[]): Promise<void> {
       'log-level': { type: 'string', default: 'info' },
       'copy-dir': { type: 'string', multiple: true },
       'keep-standby': { type: 'boolean', default: false },
+      'health-address': { type: 'string' },
     },
   });
   const stateDir = resolve(values['state-dir']!);
   const logLevel = values['log-level']!;
   setLogLevel(logLevel);
   const stop = stopRequests();
-  const lock = DaemonLock.tryAcquire(stateDir) ?? (await standBy(stateDir, logLevel, stop.signal));
-  if (!lock) {
-    log.info('stopped while standing by', { stateDir });
-    return;
+  let role: DaemonRole = 'starting';
+  const healthAddress = values['health-address'];
+  const health =
+    healthAddress === undefined ? undefined : await listenDaemonHealth(healthAddress, () => role);
+  if (health) log.info('health endpoint listening', { address: healthAddress, port: health.port });
+  try {
+    let lock = DaemonLock.tryAcquire(stateDir);
+    if (!lock) {
+      await warmUp(stateDir, logLevel);
+      role = 'standby';
+      lock = await DaemonLock.acquire(stateDir, stop.signal);
+    }
+    if (!lock) {
+      log.info('stopped while standing by', { stateDir });
+      return;
+    }
+    role = 'taking-over';
+    const copyDirs = (values['copy-dir'] ?? []).map((dir) => resolve(dir));
+    const options = { stateDir, logLevel, copyDirs, keepStandby: values['keep-standby']! };
+    await serveDevices(options, lock, stop.reason, (next) => (role = next));
+  } finally {
+    await health?.close();
   }
-  const daemon = new NodeDaemon({
-    stateDir,
-    logLevel,
-    copyDirs: (values['copy-dir'] ?? []).map((dir) => resolve(dir)),
-  });
+}
+
+/** Takes every device over, serves until stopped or asked to hand over, then lets go of them. */
+async function serveDevices(
+  options: NodeDaemonOptions & { keepStandby: boolean },
+  lock: DaemonLock,
+  stopped: Promise<string>,
+  setRole: (role: DaemonRole) => void,
+): Promise<void> {
+  const { stateDir, logLevel, copyDirs } = options;
+  const daemon = new NodeDaemon({ stateDir, logLevel, copyDirs });
   await daemon.takeOverRecorded();
   let handOverRequested!: () => void;
   const handOver = new Promise<string>((done) => (handOverRequested = () => done('hand-over')));
@@ -68,10 +96,18 @@ async function runDaemon(argv: string[]): Promise<void> {
     if (request.op === 'handover') handOverRequested();
     return answer;
   });
+  setRole('serving');
   process.stdout.write(`${JSON.stringify({ daemon: 'serving', pid: process.pid })}\n`);
   log.info('device daemon serving', { stateDir, pid: process.pid });
-  const successor = values['keep-standby'] ? spawnSuccessor(['daemon', 'run', ...argv]) : undefined;
-  const reason = await Promise.race([handOver, stop.reason]);
+  // Its standby gets no health address: this daemon's probes answer for the node.
+  const successor = options.keepStandby
+    ? spawnSuccessor([
+        ...['daemon', 'run', '--state-dir', stateDir, '--log-level', logLevel, '--keep-standby'],
+        ...copyDirs.flatMap((dir) => ['--copy-dir', dir]),
+      ])
+    : undefined;
+  const reason = await Promise.race([handOver, stopped]);
+  setRole('stopping');
   log.info('letting go of the devices', { reason });
   // Before the devices go: this daemon's own standby must not be the one that takes them.
   await stopSuccessor(successor);
@@ -80,8 +116,8 @@ async function runDaemon(argv: string[]): Promise<void> {
   lock.release();
 }
 
-/** Waits, warm, until the live daemon of `stateDir` is gone; then holds its lock. */
-async function standBy(stateDir: string, logLevel: string, stop: AbortSignal): Promise<DaemonLock | null> {
+/** Loads what a takeover needs (threads for the largest recorded device) and says so. */
+async function warmUp(stateDir: string, logLevel: string): Promise<void> {
   const queues = recordedDeviceNames(stateDir).map((name) => {
     try {
       return readRecord(stateDir, name)?.geometry.queues ?? 1;
@@ -92,5 +128,4 @@ async function standBy(stateDir: string, logLevel: string, stop: AbortSignal): P
   await BlkDeviceServer.warmThreads(logLevel, Math.max(1, ...queues));
   process.stdout.write(`${JSON.stringify({ standby: 'daemon', pid: process.pid })}\n`);
   log.info('standing by for the device daemon', { stateDir, pid: process.pid });
-  return DaemonLock.acquire(stateDir, stop);
 }

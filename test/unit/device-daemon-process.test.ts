@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { callDaemon } from '../../src/daemon/control-client';
+import { LineRequestError } from '../../src/daemon/json-line-socket';
+
+const BLK_CLI = resolve(__dirname, '../../bundle/vduse-blk.js');
+const TIMEOUT_MS = 120_000;
+
+interface Daemon {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+function startDaemon(stateDir: string): Daemon {
+  const child = spawn(
+    process.execPath,
+    [
+      BLK_CLI,
+      'daemon',
+      'run',
+      '--state-dir',
+      stateDir,
+      '--health-address',
+      '127.0.0.1:0',
+      '--log-level',
+      'debug',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  return { child, output: () => output, exited };
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + TIMEOUT_MS;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((done) => setTimeout(done, 50));
+  }
+}
+
+function healthPort(daemon: Daemon): number | undefined {
+  const line = daemon
+    .output()
+    .split('\n')
+    .find((text) => text.includes('"message":"health endpoint listening"'));
+  return line ? (JSON.parse(line) as { port: number }).port : undefined;
+}
+
+async function probe(
+  daemon: Daemon,
+  path: '/healthz' | '/readyz',
+): Promise<{ status: number; body: string }> {
+  const port = await until('the health endpoint', async () => healthPort(daemon));
+  const response = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: response.status, body: await response.text() };
+}
+
+describe('device daemon process (no VDUSE needed: no device is served)', function () {
+  this.timeout(4 * TIMEOUT_MS);
+  const started: Daemon[] = [];
+  const stateDir = mkdtempSync(join(tmpdir(), 'daemon-process-'));
+
+  after(() => {
+    for (const daemon of started) daemon.child.kill('SIGKILL');
+  });
+
+  it('one daemon serves a state directory; a second stands by, ready, and takes over when the first is killed', async () => {
+    const first = startDaemon(stateDir);
+    started.push(first);
+    assert.deepEqual(
+      await until('the first daemon to serve', async () => {
+        const answer = await probe(first, '/readyz');
+        return answer.body === 'serving\n' ? answer : undefined;
+      }),
+      { status: 200, body: 'serving\n' },
+    );
+    assert.equal((await callDaemon(stateDir, { op: 'status' })).pid, first.child.pid);
+
+    const second = startDaemon(stateDir);
+    started.push(second);
+    assert.deepEqual(
+      await until('the second daemon to stand by', async () => {
+        const answer = await probe(second, '/readyz');
+        return answer.body === 'standby\n' ? answer : undefined;
+      }),
+      { status: 200, body: 'standby\n' },
+    );
+    assert.equal(
+      (await callDaemon(stateDir, { op: 'status' })).pid,
+      first.child.pid,
+      'the first still serves',
+    );
+
+    first.child.kill('SIGKILL');
+    await first.exited;
+    await until('the second daemon to serve', async () =>
+      (await callDaemon(stateDir, { op: 'status' })).pid === second.child.pid ? true : undefined,
+    );
+    assert.deepEqual(await probe(second, '/readyz'), { status: 200, body: 'serving\n' });
+    assert.deepEqual(await probe(second, '/healthz'), { status: 200, body: 'serving\n' });
+  });
+
+  it('an add whose image cannot be made is refused with its kind, and leaves no record behind', async () => {
+    const image = join(stateDir, 'missing-directory', 'volume.img');
+    await assert.rejects(
+      callDaemon(stateDir, {
+        op: 'add',
+        device: {
+          name: 'no-image',
+          backend: { kind: 'file', path: image },
+          sizeBytes: 1 << 20,
+          queues: 1,
+          queueSize: 64,
+          blockSize: 512,
+          readOnly: false,
+          keepAllocation: false,
+        },
+      }),
+      (error: LineRequestError) => error.code === 'image' && /opening the image/.test(error.message),
+    );
+    assert.deepEqual(existsSync(join(stateDir, 'devices')) ? readdirSync(join(stateDir, 'devices')) : [], []);
+    assert.deepEqual((await callDaemon(stateDir, { op: 'status' })).devices, []);
+  });
+
+  it('handover and SIGTERM end a serving daemon; SIGTERM ends a standby without taking anything over', async () => {
+    const serving = started[1]!;
+    const standby = startDaemon(stateDir);
+    started.push(standby);
+    await until('the new daemon to stand by', async () =>
+      (await probe(standby, '/readyz')).body === 'standby\n' ? true : undefined,
+    );
+    standby.child.kill('SIGTERM');
+    assert.equal(await standby.exited, 0);
+    assert.match(standby.output(), /stopped while standing by/);
+
+    const answer = await callDaemon(stateDir, { op: 'handover' });
+    assert.equal(answer.pid, serving.child.pid);
+    assert.equal(await serving.exited, 0);
+    assert.match(serving.output(), /"reason":"hand-over"/);
+  });
+});
