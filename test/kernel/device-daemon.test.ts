@@ -32,6 +32,11 @@ function loggedAfter(output: string, message: string, sinceMs: number): number {
   return NaN;
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
 function pssKiB(pid: number): number {
   const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
   return Number(/^Pss:\s+(\d+) kB/m.exec(rollup)![1]);
@@ -304,10 +309,16 @@ describe('one device daemon serves every volume of a node', function () {
       },
     });
     await callDaemon(stateDir, spec('dmn-keep'));
+    const addMs: number[] = [];
+    const removeMs: number[] = [];
     const cycle = async (): Promise<void> => {
+      const adding = performance.now();
       const added = await callDaemon(stateDir, spec('dmn-cycle'));
+      addMs.push(performance.now() - adding);
       assert.ok(existsSync(String(added.path)));
+      const removing = performance.now();
       assert.equal((await callDaemon(stateDir, { op: 'remove', name: 'dmn-cycle' })).removed, true);
+      removeMs.push(performance.now() - removing);
     };
     const counts = (): Record<string, number> => ({
       fds: readdirSync(`/proc/${pid}/fd`).length,
@@ -325,7 +336,13 @@ describe('one device daemon serves every volume of a node', function () {
     const rssBefore = rssKiB();
     for (let done = 0; done < CYCLES; done++) await cycle();
     assert.deepEqual(counts(), before);
-    figures.cycles = { cycles: CYCLES, ...before, rssGrowthMiB: (rssKiB() - rssBefore) / 1024 };
+    figures.cycles = {
+      cycles: CYCLES,
+      ...before,
+      rssGrowthMiB: (rssKiB() - rssBefore) / 1024,
+      addMedianMs: median(addMs),
+      removeMedianMs: median(removeMs),
+    };
     assert.equal((await callDaemon(stateDir, { op: 'remove', name: 'dmn-keep' })).removed, true);
   });
 
