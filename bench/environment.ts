@@ -34,7 +34,7 @@ export function benchInfo(config: BenchConfig): Record<string, unknown> {
   };
 }
 
-/** Random bytes from the kernel: with crypto.randomBytes the prefill took 37 s in the VM rather than 5 s. */
+/** Random bytes from the kernel: with crypto.randomBytes the prefill took 37 s in the VM, 5-9 s so. */
 function kernelRandom(bytes: number): Buffer {
   const buffer = Buffer.alloc(bytes);
   const random = openSync('/dev/urandom', 'r');
