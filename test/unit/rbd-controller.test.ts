@@ -8,6 +8,7 @@ import winston from 'winston';
 import { RbdImage } from '../../src/backend/rbd-image';
 import { log } from '../../src/log';
 import { monitorDigest } from '../../src/csi/rbd/monitors';
+import { rbdImageNameFor, rbdSnapshotImageNameFor } from '../../src/csi/rbd/volume-id';
 import { useCephCluster } from '../support/ceph-cluster';
 import { keyOf, monitorsOf } from '../support/ceph-client';
 import { CsiHarness } from '../support/csi-harness';
@@ -414,6 +415,57 @@ describe('RBD volumes: the controller against a real Ceph cluster', function () 
       await harness.call('controller', 'DeleteSnapshot', { snapshot_id: taken.snapshot_id, secrets });
       for (const volume of [base, shallow, flat, flatClone])
         await harness.call('controller', 'DeleteVolume', { volume_id: volume.volume_id, secrets });
+      assert.deepEqual(listImages(), imagesBefore);
+      assert.deepEqual(trashed(), trashBefore);
+    });
+
+    it('finishes what a controller that stopped halfway left (a clone without its snapshot or origin)', async () => {
+      const data = randomBytes(64 * 1024);
+      const { volume } = await create(
+        'pvc-halfway',
+        { clusterID: 'test' },
+        {
+          capacity_range: { required_bytes: 8 * MiB },
+        },
+      );
+      await writeRbd(admin(), locationOf(volume.volume_id), 0, data);
+      const image = imageOf(volume.volume_id);
+      // CreateSnapshot stopped after the clone: no origin, no snapshot of its own, the temporary one left.
+      const snapshotImage = rbdSnapshotImageNameFor('snap-halfway');
+      rbd('snap', 'create', `${image}@${snapshotImage}`);
+      rbd('clone', `${image}@${snapshotImage}`, `${ceph.pool}/${snapshotImage}`);
+      const { snapshot: taken } = await snapshot('snap-halfway', volume.volume_id);
+      assert.equal(snapshotImageOf(taken.snapshot_id), `${ceph.pool}/${snapshotImage}`);
+      assert.equal(rbd('snap', 'ls', image).trim(), '', 'the temporary snapshot is gone');
+      // CreateVolume from a volume stopped after the clone.
+      const cloneImage = rbdImageNameFor('pvc-halfway-clone');
+      rbd('snap', 'create', `${image}@${cloneImage}`);
+      rbd('clone', `${image}@${cloneImage}`, `${ceph.pool}/${cloneImage}`);
+      await harness.expectCode(
+        'controller',
+        'CreateVolume',
+        {
+          name: 'pvc-halfway-clone',
+          volume_capabilities: [MOUNT],
+          parameters: { backend: 'rbd', pool: ceph.pool, clusterID: 'test' },
+          volume_content_source: fromSnapshot(taken.snapshot_id),
+          secrets,
+        },
+        'ALREADY_EXISTS',
+      );
+      const { volume: cloned } = await create(
+        'pvc-halfway-clone',
+        { clusterID: 'test' },
+        {
+          volume_content_source: fromVolume(volume.volume_id),
+        },
+      );
+      assert.equal(imageOf(cloned.volume_id), `${ceph.pool}/${cloneImage}`);
+      assert.equal(rbd('snap', 'ls', image).trim(), '', 'the temporary snapshot is gone');
+      assert.deepEqual(await readRbd(admin(), locationOf(cloned.volume_id), 0, data.length), data);
+      await harness.call('controller', 'DeleteSnapshot', { snapshot_id: taken.snapshot_id, secrets });
+      for (const made of [volume, cloned])
+        await harness.call('controller', 'DeleteVolume', { volume_id: made.volume_id, secrets });
       assert.deepEqual(listImages(), imagesBefore);
       assert.deepEqual(trashed(), trashBefore);
     });

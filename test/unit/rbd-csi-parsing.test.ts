@@ -11,9 +11,15 @@ import { featureBits, parseRbdParameters, rbdVolumeContext, wantsRbd } from '../
 import { cephCredentials, keyringText } from '../../src/csi/rbd/secrets';
 import {
   isRbdDeviceName,
+  isRbdSnapshotId,
+  isRbdSnapshotImageName,
+  isRbdVolumeId,
+  parseRbdSnapshotId,
   parseRbdVolumeId,
   rbdDeviceName,
   rbdImageNameFor,
+  rbdSnapshotIdText,
+  rbdSnapshotImageNameFor,
   rbdVolumeIdText,
 } from '../../src/csi/rbd/volume-id';
 import { validateDeviceName } from '../../src/vdpa';
@@ -66,6 +72,37 @@ describe('RBD volumes: ids, parameters, clusters and secrets', () => {
       'vol-0123',
     ])
       assert.throws(() => parseRbdVolumeId(bad), Error, bad);
+  });
+
+  it('writes and reads snapshot ids, never taken for volume ids, never longer than their volumes', () => {
+    const image = rbdSnapshotImageNameFor('snapshot-1');
+    assert.match(image, /^csi-snap-[0-9a-f]{32}$/);
+    assert.ok(isRbdSnapshotImageName(image));
+    assert.ok(!isRbdSnapshotImageName(rbdImageNameFor('snapshot-1')));
+    const snapshot = {
+      cluster: { kind: 'id' as const, clusterId: 'prod' },
+      location: { pool: 'rbd', namespace: 'team-a', image },
+    };
+    const id = rbdSnapshotIdText(snapshot);
+    assert.equal(id, `rbd-snap:c:prod:rbd:team-a:${image.slice('csi-snap-'.length)}`);
+    assert.ok(isRbdSnapshotId(id) && !isRbdVolumeId(id));
+    assert.deepEqual(parseRbdSnapshotId(id), snapshot);
+    assert.throws(() => parseRbdVolumeId(id), Error);
+    const volumeId = rbdVolumeIdText({
+      ...snapshot,
+      location: { ...snapshot.location, image: rbdImageNameFor('v') },
+    });
+    assert.ok(Buffer.byteLength(id) < Buffer.byteLength(volumeId));
+    for (const bad of [
+      `rbd-snap:c:prod:rbd:team-a:${'0'.repeat(31)}`,
+      `rbd-snap:c:prod:rbd:team-a:${'A'.repeat(32)}`,
+      `rbd-snap:c:prod:rbd:team-a:csi-snap-${'0'.repeat(32)}`,
+      `rbd-snap:c:prod:rbd::${'0'.repeat(32)}:x`,
+      `rbd-snap:x:prod:rbd::${'0'.repeat(32)}`,
+      `rbd:c:prod:rbd::${'0'.repeat(32)}`,
+      `snap-${'0'.repeat(32)}`,
+    ])
+      assert.throws(() => parseRbdSnapshotId(bad), Error, bad);
   });
 
   it('derives a valid device name from any id, different per id', () => {
@@ -132,6 +169,13 @@ describe('RBD volumes: ids, parameters, clusters and secrets', () => {
     const byId = parseRbdParameters({ backend: 'rbd', pool: 'rbd', clusterID: 'prod' });
     assert.equal(featureBits(byId.features), 1n | 4n | 8n | 16n | 32n);
     assert.deepEqual(rbdVolumeContext(byId), { queues: '1', queueSize: '256', blockSize: '512' });
+    assert.equal(byId.maxCloneDepth, 8);
+    for (const depth of ['0', '32'])
+      assert.equal(
+        parseRbdParameters({ ...byId.location, backend: 'rbd', clusterID: 'prod', maxCloneDepth: depth })
+          .maxCloneDepth,
+        Number(depth),
+      );
     const base = { backend: 'rbd', pool: 'rbd', clusterID: 'prod' };
     const refused: Record<string, string>[] = [
       { backend: 'rbd', pool: 'rbd' },
@@ -147,6 +191,10 @@ describe('RBD volumes: ids, parameters, clusters and secrets', () => {
       { ...base, provisioning: 'thick' },
       { ...base, queues: '99' },
       { ...base, colour: 'blue' },
+      { ...base, maxCloneDepth: '33' },
+      { ...base, maxCloneDepth: '-1' },
+      { ...base, maxCloneDepth: '1.5' },
+      { ...base, maxCloneDepth: '' },
       { backend: 'rbd', pool: 'rbd', monitors: 'nope' },
     ];
     for (const bad of refused)
