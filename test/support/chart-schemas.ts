@@ -109,6 +109,7 @@ export function kubernetesDefinitions(): Record<string, Schema> {
 const CORE_KINDS: Record<string, string> = {
   'v1/Namespace': 'V1Namespace',
   'v1/ServiceAccount': 'V1ServiceAccount',
+  'v1/ConfigMap': 'V1ConfigMap',
   'v1/Service': 'V1Service',
   'v1/PersistentVolumeClaim': 'V1PersistentVolumeClaim',
   'v1/Pod': 'V1Pod',

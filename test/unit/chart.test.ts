@@ -92,6 +92,35 @@ const VARIANTS: Record<string, RenderOptions> = {
       ],
     },
   },
+  'ceph RBD classes': {
+    values: {
+      ceph: {
+        clusters: [{ clusterID: 'prod', monitors: ['10.0.0.1:6789', '10.0.0.2:6789'] }],
+        storageClasses: [
+          {
+            name: 'vduse-rbd',
+            clusterID: 'prod',
+            pool: 'kubernetes',
+            radosNamespace: 'team-a',
+            maxCloneDepth: 4,
+            fsType: 'ext4',
+            provisionerSecret: { name: 'csi-rbd-provisioner' },
+            nodeStageSecret: { name: 'csi-rbd-node', namespace: 'ceph' },
+          },
+        ],
+        volumeSnapshotClasses: [
+          {
+            name: 'vduse-rbd-snapshots',
+            snapshotterSecret: { name: 'csi-rbd-snapshotter', namespace: 'ceph' },
+          },
+        ],
+      },
+    },
+    apiVersions: SNAPSHOT_API,
+  },
+  'ceph clusters from an existing ConfigMap': {
+    values: { ceph: { existingClustersConfigMap: 'ceph-csi-config' } },
+  },
   'local store, modules not loaded, custom dirs': {
     values: {
       store: 'local',
@@ -286,7 +315,12 @@ describe('charts/vduse-csi', function () {
         const objects = objectsOf(variant);
         const accounts = new Set(ofKind(objects, 'ServiceAccount').map((account) => account.metadata.name));
         for (const binding of [...ofKind(objects, 'ClusterRoleBinding'), ...ofKind(objects, 'RoleBinding')]) {
-          only(objects, binding.roleRef.kind, binding.roleRef.name);
+          // A RoleBinding's Role is in the binding's own namespace.
+          const inScope =
+            binding.kind === 'RoleBinding'
+              ? objects.filter((object) => object.metadata.namespace === binding.metadata.namespace)
+              : objects;
+          only(inScope, binding.roleRef.kind, binding.roleRef.name);
           for (const subject of binding.subjects) {
             assert.equal(subject.kind, 'ServiceAccount');
             assert.equal(subject.namespace, NAMESPACE);
@@ -389,6 +423,155 @@ describe('charts/vduse-csi', function () {
       });
       assert.equal(fast.reclaimPolicy, 'Retain');
       assert.deepEqual(fast.mountOptions, ['noatime']);
+    });
+  });
+
+  describe('Ceph RBD', () => {
+    const pluginsOf = (variant: string): Container[] => [
+      container(only(objectsOf(variant), 'DaemonSet'), 'vduse-csi'),
+      container(only(objectsOf(variant), 'Deployment'), 'vduse-csi'),
+    ];
+    const volumesOf = (variant: string): Container[] =>
+      [only(objectsOf(variant), 'DaemonSet'), only(objectsOf(variant), 'Deployment')].map((workload) =>
+        podSpecOf(workload).volumes.find((volume: Container) => volume.name === 'ceph-clusters'),
+      );
+
+    it('renders nothing of Ceph by default', () => {
+      for (const plugin of pluginsOf('defaults')) {
+        assert.ok(!plugin.args.some((arg: string) => arg.startsWith('--ceph-clusters')));
+        assert.ok(!plugin.volumeMounts.some((mount: Container) => mount.name === 'ceph-clusters'));
+      }
+      assert.ok(!objectsOf('defaults').some((object) => object.metadata.name.includes('ceph')));
+    });
+
+    it('the clusters in a ConfigMap, mounted into both plugins and passed as --ceph-clusters', () => {
+      const map = only(objectsOf('ceph RBD classes'), 'ConfigMap', 'vduse-csi-ceph-clusters');
+      assert.deepEqual(JSON.parse(map.data['config.json'] as string), [
+        { clusterID: 'prod', monitors: ['10.0.0.1:6789', '10.0.0.2:6789'] },
+      ]);
+      for (const [variant, name] of [
+        ['ceph RBD classes', 'vduse-csi-ceph-clusters'],
+        ['ceph clusters from an existing ConfigMap', 'ceph-csi-config'],
+      ] as const) {
+        for (const plugin of pluginsOf(variant)) {
+          assert.ok(
+            plugin.args.includes('--ceph-clusters=/etc/vduse-csi/ceph/config.json'),
+            plugin.args.join(' '),
+          );
+          const mount = plugin.volumeMounts.find(
+            (candidate: Container) => candidate.name === 'ceph-clusters',
+          );
+          assert.deepEqual(mount, {
+            name: 'ceph-clusters',
+            mountPath: '/etc/vduse-csi/ceph',
+            readOnly: true,
+          });
+        }
+        for (const volume of volumesOf(variant)) assert.deepEqual(volume?.configMap, { name });
+      }
+      assert.equal(
+        ofKind(objectsOf('ceph clusters from an existing ConfigMap'), 'ConfigMap').filter((map) =>
+          map.metadata.name.includes('ceph'),
+        ).length,
+        0,
+      );
+    });
+
+    it('RBD StorageClasses bind at once and name the Secrets, never a key', () => {
+      const storageClass = only(objectsOf('ceph RBD classes'), 'StorageClass', 'vduse-rbd');
+      assert.equal(storageClass.volumeBindingMode, 'Immediate');
+      assert.equal(storageClass.allowVolumeExpansion, true);
+      assert.equal(storageClass.reclaimPolicy, 'Delete');
+      assert.deepEqual(storageClass.parameters, {
+        backend: 'rbd',
+        clusterID: 'prod',
+        pool: 'kubernetes',
+        radosNamespace: 'team-a',
+        maxCloneDepth: '4',
+        'csi.storage.k8s.io/fstype': 'ext4',
+        'csi.storage.k8s.io/provisioner-secret-name': 'csi-rbd-provisioner',
+        'csi.storage.k8s.io/provisioner-secret-namespace': NAMESPACE,
+        'csi.storage.k8s.io/controller-expand-secret-name': 'csi-rbd-provisioner',
+        'csi.storage.k8s.io/controller-expand-secret-namespace': NAMESPACE,
+        'csi.storage.k8s.io/node-stage-secret-name': 'csi-rbd-node',
+        'csi.storage.k8s.io/node-stage-secret-namespace': 'ceph',
+      });
+      const snapshotClass = only(objectsOf('ceph RBD classes'), 'VolumeSnapshotClass', 'vduse-rbd-snapshots');
+      assert.deepEqual(snapshotClass.parameters, {
+        'csi.storage.k8s.io/snapshotter-secret-name': 'csi-rbd-snapshotter',
+        'csi.storage.k8s.io/snapshotter-secret-namespace': 'ceph',
+        'csi.storage.k8s.io/snapshotter-list-secret-name': 'csi-rbd-snapshotter',
+        'csi.storage.k8s.io/snapshotter-list-secret-namespace': 'ceph',
+      });
+      assert.equal(ofKind(objectsOf('ceph RBD classes'), 'Secret').length, 0);
+    });
+
+    it("lets the controller's sidecars get just those Secrets, in their namespaces", () => {
+      const roles = ofKind(objectsOf('ceph RBD classes'), 'Role').filter((role) =>
+        role.metadata.name.endsWith('-ceph-secrets'),
+      );
+      assert.deepEqual(
+        roles.map((role) => [role.metadata.namespace, rulesOf(role)]),
+        [
+          [
+            'ceph',
+            [
+              {
+                apiGroups: [''],
+                resources: ['secrets'],
+                resourceNames: ['csi-rbd-snapshotter'],
+                verbs: ['get'],
+              },
+            ],
+          ],
+          [
+            NAMESPACE,
+            [
+              {
+                apiGroups: [''],
+                resources: ['secrets'],
+                resourceNames: ['csi-rbd-provisioner'],
+                verbs: ['get'],
+              },
+            ],
+          ],
+        ],
+      );
+      for (const role of roles) {
+        const binding = only(
+          ofKind(objectsOf('ceph RBD classes'), 'RoleBinding').filter(
+            (candidate) => candidate.metadata.namespace === role.metadata.namespace,
+          ),
+          'RoleBinding',
+          role.metadata.name,
+        );
+        assert.deepEqual(binding.subjects, [
+          { kind: 'ServiceAccount', name: 'vduse-csi-controller', namespace: NAMESPACE },
+        ]);
+      }
+    });
+
+    it('refuses an RBD class without clusters, and unknown or secret-bearing keys', () => {
+      const rbdClass = {
+        name: 'r',
+        clusterID: 'prod',
+        pool: 'p',
+        provisionerSecret: { name: 's' },
+        nodeStageSecret: { name: 's' },
+      };
+      assert.throws(
+        () => render({ values: { ceph: { storageClasses: [rbdClass] } } }),
+        /ceph.clusters is empty/,
+      );
+      for (const values of [
+        { ceph: { storageClasses: [{ ...rbdClass, userKey: 'AQD' }] } },
+        { ceph: { storageClasses: [{ ...rbdClass, provisionerSecret: { name: 's', userKey: 'AQD' } }] } },
+        { ceph: { storageClasses: [{ ...rbdClass, maxCloneDepth: 33 }] } },
+        { ceph: { clusters: [{ clusterID: 'bad id', monitors: ['m'] }] } },
+      ]) {
+        const result = lint(values);
+        assert.notEqual(result.status, 0, `helm lint accepted ${JSON.stringify(values)}`);
+      }
     });
   });
 

@@ -85,6 +85,20 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s/plugins/%s" (trimSuffix "/" .Values.kubeletDir) (include "vduse-csi.driverName" .) -}}
 {{- end }}
 
+{{/* The ConfigMap of Ceph clusters the plugins read (--ceph-clusters); empty when there is none. */}}
+{{- define "vduse-csi.cephClustersConfigMap" -}}
+{{- if .Values.ceph.existingClustersConfigMap -}}
+{{- .Values.ceph.existingClustersConfigMap -}}
+{{- else if .Values.ceph.clusters -}}
+{{- printf "%s-ceph-clusters" (include "vduse-csi.fullname" .) -}}
+{{- end -}}
+{{- end }}
+
+{{/* Where the plugins mount it. */}}
+{{- define "vduse-csi.cephClustersDir" -}}
+/etc/vduse-csi/ceph
+{{- end }}
+
 {{/* Fails the render when more than one StorageClass claims to be the default. */}}
 {{- define "vduse-csi.checkStorageClasses" -}}
 {{- $defaults := 0 -}}
