@@ -31,7 +31,7 @@ const RELEASE_POLL_MS = 10;
 export class NodeDaemon {
   private readonly servers = new Map<string, BlkDeviceServer>();
   /** One operation at a time per device; others wait their turn. */
-  private readonly turns = new Map<string, Serial>();
+  private readonly turns = new Map<string, { serial: Serial; waiting: number }>();
   private readonly startedAtMs = Date.now();
 
   constructor(private readonly options: NodeDaemonOptions) {}
@@ -188,9 +188,14 @@ export class NodeDaemon {
   }
 
   private turn<T>(name: string, work: () => Promise<T>): Promise<T> {
-    let serial = this.turns.get(name);
-    if (!serial) this.turns.set(name, (serial = new Serial()));
-    return serial.run(work);
+    let turn = this.turns.get(name);
+    if (!turn) this.turns.set(name, (turn = { serial: new Serial(), waiting: 0 }));
+    const current = turn;
+    current.waiting++;
+    return current.serial.run(work).finally(() => {
+      // Names come and go with volumes: a name with nothing queued keeps no entry.
+      if (--current.waiting === 0) this.turns.delete(name);
+    });
   }
 }
 
