@@ -5,21 +5,26 @@ import { BlkDeviceServer } from '../daemon/blk-device-server';
 import { callDaemon, controlSocketPath } from '../daemon/control-client';
 import { validControlRequest } from '../daemon/control-protocol';
 import { DaemonLock } from '../daemon/daemon-lock';
-import { DaemonRole, listenDaemonHealth } from '../daemon/daemon-health';
+import { listenDaemonHealth } from '../daemon/daemon-health';
+import { DaemonRole } from '../daemon/daemon-role';
 import { DEFAULT_STATE_DIR, readRecord, recordedDeviceNames } from '../daemon/device-record';
-import { listenJsonLines } from '../daemon/json-line-socket';
+import { LineRequestError, listenJsonLines } from '../daemon/json-line-socket';
+import { DaemonMetrics, registerDaemonMetrics } from '../metrics/daemon-metrics';
+import { MetricsEndpoint } from '../metrics/endpoint';
+import { processRegistry } from '../metrics/registry';
 import { NodeDaemon, NodeDaemonOptions } from '../daemon/node-daemon';
 import { spawnSuccessor, stopSuccessor } from '../daemon/successor';
 import { stopRequests } from './stop-requests';
 
 export const DAEMON_USAGE = `usage:
   vduse-csi daemon run [--state-dir DIR] [--log-level LEVEL] [--copy-dir DIR ...] [--keep-standby]
-                       [--health-address HOST:PORT]
+                       [--health-address HOST:PORT] [--metrics-address HOST:PORT]
       (serves every device of the node from one process; devices are added and removed through
        DIR/daemon.sock. While another daemon holds DIR, waits warm and takes every device over when
        it is gone. SIGTERM/SIGINT let go of the devices without removing them, for the next daemon;
        --keep-standby keeps a warm standby daemon that takes over if this one dies;
-       --health-address serves /healthz and /readyz, ready when serving or standing by warm)
+       --health-address serves /healthz and /readyz, ready when serving or standing by warm;
+       --metrics-address serves Prometheus metrics on /metrics)
   vduse-csi daemon status [--state-dir DIR]
   vduse-csi daemon handover [--state-dir DIR]
       (the running daemon lets go of its devices and exits, for the daemon waiting beside it)`;
@@ -47,35 +52,65 @@ async function runDaemon(argv: string[]): Promise<void> {
       'copy-dir': { type: 'string', multiple: true },
       'keep-standby': { type: 'boolean', default: false },
       'health-address': { type: 'string' },
+      'metrics-address': { type: 'string' },
     },
   });
   const stateDir = resolve(values['state-dir']!);
   const logLevel = values['log-level']!;
   setLogLevel(logLevel);
   const stop = stopRequests();
-  let role: DaemonRole = 'starting';
-  const healthAddress = values['health-address'];
-  const health =
-    healthAddress === undefined ? undefined : await listenDaemonHealth(healthAddress, () => role);
-  if (health) log.info('health endpoint listening', { address: healthAddress, port: health.port });
+  const life: DaemonLife = { role: 'starting' };
+  const endpoints = await startEndpoints(values['health-address'], values['metrics-address'], life);
   try {
     let lock = DaemonLock.tryAcquire(stateDir);
     if (!lock) {
       await warmUp(stateDir, logLevel);
-      role = 'standby';
+      life.role = 'standby';
       lock = await DaemonLock.acquire(stateDir, stop.signal);
     }
     if (!lock) {
       log.info('stopped while standing by', { stateDir });
       return;
     }
-    role = 'taking-over';
     const copyDirs = (values['copy-dir'] ?? []).map((dir) => resolve(dir));
     const options = { stateDir, logLevel, copyDirs, keepStandby: values['keep-standby']! };
-    await serveDevices(options, lock, stop.reason, (next) => (role = next));
+    await serveDevices(options, lock, stop.reason, life, endpoints.metrics);
   } finally {
-    await health?.close();
+    await endpoints.close();
   }
+}
+
+/** What the probes and metrics read: the process's role, and its devices once it serves. */
+interface DaemonLife {
+  role: DaemonRole;
+  daemon?: NodeDaemon;
+}
+
+/** The daemon's probes and metrics, on the addresses given (each optional). */
+async function startEndpoints(
+  healthAddress: string | undefined,
+  metricsAddress: string | undefined,
+  life: DaemonLife,
+): Promise<{ metrics?: DaemonMetrics; close: () => Promise<void> }> {
+  const health =
+    healthAddress === undefined ? undefined : await listenDaemonHealth(healthAddress, () => life.role);
+  if (health) log.info('health endpoint listening', { address: healthAddress, port: health.port });
+  if (metricsAddress === undefined) return { close: async () => health?.close() };
+  const registry = processRegistry();
+  const metrics = registerDaemonMetrics(registry, {
+    role: () => life.role,
+    devices: () => life.daemon?.devices() ?? [],
+  });
+  const endpoint = await MetricsEndpoint.start(metricsAddress, registry).catch(async (error: unknown) => {
+    await health?.close();
+    throw error;
+  });
+  return {
+    metrics,
+    close: async () => {
+      await Promise.all([health?.close(), endpoint.close()]);
+    },
+  };
 }
 
 /** Takes every device over, serves until stopped or asked to hand over, then lets go of them. */
@@ -83,23 +118,24 @@ async function serveDevices(
   options: NodeDaemonOptions & { keepStandby: boolean },
   lock: DaemonLock,
   stopped: Promise<string>,
-  setRole: (role: DaemonRole) => void,
+  life: DaemonLife,
+  metrics: DaemonMetrics | undefined,
 ): Promise<void> {
   const { stateDir, logLevel, copyDirs } = options;
-  const daemon = new NodeDaemon({ stateDir, logLevel, copyDirs });
-  await daemon.takeOverRecorded();
+  life.role = 'taking-over';
+  const lockedAt = performance.now();
+  const daemon = (life.daemon = new NodeDaemon({ stateDir, logLevel, copyDirs }));
+  const takenOver = await daemon.takeOverRecorded();
   let handOverRequested!: () => void;
   const handOver = new Promise<string>((done) => (handOverRequested = () => done('hand-over')));
-  const control = await listenJsonLines(controlSocketPath(stateDir), async (line) => {
-    const request = validControlRequest(line);
-    const answer = await daemon.answer(request);
-    if (request.op === 'handover') handOverRequested();
-    return answer;
-  });
-  setRole('serving');
+  const control = await listenJsonLines(controlSocketPath(stateDir), (line) =>
+    answerObserved(line, daemon, metrics, handOverRequested),
+  );
+  life.role = 'serving';
+  metrics?.tookOver(takenOver, (performance.now() - lockedAt) / 1000);
   process.stdout.write(`${JSON.stringify({ daemon: 'serving', pid: process.pid })}\n`);
   log.info('device daemon serving', { stateDir, pid: process.pid });
-  // Its standby gets no health address: this daemon's probes answer for the node.
+  // Its standby gets no probe or metrics address: this daemon's answer for the node.
   const successor = options.keepStandby
     ? spawnSuccessor([
         ...['daemon', 'run', '--state-dir', stateDir, '--log-level', logLevel, '--keep-standby'],
@@ -107,13 +143,38 @@ async function serveDevices(
       ])
     : undefined;
   const reason = await Promise.race([handOver, stopped]);
-  setRole('stopping');
+  life.role = 'stopping';
   log.info('letting go of the devices', { reason });
   // Before the devices go: this daemon's own standby must not be the one that takes them.
   await stopSuccessor(successor);
   control.close();
   await daemon.releaseAll();
   lock.release();
+}
+
+/** Answers one control line, counting it by op and outcome. */
+async function answerObserved(
+  line: unknown,
+  daemon: NodeDaemon,
+  metrics: DaemonMetrics | undefined,
+  handOverRequested: () => void,
+): Promise<Record<string, unknown>> {
+  const started = performance.now();
+  // A refused line's op could be anything: it is counted as `invalid`, never as a label of its own.
+  let op = 'invalid';
+  let outcome = 'ok';
+  try {
+    const request = validControlRequest(line);
+    op = request.op;
+    const answer = await daemon.answer(request);
+    if (request.op === 'handover') handOverRequested();
+    return answer;
+  } catch (error) {
+    outcome = error instanceof LineRequestError && error.code !== undefined ? error.code : 'error';
+    throw error;
+  } finally {
+    metrics?.request(op, outcome, (performance.now() - started) / 1000);
+  }
 }
 
 /** Loads what a takeover needs (threads for the largest recorded device) and says so. */

@@ -23,7 +23,7 @@ import { registerControllerMetrics } from '../metrics/controller-metrics';
 import { csiCallMetrics } from '../metrics/csi-calls';
 import { MetricsEndpoint } from '../metrics/endpoint';
 import { storeInventory } from '../metrics/inventory';
-import { pluginRegistry } from '../metrics/registry';
+import { processRegistry } from '../metrics/registry';
 import { ImageDirectory } from '../storage/images';
 import { parseListenAddress } from '../sys/http-listener';
 import { parseBytes, parseInteger } from './units';
@@ -157,7 +157,7 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
     onReadinessChange: options.pod && cluster?.readinessEvents(options.pod).onChange,
   });
   const bindings: ServiceBinding[] = [{ definition: services.identity, handlers: identity }];
-  const metrics = options.metricsAddress === undefined ? undefined : pluginRegistry();
+  const metrics = options.metricsAddress === undefined ? undefined : processRegistry();
   if (withController) {
     mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
     if (!cluster) {

@@ -1,8 +1,6 @@
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpListener, replyText } from '../sys/http-listener';
-
-/** Where a daemon process is in its life. */
-export type DaemonRole = 'starting' | 'standby' | 'taking-over' | 'serving' | 'stopping';
+import { DaemonRole } from './daemon-role';
 
 /**
  * A daemon's probes: /healthz answers while the process does; /readyz answers 200 once it is of

@@ -38,9 +38,10 @@ export class NodeDaemon {
 
   /**
    * Takes over every recorded device that still exists (its server is gone: this daemon holds the
-   * lock). One that cannot be taken over is logged and left as it is, for a later `add`.
+   * lock); resolves with how many it took over. One that cannot be taken over is logged and left as
+   * it is, for a later `add`.
    */
-  async takeOverRecorded(): Promise<void> {
+  async takeOverRecorded(): Promise<number> {
     const names = recordedDeviceNames(this.options.stateDir).filter((name) => existsSync(devicePath(name)));
     await Promise.all(
       names.map((name) =>
@@ -55,6 +56,15 @@ export class NodeDaemon {
     );
     if (names.length > 0)
       log.info('devices taken over', { devices: names.length, served: this.servers.size });
+    return this.servers.size;
+  }
+
+  /** The devices served, for metrics. */
+  devices(): Array<{ name: string; capacityBytes: number }> {
+    return [...this.servers.values()].map((server) => ({
+      name: server.options.name,
+      capacityBytes: server.capacityBytes,
+    }));
   }
 
   /** Answers one control request with its fields (a refusal throws with a code). */

@@ -6,7 +6,9 @@ import { METRIC_PREFIX } from './registry';
  * From a few milliseconds (Probe, NodeGetCapabilities) to minutes (a clone or snapshot copies a
  * whole image; the provisioner allows CreateVolume 300 s).
  */
-const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+export const DURATION_BUCKETS = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
+];
 
 /** Counts every CSI call by method and gRPC status code, and times it. */
 export function csiCallMetrics(registry: Registry): CallObserver {

@@ -14,7 +14,7 @@ export class MetricsEndpoint {
       'metrics',
       (request, response) => void answer(request, response, registry),
     );
-    log.info('metrics endpoint listening', { address });
+    log.info('metrics endpoint listening', { address, port: listener.port });
     return new MetricsEndpoint(listener);
   }
 

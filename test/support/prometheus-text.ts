@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 
 /** One sample line of the Prometheus text format. */
 export interface Sample {
@@ -48,4 +49,13 @@ export async function scrape(url: string): Promise<{ text: string; samples: Samp
   assert.match(response.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
   const text = await response.text();
   return { text, samples: parseSamples(text) };
+}
+
+/** `promtool check metrics` on an exposition: its problems (none when it passes). */
+export function promtoolProblems(exposition: string): string {
+  const run = spawnSync('promtool', ['check', 'metrics'], { input: exposition, encoding: 'utf8' });
+  if (run.error)
+    throw new Error(`cannot run promtool (scripts/install-deps.sh installs it): ${run.error.message}`);
+  const output = `${run.stdout}${run.stderr}`;
+  return run.status === 0 && output === '' ? '' : `exit ${run.status}: ${output}`;
 }

@@ -4,7 +4,9 @@ import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { callDaemon } from '../../src/daemon/control-client';
-import { LineRequestError } from '../../src/daemon/json-line-socket';
+import { controlSocketPath } from '../../src/daemon/control-client';
+import { LineRequestError, callJsonLines } from '../../src/daemon/json-line-socket';
+import { promtoolProblems, scrape, valueOf } from '../support/prometheus-text';
 
 const BLK_CLI = resolve(__dirname, '../../bundle/vduse-blk.js');
 const TIMEOUT_MS = 120_000;
@@ -19,15 +21,8 @@ function startDaemon(stateDir: string): Daemon {
   const child = spawn(
     process.execPath,
     [
-      BLK_CLI,
-      'daemon',
-      'run',
-      '--state-dir',
-      stateDir,
-      '--health-address',
-      '127.0.0.1:0',
-      '--log-level',
-      'debug',
+      ...[BLK_CLI, 'daemon', 'run', '--state-dir', stateDir, '--log-level', 'debug'],
+      ...['--health-address', '127.0.0.1:0', '--metrics-address', '127.0.0.1:0'],
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -48,11 +43,12 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>): Prom
   }
 }
 
-function healthPort(daemon: Daemon): number | undefined {
+/** The port an endpoint of the daemon (`health` or `metrics`) listens on, once it logged it. */
+function listeningPort(daemon: Daemon, endpoint: 'health' | 'metrics'): number | undefined {
   const line = daemon
     .output()
     .split('\n')
-    .find((text) => text.includes('"message":"health endpoint listening"'));
+    .find((text) => text.includes(`"message":"${endpoint} endpoint listening"`));
   return line ? (JSON.parse(line) as { port: number }).port : undefined;
 }
 
@@ -60,7 +56,7 @@ async function probe(
   daemon: Daemon,
   path: '/healthz' | '/readyz',
 ): Promise<{ status: number; body: string }> {
-  const port = await until('the health endpoint', async () => healthPort(daemon));
+  const port = await until('the health endpoint', async () => listeningPort(daemon, 'health'));
   const response = await fetch(`http://127.0.0.1:${port}${path}`);
   return { status: response.status, body: await response.text() };
 }
@@ -130,6 +126,34 @@ describe('device daemon process (no VDUSE needed: no device is served)', functio
     );
     assert.deepEqual(existsSync(join(stateDir, 'devices')) ? readdirSync(join(stateDir, 'devices')) : [], []);
     assert.deepEqual((await callDaemon(stateDir, { op: 'status' })).devices, []);
+  });
+
+  it('exports its role, devices and control requests by op and outcome; promtool finds nothing to fix', async () => {
+    const serving = started[1]!;
+    await assert.rejects(callDaemon(stateDir, { op: 'resize', name: 'nothing', bytes: 4096 }));
+    await assert.rejects(callJsonLines(controlSocketPath(stateDir), { v: 1, op: 'drop-everything' }, 5_000));
+    const { text, samples } = await scrape(`http://127.0.0.1:${listeningPort(serving, 'metrics')}/metrics`);
+    assert.equal(promtoolProblems(text), '');
+    assert.equal(valueOf(samples, 'vduse_csi_daemon_role', { role: 'serving' }), 1);
+    assert.equal(valueOf(samples, 'vduse_csi_daemon_role', { role: 'standby' }), 0);
+    assert.equal(valueOf(samples, 'vduse_csi_daemon_devices'), 0);
+    assert.equal(valueOf(samples, 'vduse_csi_daemon_takeover_devices'), 0);
+    assert.equal(valueOf(samples, 'vduse_csi_daemon_requests_total', { op: 'add', outcome: 'image' }), 1);
+    assert.equal(
+      valueOf(samples, 'vduse_csi_daemon_requests_total', { op: 'resize', outcome: 'not-found' }),
+      1,
+    );
+    assert.equal(
+      valueOf(samples, 'vduse_csi_daemon_requests_total', { op: 'invalid', outcome: 'invalid' }),
+      1,
+    );
+    assert.ok(valueOf(samples, 'vduse_csi_daemon_requests_total', { op: 'status', outcome: 'ok' }) >= 1);
+    assert.equal(
+      valueOf(samples, 'vduse_csi_daemon_request_duration_seconds_count', { op: 'add' }),
+      1,
+      'the refused add was timed',
+    );
+    assert.ok(valueOf(samples, 'process_resident_memory_bytes') > 0);
   });
 
   it('handover and SIGTERM end a serving daemon; SIGTERM ends a standby without taking anything over', async () => {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { Registry } from 'prom-client';
 import { parsePluginOptions } from '../../src/cli/plugin';
 import type { CustomResource } from '../../src/k8s/custom-resource';
@@ -7,7 +6,14 @@ import { kubeInventory } from '../../src/k8s/kube-inventory';
 import type { KubeObject, SnapshotObject, VolumeObject } from '../../src/k8s/resources';
 import { registerControllerMetrics } from '../../src/metrics/controller-metrics';
 import { CsiHarness, HarnessOptions, MiB, Reply, mountCapability } from '../support/csi-harness';
-import { Sample, parseSamples, samplesOf, scrape, valueOf } from '../support/prometheus-text';
+import {
+  Sample,
+  parseSamples,
+  promtoolProblems,
+  samplesOf,
+  scrape,
+  valueOf,
+} from '../support/prometheus-text';
 
 /*
  * GET /metrics of a real plugin (in this process, on a real CSI socket) after real CSI calls:
@@ -31,15 +37,6 @@ function createVolume(csi: CsiHarness, request: object = {}): Promise<Reply> {
     capacity_range: { required_bytes: 64 * MiB },
     ...request,
   });
-}
-
-/** `promtool check metrics` on an exposition: its problems (none when it passes). */
-function promtoolProblems(exposition: string): string {
-  const run = spawnSync('promtool', ['check', 'metrics'], { input: exposition, encoding: 'utf8' });
-  if (run.error)
-    throw new Error(`cannot run promtool (scripts/install-deps.sh installs it): ${run.error.message}`);
-  const output = `${run.stdout}${run.stderr}`;
-  return run.status === 0 && output === '' ? '' : `exit ${run.status}: ${output}`;
 }
 
 describe('metrics (--metrics-address)', function () {

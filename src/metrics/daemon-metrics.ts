@@ -1,0 +1,82 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { DURATION_BUCKETS } from './csi-calls';
+import { METRIC_PREFIX } from './registry';
+import { DAEMON_ROLES, DaemonRole } from '../daemon/daemon-role';
+
+/** What a device daemon's metrics read when scraped. */
+export interface DaemonMetricsSource {
+  role(): DaemonRole;
+  devices(): Array<{ name: string; capacityBytes: number }>;
+}
+
+export interface DaemonMetrics {
+  /** One control request answered: its op, `ok` or the refusal's code, and how long it took. */
+  request(op: string, outcome: string, seconds: number): void;
+  /** This process took `devices` devices over, in `seconds` from getting the lock to serving. */
+  tookOver(devices: number, seconds: number): void;
+}
+
+/** A device daemon's own metrics; per-device gauges are read from `source` at scrape time. */
+export function registerDaemonMetrics(registry: Registry, source: DaemonMetricsSource): DaemonMetrics {
+  new Gauge({
+    name: `${METRIC_PREFIX}daemon_role`,
+    help: 'The role of this daemon process (1 for the current one): standby, serving, ...',
+    labelNames: ['role'] as const,
+    registers: [registry],
+    collect() {
+      const current = source.role();
+      for (const role of DAEMON_ROLES) this.set({ role }, role === current ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: `${METRIC_PREFIX}daemon_devices`,
+    help: 'Devices this daemon serves',
+    registers: [registry],
+    collect() {
+      this.set(source.devices().length);
+    },
+  });
+  new Gauge({
+    name: `${METRIC_PREFIX}device_capacity_bytes`,
+    help: 'Capacity of each served device',
+    labelNames: ['device'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { name, capacityBytes } of source.devices()) this.set({ device: name }, capacityBytes);
+    },
+  });
+  const takeoverDevices = new Gauge({
+    name: `${METRIC_PREFIX}daemon_takeover_devices`,
+    help: 'Devices this daemon took over from a previous one when it started serving',
+    registers: [registry],
+  });
+  const takeoverSeconds = new Gauge({
+    name: `${METRIC_PREFIX}daemon_takeover_seconds`,
+    help: 'Time from getting the daemon lock to serving every device taken over',
+    registers: [registry],
+  });
+  const requests = new Counter({
+    name: `${METRIC_PREFIX}daemon_requests_total`,
+    help: 'Control requests answered, by op and outcome (ok, or the refusal code)',
+    labelNames: ['op', 'outcome'] as const,
+    registers: [registry],
+  });
+  const durations = new Histogram({
+    name: `${METRIC_PREFIX}daemon_request_duration_seconds`,
+    help: 'Time from a control request to its answer, by op',
+    labelNames: ['op'] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  return {
+    request(op, outcome, seconds) {
+      requests.inc({ op, outcome });
+      durations.observe({ op }, seconds);
+    },
+    tookOver(devices, seconds) {
+      takeoverDevices.set(devices);
+      takeoverSeconds.set(seconds);
+    },
+  };
+}
