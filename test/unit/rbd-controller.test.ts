@@ -419,6 +419,51 @@ describe('RBD volumes: the controller against a real Ceph cluster', function () 
       assert.deepEqual(trashed(), trashBefore);
     });
 
+    it('snapshots and clones a volume whose lock a serving node holds (librbd asks the holder)', async () => {
+      const data = randomBytes(64 * 1024);
+      const { volume } = await create(
+        'pvc-served',
+        { clusterID: 'test' },
+        {
+          capacity_range: { required_bytes: 8 * MiB },
+        },
+      );
+      await writeRbd(admin(), locationOf(volume.volume_id), 0, data);
+      const holder = await RbdImage.open(admin(), locationOf(volume.volume_id));
+      let taken: { snapshot_id: string };
+      let cloned: { volume_id: string };
+      try {
+        await holder.acquireExclusiveLock();
+        taken = (await snapshot('snap-served', volume.volume_id)).snapshot;
+        cloned = (
+          await create(
+            'pvc-served-clone',
+            { clusterID: 'test' },
+            {
+              volume_content_source: fromVolume(volume.volume_id),
+            },
+          )
+        ).volume;
+        assert.ok(holder.isExclusiveLockOwner(), 'the holder kept its lock');
+      } finally {
+        await holder.close();
+      }
+      const { volume: restored } = await create(
+        'pvc-served-restored',
+        { clusterID: 'test' },
+        {
+          volume_content_source: fromSnapshot(taken.snapshot_id),
+        },
+      );
+      for (const made of [cloned, restored])
+        assert.deepEqual(await readRbd(admin(), locationOf(made.volume_id), 0, data.length), data);
+      await harness.call('controller', 'DeleteSnapshot', { snapshot_id: taken.snapshot_id, secrets });
+      for (const made of [volume, cloned, restored])
+        await harness.call('controller', 'DeleteVolume', { volume_id: made.volume_id, secrets });
+      assert.deepEqual(listImages(), imagesBefore);
+      assert.deepEqual(trashed(), trashBefore);
+    });
+
     it('finishes what a controller that stopped halfway left (a clone without its snapshot or origin)', async () => {
       const data = randomBytes(64 * 1024);
       const { volume } = await create(
