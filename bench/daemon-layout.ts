@@ -1,0 +1,63 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { callDaemon } from '../src/daemon/control-client';
+import { BLK_CLI, waitFor } from '../test/kernel/support';
+import { announced, startDaemon } from '../test/kernel/daemon-support';
+import { Layout, removeVdpaDevice, servedBy, ServedVolumes, ServeOptions, terminate, Volume } from './layout';
+
+/**
+ * The per-node device daemon: one `vduse-csi daemon run --keep-standby` for every volume, each added
+ * through its control socket. Its warm standby is counted with it (CPU and memory).
+ */
+export const daemonLayout: Layout = {
+  name: 'daemon',
+  description: 'vduse-csi daemon run --keep-standby, volumes added over its control socket',
+  async serve(volumes: Volume[], options: ServeOptions): Promise<ServedVolumes> {
+    const stateDir = join(options.logDir, `daemon-state-${volumes[0]!.name}`);
+    const daemon = startDaemon(BLK_CLI, stateDir, ['--keep-standby']);
+    const stop = async (): Promise<void> => {
+      for (const { name } of volumes)
+        await callDaemon(stateDir, { op: 'remove', name }).catch(() => removeVdpaDevice(name));
+      await terminate(daemon.process, 60_000);
+      writeFileSync(join(options.logDir, `daemon-${volumes[0]!.name}.log`), daemon.output());
+    };
+    try {
+      await waitFor(
+        'the daemon to serve',
+        () => announced(daemon.output(), 'daemon').length > 0,
+        options.readyTimeoutMs,
+      );
+      const added = await Promise.all(
+        volumes.map(({ name, image }) =>
+          callDaemon(
+            stateDir,
+            {
+              op: 'add',
+              device: {
+                name,
+                backend: { kind: 'file', path: image },
+                queues: options.queues,
+                queueSize: 256,
+                blockSize: 512,
+                readOnly: false,
+                keepAllocation: false,
+              },
+            },
+            options.readyTimeoutMs,
+          ),
+        ),
+      );
+      // The standby is part of what this layout costs: measure with it there.
+      await waitFor(
+        'its standby',
+        () => announced(daemon.output(), 'standby').length > 0,
+        options.readyTimeoutMs,
+      );
+      const devices = new Map(added.map((reply) => [String(reply.name), String(reply.path)]));
+      return servedBy([daemon.process], devices, stop);
+    } catch (error) {
+      await stop();
+      throw error;
+    }
+  },
+};
