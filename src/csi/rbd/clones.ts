@@ -161,13 +161,30 @@ async function cloneFromSource(
     });
     if (!taken) throw notFound(`source volume ${source.id} does not exist`);
   }
+  await cloneInPool(
+    pool,
+    source.image,
+    source.snapshot,
+    image,
+    features,
+    `source ${source.kind} ${source.id}`,
+  );
+}
+
+/** Clones within a pool; a parent without the layering feature is FAILED_PRECONDITION naming `what`. */
+export async function cloneInPool(
+  pool: RadosPool,
+  parent: string,
+  snapshot: string,
+  child: string,
+  features: bigint,
+  what: string,
+): Promise<void> {
   try {
-    await cloneRbdImage(pool, source.image, source.snapshot, pool, image, features);
+    await cloneRbdImage(pool, parent, snapshot, pool, child, features);
   } catch (error) {
     if (error instanceof CephError && error.code === 'ENOSYS')
-      throw failedPrecondition(
-        `source ${source.kind} ${source.id} cannot be cloned: its image lacks the layering feature`,
-      );
+      throw failedPrecondition(`${what} cannot be cloned: its image lacks the layering feature`);
     throw error;
   }
 }

@@ -1,11 +1,11 @@
 import { RadosClient, RadosPool } from '../../backend/rados-client';
 import { removeRbdImageChain } from '../../backend/rbd-chain';
-import { RbdHandle, cloneRbdImage, listRbdImages } from '../../backend/rbd-handle';
+import { RbdHandle, listRbdImages } from '../../backend/rbd-handle';
 import { RBD_FEATURES_DEFAULT } from '../../backend/librbd';
 import { log } from '../../log';
-import { alreadyExists, failedPrecondition, notFound } from '../errors';
+import { alreadyExists, notFound } from '../errors';
 import { Snapshot } from '../messages';
-import { SNAPSHOT_NAME } from './clones';
+import { SNAPSHOT_NAME, cloneInPool } from './clones';
 import { findImage, madeFrom, readOrigin, writeOrigin } from './origin';
 import { RbdVolumeId, isRbdSnapshotImageName, rbdSnapshotIdText, rbdSnapshotImageNameFor } from './volume-id';
 import { CephError } from '../../backend/ceph-error';
@@ -41,7 +41,15 @@ export async function createRbdSnapshot(
     if (!taken) throw notFound(`source volume ${volumeId} does not exist`);
   }
   try {
-    if (found === undefined) await cloneOrRefuse(pool, volume.location.image, image, volumeId);
+    if (found === undefined)
+      await cloneInPool(
+        pool,
+        volume.location.image,
+        image,
+        image,
+        RBD_FEATURES_DEFAULT,
+        `volume ${volumeId}`,
+      );
     await RbdHandle.with(pool, image, async (handle) => {
       if ((await readOrigin(handle, image)) === undefined)
         await writeOrigin(handle, image, { source: volumeId });
@@ -56,23 +64,6 @@ export async function createRbdSnapshot(
   if (snapshot === undefined) throw new CephError(`open the image of snapshot ${name}`, 2);
   log.info('RBD snapshot ready', { snapshot: snapshot.snapshot_id, name, volume: volumeId });
   return snapshot;
-}
-
-async function cloneOrRefuse(
-  pool: RadosPool,
-  volumeImage: string,
-  image: string,
-  volumeId: string,
-): Promise<void> {
-  try {
-    await cloneRbdImage(pool, volumeImage, image, pool, image, RBD_FEATURES_DEFAULT);
-  } catch (error) {
-    if (error instanceof CephError && error.code === 'ENOSYS')
-      throw failedPrecondition(
-        `volume ${volumeId} cannot be snapshotted: its image lacks the layering feature`,
-      );
-    throw error;
-  }
 }
 
 async function undoSnapshot(
@@ -102,11 +93,8 @@ export async function deleteRbdSnapshot(client: RadosClient, pool: RadosPool, im
 }
 
 /** A snapshot as CSI describes it; undefined when its image or its snapshot (still being made) is missing. */
-export async function describeRbdSnapshot(
-  pool: RadosPool,
-  snapshot: RbdVolumeId,
-): Promise<Snapshot | undefined> {
-  const described = await RbdHandle.with(pool, snapshot.location.image, async (handle) => {
+export function describeRbdSnapshot(pool: RadosPool, snapshot: RbdVolumeId): Promise<Snapshot | undefined> {
+  return RbdHandle.with(pool, snapshot.location.image, async (handle) => {
     const origin = await readOrigin(handle, snapshot.location.image);
     if (origin === undefined || !handle.hasSnapshot(SNAPSHOT_NAME)) return undefined;
     const time = handle.snapshotTime(SNAPSHOT_NAME).getTime();
@@ -119,7 +107,6 @@ export async function describeRbdSnapshot(
       group_snapshot_id: '',
     };
   });
-  return described ?? undefined;
 }
 
 /** The snapshots of `volumeId`: every snapshot image of its pool whose origin names it. */
