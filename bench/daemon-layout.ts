@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { callDaemon } from '../src/daemon/control-client';
-import { BLK_CLI, waitFor } from '../test/kernel/support';
+import { BLK_CLI, scratchDir, waitFor } from '../test/kernel/support';
 import { announced, startDaemon } from '../test/kernel/daemon-support';
 import { Layout, removeVdpaDevice, servedBy, ServedVolumes, ServeOptions, terminate, Volume } from './layout';
 
@@ -13,7 +13,8 @@ export const daemonLayout: Layout = {
   name: 'daemon',
   description: 'vduse-csi daemon run --keep-standby, volumes added over its control socket',
   async serve(volumes: Volume[], options: ServeOptions): Promise<ServedVolumes> {
-    const stateDir = join(options.logDir, `daemon-state-${volumes[0]!.name}`);
+    // On the scratch tmpfs: the output directory is 9p, where a unix socket cannot be made.
+    const stateDir = scratchDir('daemon-state');
     const daemon = startDaemon(BLK_CLI, stateDir, ['--keep-standby']);
     const stop = async (): Promise<void> => {
       for (const { name } of volumes)
