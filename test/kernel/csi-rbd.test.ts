@@ -222,6 +222,54 @@ describe('RBD volumes through the CSI plugin on a real kernel and Ceph cluster',
     for (const node of [nodeA, nodeB]) assertNothingLeft(node);
   });
 
+  it('restores a snapshot of a staged ext4 volume, and clones it, on another node with the files it had', async () => {
+    const volume = await create('pvc-snap-source', 'ext4', { clusterID: 'test' }, 256 * MiB);
+    const onA = await stage(nodeA, volume, 'ext4', 'pod-snap-a');
+    const kept = writeData('ext4', onA.target, 'kept', 0);
+    // Taken while node A serves the volume: librbd has the serving device server take it.
+    const { snapshot } = await nodeA.call('controller', 'CreateSnapshot', {
+      name: 'snap-staged',
+      source_volume_id: volume.volume_id,
+      secrets,
+    });
+    assert.match(snapshot.snapshot_id, /^rbd-snap:c:test:rbd::[0-9a-f]{32}$/);
+    writeData('ext4', onA.target, 'later', 0);
+    const restore = async (name: string, source: object) =>
+      (
+        (await nodeA.call('controller', 'CreateVolume', {
+          name,
+          capacity_range: { required_bytes: 256 * MiB },
+          volume_capabilities: [capabilityOf('ext4')],
+          parameters: { backend: 'rbd', pool: ceph.pool, clusterID: 'test' },
+          volume_content_source: source,
+          secrets,
+        })) as Reply
+      ).volume;
+    const restored = await restore('pvc-snap-restored', { snapshot: { snapshot_id: snapshot.snapshot_id } });
+    const onB = await stage(nodeB, restored, 'ext4', 'pod-snap-b');
+    assert.equal(readDigest('ext4', onB.target, 'kept', 0), kept, 'the restore has what the snapshot had');
+    assert.ok(!existsSync(join(onB.target, 'later.bin')), 'and nothing written after it');
+    await unstage(restored, onB);
+    await unstage(volume, onA);
+    const cloned = await restore('pvc-snap-cloned', { volume: { volume_id: volume.volume_id } });
+    const clonedOnB = await stage(nodeB, cloned, 'ext4', 'pod-clone-b');
+    assert.equal(readDigest('ext4', clonedOnB.target, 'kept', 0), kept);
+    assert.ok(existsSync(join(clonedOnB.target, 'later.bin')), 'a clone has what its volume had');
+    await unstage(cloned, clonedOnB);
+    await nodeA.call('controller', 'DeleteSnapshot', { snapshot_id: snapshot.snapshot_id, secrets });
+    for (const made of [volume, restored, cloned])
+      await nodeA.call('controller', 'DeleteVolume', { volume_id: made.volume_id, secrets });
+    const left = sh(`rbd -c ${ceph.conf} ls ${ceph.pool}; rbd -c ${ceph.conf} trash ls --all ${ceph.pool}`);
+    const made = [volume, restored, cloned].map((each) => each.volume_id.split(':')[5]!);
+    made.push(`csi-snap-${snapshot.snapshot_id.split(':')[5]}`);
+    assert.deepEqual(
+      made.filter((image) => left.includes(image)),
+      [],
+      'an image or trash entry is left',
+    );
+    for (const node of [nodeA, nodeB]) assertNothingLeft(node);
+  });
+
   it('serves a Block volume whose class lists monitors: what the pod wrote is what rbd export reads', async () => {
     const volume = await create('pvc-block', 'block', { monitors }, 64 * MiB);
     assert.match(volume.volume_id, /^rbd:m:[0-9a-f]{16}:rbd::csi-vol-[0-9a-f]{32}$/);
