@@ -12,6 +12,7 @@ esbuild.buildSync({
     'vduse-blk': path.join(root, 'src/cli/blk-main.ts'),
     'queue-worker': path.join(root, 'src/daemon/queue-worker.ts'),
     'control-worker': path.join(root, 'src/daemon/control-worker.ts'),
+    'vdpa-bind': path.join(root, 'src/daemon/vdpa-bind.ts'),
   },
   outdir: path.join(root, 'dist/bundle'),
   bundle: true,

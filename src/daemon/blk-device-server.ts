@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { BackendDescriptor, describeBackend, sameStorage } from '../backend/descriptor';
 import { openBackend } from '../backend/open-backend';
 import { BackendProvider } from '../backend/types';
@@ -425,13 +427,8 @@ export class BlkDeviceServer {
     await steps.run(
       `binding device ${name} to virtio-vdpa through the vdpa generic netlink family`,
       async () => {
-        const vdpa = await VdpaClient.open();
-        try {
-          await vdpa.addDevice(name);
-          this.vdpaBound = true;
-        } finally {
-          await vdpa.close();
-        }
+        await bindInOwnProcess(name);
+        this.vdpaBound = true;
       },
       'environment',
     );
@@ -441,6 +438,22 @@ export class BlkDeviceServer {
       'environment',
     );
   }
+}
+
+/** vdpa DEV_NEW from a process of its own (see vdpa-bind.ts for why); rejects with its error. */
+function bindInOwnProcess(name: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(__dirname, 'vdpa-bind.js'), name], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(stderr.trim() || `vdpa-bind exited with ${signal ?? `code ${code}`}`));
+    });
+  });
 }
 
 let sharedThreads: DeviceThreads | undefined;
