@@ -14,20 +14,35 @@ async function killAfter(args: string[], delayMs: number): Promise<void> {
   await exited;
 }
 
-/** Starts `blk serve` and SIGKILLs it as soon as `moment` holds (checked every few milliseconds). */
-async function killWhen(args: string[], moment: () => boolean): Promise<void> {
-  const child = spawn(process.execPath, [BLK_CLI, 'blk', 'serve', ...args], { stdio: 'ignore' });
+/**
+ * Starts `blk serve` and SIGKILLs it as soon as `moment` holds (checked every few milliseconds);
+ * with `wholeGroup`, its child processes too (the vdpa bind process), as a container's death would.
+ */
+async function killWhen(args: string[], moment: () => boolean, wholeGroup: boolean): Promise<void> {
+  const child = spawn(process.execPath, [BLK_CLI, 'blk', 'serve', ...args], {
+    stdio: 'ignore',
+    detached: wholeGroup,
+  });
   const exited = new Promise((resolve) => child.once('exit', resolve));
+  const kill = (): void => {
+    if (wholeGroup) process.kill(-child.pid!, 'SIGKILL');
+    else child.kill('SIGKILL');
+  };
   let reached = false;
   const timer = setInterval(() => {
     reached ||= moment();
-    if (reached) child.kill('SIGKILL');
+    if (reached) kill();
   }, 2);
-  const deadline = setTimeout(() => child.kill('SIGKILL'), 120_000);
+  const deadline = setTimeout(kill, 120_000);
   await exited;
   clearInterval(timer);
   clearTimeout(deadline);
   assert.ok(reached, 'the server never reached the moment it was to be killed at');
+}
+
+/** The vdpa device exists and its block device does not yet: the driver probes it. */
+function probing(name: string): () => boolean {
+  return () => existsSync(`/sys/bus/vdpa/devices/${name}`) && findBlockDeviceName(name) === null;
 }
 
 /*
@@ -77,17 +92,29 @@ describe('kills during device creation and teardown', function () {
     }
   });
 
-  it('recovers from a kill while the driver probes the device (the probe fails for good)', async () => {
+  it('a kill of the server while the driver probes the device: its successor answers, the probe succeeds', async () => {
     const args = serveArgs('kill-probe');
-    // The probe runs in the server's own netlink call, which the kill interrupts: the driver then
-    // never takes the device, and only adding it again brings the block device back.
+    // The probe runs in the bind process's DEV_NEW call, which outlives the server: the successor
+    // answers what the probe waits for (control messages, partition reads) and it completes.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      await killWhen(args, probing('kill-probe'), false);
+      const next = await serve(args);
+      assert.match(next.path, /^\/dev\/vd[a-z]+$/);
+      assert.equal(virtioProbeFailed('kill-probe'), false);
+      assert.equal(next.stderr().includes('adding it again'), false, next.stderr());
+      assert.equal(await next.stop(), 0, next.stderr());
+      assertNoDevices();
+    }
+  });
+
+  it('a kill of the server and its bind process while the driver probes: the next server adds the device again', async () => {
+    const args = serveArgs('kill-probe-all');
+    // Killed with the bind process, the probe's wait for the device's answer is interrupted: the
+    // driver then never takes the device, and only adding it again brings the block device back.
     let probeFailures = 0;
     for (let attempt = 0; attempt < 5 && probeFailures === 0; attempt++) {
-      await killWhen(
-        args,
-        () => existsSync('/sys/bus/vdpa/devices/kill-probe') && findBlockDeviceName('kill-probe') === null,
-      );
-      const probeFailed = virtioProbeFailed('kill-probe');
+      await killWhen(args, probing('kill-probe-all'), true);
+      const probeFailed = virtioProbeFailed('kill-probe-all');
       if (probeFailed) probeFailures++;
       const next = await serve(args);
       assert.match(next.path, /^\/dev\/vd[a-z]+$/);
