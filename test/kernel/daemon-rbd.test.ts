@@ -11,7 +11,7 @@ import {
   servingOtherThan,
   startDaemon,
 } from './daemon-support';
-import { TAKEOVER_TIMEOUT_MS, blocklisted, expectCleanFio, lockAddresses, whileWriting } from './rbd-checks';
+import { blocklisted, expectCleanFio, lockAddresses, whileWriting } from './rbd-checks';
 import {
   BLK_CLI,
   kernelLogFromNow,
@@ -20,6 +20,7 @@ import {
   sh,
   startVerifiedFio,
   waitFor,
+  TAKEOVER_TIMEOUT_MS,
 } from './support';
 
 const MiB = 1024 * 1024;

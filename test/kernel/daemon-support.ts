@@ -1,8 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { callDaemon } from '../../src/daemon/control-client';
-
-export const TAKEOVER_TIMEOUT_MS = 300_000;
+import { TAKEOVER_TIMEOUT_MS } from './support';
 
 export interface DaemonStatus {
   pid: number;

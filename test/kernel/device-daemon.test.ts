@@ -4,10 +4,18 @@ import { dirname, join, resolve } from 'node:path';
 import { callDaemon } from '../../src/daemon/control-client';
 import { LineRequestError } from '../../src/daemon/json-line-socket';
 import { fioLoop, readPasses } from './fio-loop';
-import { BLK_CLI, requireVduse, scratchDir, sh, vdpaDevices, vduseDevices, waitFor } from './support';
+import {
+  BLK_CLI,
+  requireVduse,
+  scratchDir,
+  sh,
+  vdpaDevices,
+  vduseDevices,
+  waitFor,
+  TAKEOVER_TIMEOUT_MS,
+} from './support';
 import {
   RunningDaemon,
-  TAKEOVER_TIMEOUT_MS,
   announced,
   daemonProcesses,
   daemonStatus,

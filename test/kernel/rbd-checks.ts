@@ -1,9 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { FioRun, sh, waitFor } from './support';
-
-/** A takeover waits for a cluster under software emulation: lock break, blocklist, new connection. */
-export const TAKEOVER_TIMEOUT_MS = 300_000;
+import { FioRun, TAKEOVER_TIMEOUT_MS, sh, waitFor } from './support';
 
 /** The exclusive lock's owners as `rbd lock ls` prints them (their addresses). */
 export function lockAddresses(conf: string, spec: string): string[] {

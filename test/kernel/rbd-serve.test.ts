@@ -16,8 +16,9 @@ import {
   sh,
   startVerifiedFio,
   waitFor,
+  TAKEOVER_TIMEOUT_MS,
 } from './support';
-import { TAKEOVER_TIMEOUT_MS, blocklisted, expectCleanFio, lockAddresses, whileWriting } from './rbd-checks';
+import { blocklisted, expectCleanFio, lockAddresses, whileWriting } from './rbd-checks';
 
 const MiB = 1024 * 1024;
 

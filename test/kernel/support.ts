@@ -6,6 +6,9 @@ export const CLI = resolve(__dirname, '../../bundle/vduse-csi.js');
 /** The blk-only bundle device servers run: it starts much faster than the whole CLI. */
 export const BLK_CLI = resolve(__dirname, '../../bundle/vduse-blk.js');
 
+/** How long a takeover may take under software emulation (for RBD: lock break, blocklist, new connection). */
+export const TAKEOVER_TIMEOUT_MS = 300_000;
+
 /** Kernel tests need VDUSE; they fail (never skip) without it, so a rig that lost the module is seen. */
 export function requireVduse(): void {
   if (!existsSync('/dev/vduse/control')) {

@@ -61,6 +61,14 @@ async function probe(
   return { status: response.status, body: await response.text() };
 }
 
+/** Waits until the daemon's /readyz names `role`, and answers with that probe. */
+function readyAs(daemon: Daemon, role: 'serving' | 'standby'): Promise<{ status: number; body: string }> {
+  return until(`a daemon ${role}`, async () => {
+    const answer = await probe(daemon, '/readyz');
+    return answer.body === `${role}\n` ? answer : undefined;
+  });
+}
+
 describe('device daemon process (no VDUSE needed: no device is served)', function () {
   this.timeout(4 * TIMEOUT_MS);
   const started: Daemon[] = [];
@@ -73,24 +81,12 @@ describe('device daemon process (no VDUSE needed: no device is served)', functio
   it('one daemon serves a state directory; a second stands by, ready, and takes over when the first is killed', async () => {
     const first = startDaemon(stateDir);
     started.push(first);
-    assert.deepEqual(
-      await until('the first daemon to serve', async () => {
-        const answer = await probe(first, '/readyz');
-        return answer.body === 'serving\n' ? answer : undefined;
-      }),
-      { status: 200, body: 'serving\n' },
-    );
+    assert.deepEqual(await readyAs(first, 'serving'), { status: 200, body: 'serving\n' });
     assert.equal((await callDaemon(stateDir, { op: 'status' })).pid, first.child.pid);
 
     const second = startDaemon(stateDir);
     started.push(second);
-    assert.deepEqual(
-      await until('the second daemon to stand by', async () => {
-        const answer = await probe(second, '/readyz');
-        return answer.body === 'standby\n' ? answer : undefined;
-      }),
-      { status: 200, body: 'standby\n' },
-    );
+    assert.deepEqual(await readyAs(second, 'standby'), { status: 200, body: 'standby\n' });
     assert.equal(
       (await callDaemon(stateDir, { op: 'status' })).pid,
       first.child.pid,
@@ -160,9 +156,7 @@ describe('device daemon process (no VDUSE needed: no device is served)', functio
     const serving = started[1]!;
     const standby = startDaemon(stateDir);
     started.push(standby);
-    await until('the new daemon to stand by', async () =>
-      (await probe(standby, '/readyz')).body === 'standby\n' ? true : undefined,
-    );
+    await readyAs(standby, 'standby');
     standby.child.kill('SIGTERM');
     assert.equal(await standby.exited, 0);
     assert.match(standby.output(), /stopped while standing by/);
