@@ -144,6 +144,7 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
     command: cliCommand,
     logLevel: options.logLevel,
     standby: options.standby,
+    copyDirs: images.directories(),
   });
   const localRealizer = new LocalRealizer(images, servers);
   const cephClusters = new CephClusters(options.cephClusters, options.stateDir);

@@ -474,7 +474,6 @@ export class NodeService {
       storage: { kind: 'file', path: this.options.images.path('volumes', volume.id) },
       parameters: volume.parameters,
       readOnly,
-      copyDirs: this.options.images.directories(),
     };
   }
 
@@ -489,7 +488,6 @@ export class NodeService {
       storage: { kind: 'file', path: staged.imagePath },
       parameters: staged.parameters,
       readOnly: staged.readOnly,
-      copyDirs: this.options.images.directories(),
     };
   }
 }

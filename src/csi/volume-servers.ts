@@ -1,34 +1,34 @@
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { adminSocketPath, callAdmin } from '../daemon/admin-socket';
+import { BackendDescriptor } from '../backend/descriptor';
 import { buildId } from '../cli/build-id';
+import { callDaemon } from '../daemon/control-client';
+import { DeviceSpec } from '../daemon/control-protocol';
+import { DaemonLock } from '../daemon/daemon-lock';
+import { LineRequestError } from '../daemon/json-line-socket';
 import { log } from '../log';
+import { Serial } from '../sys/serial';
 import { devicePath } from '../vduse/device';
 import { CsiError } from './errors';
 import { VolumeParameters } from './parameters';
-import { logTail, serverExitError } from './server-failure';
 
-/** What a volume's device serves: an image file, or an RBD image with its client's files. */
-export type ServedStorage =
-  | { kind: 'file'; path: string }
-  | { kind: 'rbd'; image: string; conf: string; user: string; keyring: string };
-
-/** What one volume's serving process is started with. */
+/** What a volume's device serves, and how. */
 export interface ServeSpec {
   deviceName: string;
-  storage: ServedStorage;
+  storage: BackendDescriptor;
   parameters: VolumeParameters;
   readOnly: boolean;
-  /** Where the server may write point-in-time copies of the image (the data directory's image directories). */
-  copyDirs: string[];
 }
 
+/** The device daemon's answer for one device it serves. */
 export interface ServerStatus {
   path: string;
+  /** The daemon's process. */
   pid: number;
   capacityBytes: number;
-  /** Which build of vduse-csi the server runs (see cli/build-id.ts). */
+  /** Which build of vduse-csi the daemon runs (see cli/build-id.ts). */
   build: string;
   startedAtMs: number;
 }
@@ -38,256 +38,253 @@ export interface VolumeServersOptions {
   /** argv that runs the vduse-csi CLI, e.g. [node, dist/bundle/vduse-csi.js]. */
   command: string[];
   logLevel: string;
-  /** Keep a warm standby process per volume (blk serve --keep-standby): restarts take milliseconds. */
+  /** The daemon keeps a warm standby daemon (daemon run --keep-standby): a crash costs milliseconds. */
   standby: boolean;
+  /** Where the daemon may write point-in-time copies of images (the data directory's image directories). */
+  copyDirs: string[];
   startTimeoutMs?: number;
-  stopTimeoutMs?: number;
 }
 
 const STATUS_TIMEOUT_MS = 10_000;
-const POLL_MS = 200;
+const ADD_TIMEOUT_MS = 300_000;
+const COPY_TIMEOUT_MS = 30 * 60_000;
+const POLL_MS = 100;
+
+/** Refusal codes of the daemon's control protocol, as gRPC codes: the operator can fix all but ours. */
+const CODE_OF_REFUSAL: Record<string, grpcStatus> = {
+  'not-found': grpcStatus.NOT_FOUND,
+  'in-use': grpcStatus.FAILED_PRECONDITION,
+  environment: grpcStatus.FAILED_PRECONDITION,
+  image: grpcStatus.FAILED_PRECONDITION,
+};
 
 /**
- * Each staged volume is served by its own `vduse-csi blk serve` process, started detached so it
- * outlives the plugin: a plugin crash or upgrade leaves the volume's I/O untouched, and the next
- * plugin finds the server again through its admin socket.
+ * Every staged volume is a device of the node's device daemon (`vduse-csi daemon run`), started
+ * detached when none answers so that it outlives the plugin: a plugin crash or upgrade leaves the
+ * volumes' I/O untouched, and a daemon that dies is replaced by its standby, or by the one the
+ * plugin starts, which takes every recorded device over.
  */
 export class VolumeServers {
+  /** One daemon start at a time: two would leave the loser standing by for nothing. */
+  private readonly starting = new Serial();
+
   constructor(private readonly options: VolumeServersOptions) {}
 
-  /** The live server of a device, or null when none answers. */
+  /** The daemon's answer for a device, or null when no daemon answers or it does not serve the device. */
   async status(deviceName: string): Promise<ServerStatus | null> {
-    const socket = adminSocketPath(this.options.stateDir, deviceName);
-    if (!existsSync(socket)) return null;
     try {
-      const reply = await callAdmin(socket, { op: 'status' }, STATUS_TIMEOUT_MS);
-      return {
-        path: String(reply.path),
-        pid: Number(reply.pid),
-        capacityBytes: Number(reply.capacityBytes),
-        build: String(reply.build),
-        startedAtMs: Number(reply.startedAtMs),
-      };
+      return statusOf(
+        await callDaemon(this.options.stateDir, { op: 'device', name: deviceName }, STATUS_TIMEOUT_MS),
+      );
     } catch (error) {
+      if (error instanceof LineRequestError && error.code === 'not-found') return null;
       const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'ECONNREFUSED' && code !== 'ENOENT') {
-        log.warn('device server does not answer', { device: deviceName, error: String(error) });
-      }
+      if (code !== 'ECONNREFUSED' && code !== 'ENOENT')
+        log.warn('the device daemon does not answer', { device: deviceName, error: String(error) });
       return null;
     }
   }
 
-  /** The build this plugin starts servers from. */
+  /** The build this plugin starts daemons from. */
   get ownBuild(): string {
     return buildId(this.options.command[1]);
   }
 
-  /** Starts serving (or takes over an orphaned device); returns at once when already served. */
+  /** Serves a device (or takes an orphaned one over); returns at once when already served. */
   async start(spec: ServeSpec): Promise<ServerStatus> {
     const running = await this.status(spec.deviceName);
     if (running) return running;
-    const server = this.spawnServer(spec, []);
-    return this.waitUntil(spec, server, 'come up', (status) => status !== null);
+    await this.ensureDaemon();
+    const answer = await this.call({ op: 'add', device: deviceSpecOf(spec) }, ADD_TIMEOUT_MS);
+    log.info('volume served', { device: spec.deviceName, path: answer.path, pid: answer.pid });
+    return statusOf(answer);
   }
 
   /**
-   * Moves a live device to a server of this plugin's build (after an upgrade): a standby of ours
-   * gets ready beside the old server, which then hands the device over and exits.
+   * Moves the node's devices to a daemon of this plugin's build (after an upgrade): one of ours
+   * stands by beside the old daemon, which then hands every device over and exits.
    */
   async upgrade(spec: ServeSpec, old: ServerStatus): Promise<ServerStatus> {
-    const standby = this.spawnServer(spec, ['--standby']);
-    const deadline = Date.now() + (this.options.startTimeoutMs ?? 180_000);
-    while (!loggedStandingBy(standby.logPath, spec.deviceName, standby.child.pid!)) {
-      const exited = standby.exited();
-      if (exited !== null) throw exitError('standby', spec, standby, exited);
-      if (Date.now() > deadline) {
-        standby.child.kill('SIGKILL');
-        throw new Error(
-          `standby for ${spec.deviceName} did not get ready in time: ${lastLines(standby.logPath)}`,
-        );
-      }
-      await sleep(POLL_MS);
-    }
-    await callAdmin(adminSocketPath(this.options.stateDir, spec.deviceName), { op: 'handover' });
-    const status = await this.waitUntil(
-      spec,
-      standby,
-      'take over',
-      (current) => current?.pid === standby.child.pid,
-    );
-    log.info('device handed over to this build', {
-      device: spec.deviceName,
-      from: old.build,
-      to: status.build,
-    });
+    const next = this.spawnDaemon();
+    const serving = async (): Promise<boolean> => (await this.daemonPid()) === next.child.pid;
+    await this.waitFor(next, 'stand by', async () => standingBy(next) || (await serving()));
+    if (!(await serving())) await this.call({ op: 'handover' });
+    await this.waitFor(next, 'take over', serving);
+    const status = await this.start(spec);
+    log.info('devices handed over to this build', { from: old.build, to: status.build, pid: status.pid });
     return status;
   }
 
-  private spawnServer(spec: ServeSpec, extra: string[]): SpawnedServer {
-    const logPath = join(this.options.stateDir, 'logs', `${spec.deviceName}.log`);
-    mkdirSync(join(this.options.stateDir, 'logs'), { recursive: true, mode: 0o700 });
-    const logFd = openSync(logPath, 'a', 0o600);
-    const [executable, ...prefix] = this.options.command;
-    const child = spawn(executable!, [...prefix, ...serveArguments(spec, this.options), ...extra], {
-      detached: true,
-      stdio: ['ignore', logFd, logFd],
+  /**
+   * Stops serving and removes the device. An orphaned device (no daemon serves it) is taken over
+   * first by a daemon started for it: only a live server removes a device without leaving its users
+   * hanging.
+   */
+  async stop(spec: ServeSpec): Promise<void> {
+    if (existsSync(devicePath(spec.deviceName))) await this.ensureDaemon();
+    else if ((await this.daemonPid()) === null) return;
+    await this.call({ op: 'remove', name: spec.deviceName });
+    if (existsSync(devicePath(spec.deviceName)))
+      throw new CsiError(
+        grpcStatus.INTERNAL,
+        `the device daemon removed ${spec.deviceName} but the device is still there: ${lastLines(this.logPath)}`,
+      );
+    log.info('volume device removed', { device: spec.deviceName });
+  }
+
+  async resize(deviceName: string, bytes: number): Promise<void> {
+    await this.call({ op: 'resize', name: deviceName, bytes });
+  }
+
+  /** Copies the image while the device's queues are held still; false when no daemon serves it. */
+  async copyWhilePaused(deviceName: string, target: string): Promise<boolean> {
+    if (!(await this.status(deviceName))) return false;
+    await this.call({ op: 'copy', name: deviceName, target }, COPY_TIMEOUT_MS);
+    return true;
+  }
+
+  private get logPath(): string {
+    return join(this.options.stateDir, 'logs', 'daemon.log');
+  }
+
+  /** The pid of the daemon answering on the control socket, or null. */
+  private async daemonPid(): Promise<number | null> {
+    const answer = await callDaemon(this.options.stateDir, { op: 'status' }, STATUS_TIMEOUT_MS).catch(
+      () => null,
+    );
+    return answer === null ? null : Number(answer.pid);
+  }
+
+  /**
+   * Returns once a daemon answers. One is started when the state directory's lock is free; a held
+   * lock means one is on its way (taking devices over, or letting them go for its successor).
+   */
+  private ensureDaemon(): Promise<void> {
+    return this.starting.run(async () => {
+      if ((await this.daemonPid()) !== null) return;
+      const free = DaemonLock.tryAcquire(this.options.stateDir);
+      free?.release();
+      const started = free ? this.spawnDaemon() : undefined;
+      await this.waitFor(started, 'serve', async () => (await this.daemonPid()) !== null);
     });
+  }
+
+  private spawnDaemon(): SpawnedDaemon {
+    mkdirSync(join(this.options.stateDir, 'logs'), { recursive: true, mode: 0o700 });
+    const logFd = openSync(this.logPath, 'a', 0o600);
+    const logOffset = readFileSync(this.logPath).length;
+    const [executable, ...prefix] = this.options.command;
+    const { stateDir, logLevel, copyDirs, standby } = this.options;
+    const child = spawn(
+      executable!,
+      [
+        ...prefix,
+        ...['daemon', 'run', '--state-dir', stateDir, '--log-level', logLevel],
+        ...copyDirs.flatMap((dir) => ['--copy-dir', dir]),
+        ...(standby ? ['--keep-standby'] : []),
+      ],
+      { detached: true, stdio: ['ignore', logFd, logFd] },
+    );
     closeSync(logFd);
     child.unref();
     let exited: string | null = null;
     child.once('exit', (code, signal) => (exited = signal ?? `exit code ${code}`));
     child.once('error', (error) => (exited = error.message));
-    return { child, logPath, exited: () => exited };
+    log.info('device daemon started', { pid: child.pid, stateDir });
+    return { child, logPath: this.logPath, logOffset, exited: () => exited };
   }
 
-  private async waitUntil(
-    spec: ServeSpec,
-    server: SpawnedServer,
+  /** Waits until `done`; fails when the daemon started for it exits first, or after the start timeout. */
+  private async waitFor(
+    daemon: SpawnedDaemon | undefined,
     what: string,
-    done: (status: ServerStatus | null) => boolean,
-  ): Promise<ServerStatus> {
+    done: () => Promise<boolean>,
+  ): Promise<void> {
     const deadline = Date.now() + (this.options.startTimeoutMs ?? 180_000);
     for (;;) {
-      const status = await this.status(spec.deviceName);
-      if (status && done(status)) {
-        log.info('volume server ready', { device: spec.deviceName, pid: status.pid, path: status.path });
-        return status;
-      }
-      const exited = server.exited();
-      if (exited !== null) throw exitError('device server', spec, server, exited);
+      if (await done()) return;
+      const exited = daemon?.exited() ?? null;
+      if (exited !== null)
+        throw new CsiError(
+          grpcStatus.INTERNAL,
+          `the device daemon ${daemon!.child.pid} exited (${exited}) before it could ${what}: ${lastLines(this.logPath)}`,
+        );
       if (Date.now() > deadline) {
-        server.child.kill('SIGKILL');
-        throw new Error(
-          `device server for ${spec.deviceName} did not ${what} in time: ${lastLines(server.logPath)}`,
+        daemon?.child.kill('SIGKILL');
+        throw new CsiError(
+          grpcStatus.UNAVAILABLE,
+          `the device daemon did not ${what} in time: ${lastLines(this.logPath)}`,
         );
       }
-      await sleep(POLL_MS);
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
   }
 
-  /**
-   * Stops serving and removes the device. An orphaned device (its server was killed) is taken over
-   * first: only a live server can remove a device without leaving its users hanging.
-   */
-  async stop(spec: ServeSpec): Promise<void> {
-    let status = await this.status(spec.deviceName);
-    if (!status && existsSync(devicePath(spec.deviceName))) status = await this.start(spec);
-    if (!status) return;
-    process.kill(status.pid, 'SIGTERM');
-    const deadline = Date.now() + (this.options.stopTimeoutMs ?? 120_000);
-    while (isServing(status.pid, spec.deviceName)) {
-      if (Date.now() > deadline)
-        throw new Error(
-          `device server ${status.pid} for ${spec.deviceName} did not stop: ` +
-            lastLines(join(this.options.stateDir, 'logs', `${spec.deviceName}.log`)),
-        );
-      await sleep(POLL_MS);
+  /** One control request; a refusal becomes the CSI error its code calls for. */
+  private async call(
+    request: Parameters<typeof callDaemon>[1],
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>> {
+    try {
+      return await callDaemon(this.options.stateDir, request, timeoutMs);
+    } catch (error) {
+      const refusal = error instanceof LineRequestError ? error.code : undefined;
+      const code = (refusal !== undefined && CODE_OF_REFUSAL[refusal]) || grpcStatus.INTERNAL;
+      const name = 'name' in request ? request.name : 'device' in request ? request.device.name : undefined;
+      const subject = name === undefined ? 'the device daemon' : `the device daemon, for ${name}`;
+      throw new CsiError(code, `${request.op} refused by ${subject}: ${(error as Error).message}`);
     }
-    if (existsSync(devicePath(spec.deviceName))) {
-      throw new Error(
-        `device server for ${spec.deviceName} exited but the device is still there: ` +
-          lastLines(join(this.options.stateDir, 'logs', `${spec.deviceName}.log`)),
-      );
-    }
-    log.info('volume server stopped', { device: spec.deviceName });
-  }
-
-  async resize(deviceName: string, bytes: number): Promise<void> {
-    await callAdmin(adminSocketPath(this.options.stateDir, deviceName), { op: 'resize', bytes });
-  }
-
-  /** Copies the image while the live server holds its queues still; false when none serves it. */
-  async copyWhilePaused(deviceName: string, target: string): Promise<boolean> {
-    if (!(await this.status(deviceName))) return false;
-    await callAdmin(adminSocketPath(this.options.stateDir, deviceName), { op: 'copy', target }, 30 * 60_000);
-    return true;
   }
 }
 
-interface SpawnedServer {
+interface SpawnedDaemon {
   child: ChildProcess;
   logPath: string;
+  /** Where its lines start in the shared daemon log. */
+  logOffset: number;
   /** Why it exited, or null while it runs. */
   exited: () => string | null;
 }
 
-function loggedStandingBy(logPath: string, deviceName: string, pid: number): boolean {
-  try {
-    return readFileSync(logPath, 'utf8')
-      .split('\n')
-      .some((line) => line === JSON.stringify({ standby: deviceName, pid }));
-  } catch {
-    return false;
-  }
+/** Whether a daemon started beside a serving one has said it stands by, warm. */
+function standingBy(daemon: SpawnedDaemon): boolean {
+  const announcement = JSON.stringify({ standby: 'daemon', pid: daemon.child.pid });
+  return readFileSync(daemon.logPath)
+    .subarray(daemon.logOffset)
+    .toString('utf8')
+    .split('\n')
+    .includes(announcement);
 }
 
-/** True while `pid` is the (not yet reaped) server of `deviceName`. */
-export function isServing(pid: number, deviceName: string): boolean {
-  try {
-    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
-    if (state === 'Z' || state === 'X') return false;
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(deviceName);
-  } catch {
-    return false;
-  }
-}
-
-function serveArguments(spec: ServeSpec, options: VolumeServersOptions): string[] {
-  return [
-    'blk',
-    'serve',
-    ...storageArguments(spec.storage),
-    '--name',
-    spec.deviceName,
-    '--queues',
-    String(spec.parameters.queues),
-    '--queue-size',
-    String(spec.parameters.queueSize),
-    '--block-size',
-    String(spec.parameters.blockSize),
-    '--state-dir',
-    options.stateDir,
-    '--log-level',
-    options.logLevel,
-    ...(spec.readOnly ? ['--read-only'] : []),
+function deviceSpecOf(spec: ServeSpec): DeviceSpec {
+  const { queues, queueSize, blockSize, provisioning } = spec.parameters;
+  return {
+    name: spec.deviceName,
+    backend: spec.storage,
+    queues,
+    queueSize,
+    blockSize,
+    readOnly: spec.readOnly,
     // A thick volume keeps its reservation: discards and write-zeroes never free its blocks.
-    ...(spec.parameters.provisioning === 'thick' ? ['--keep-allocation'] : []),
-    ...spec.copyDirs.flatMap((dir) => ['--copy-dir', dir]),
-    ...(options.standby ? ['--keep-standby'] : []),
-  ];
+    keepAllocation: provisioning === 'thick',
+  };
 }
 
-function storageArguments(storage: ServedStorage): string[] {
-  if (storage.kind === 'file') return ['--file', storage.path];
-  return [
-    '--rbd',
-    storage.image,
-    '--ceph-conf',
-    storage.conf,
-    '--id',
-    storage.user,
-    '--keyring',
-    storage.keyring,
-  ];
+function statusOf(answer: Record<string, unknown>): ServerStatus {
+  return {
+    path: String(answer.path),
+    pid: Number(answer.pid),
+    capacityBytes: Number(answer.capacityBytes),
+    build: String(answer.build),
+    startedAtMs: Number(answer.startedAtMs),
+  };
 }
 
-function logLines(path: string): string[] {
+/** The daemon log's last lines on one line, for an error message. */
+function lastLines(path: string, count = 5): string {
   try {
-    return readFileSync(path, 'utf8').trimEnd().split('\n');
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-count).join(' | ');
   } catch {
-    return [];
+    return '(no log)';
   }
-}
-
-function lastLines(path: string): string {
-  return logTail(logLines(path));
-}
-
-/** A server that exited before serving: the cause it reported, with a fitting gRPC code. */
-function exitError(what: string, spec: ServeSpec, server: SpawnedServer, exited: string): CsiError {
-  return serverExitError(what, spec.deviceName, server.child.pid, exited, logLines(server.logPath));
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

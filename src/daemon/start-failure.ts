@@ -10,8 +10,6 @@ import { SysError } from '../sys/errors';
  */
 export type StartFailureKind = 'environment' | 'in-use' | 'image' | 'internal';
 
-const KINDS: readonly StartFailureKind[] = ['environment', 'in-use', 'image', 'internal'];
-
 /** A device server's start failed at `step` because of `cause`; whatever it had made is undone. */
 export class StartFailure extends Error {
   /** What undoing the earlier steps could not do (each logged when it happened). */
@@ -48,8 +46,8 @@ export function kindOfErrno(error: unknown): StartFailureKind | undefined {
 }
 
 /**
- * The line a server that failed to start prints on stdout, whatever the log level: the CSI node
- * plugin reads it from the server's log to answer with the cause and a fitting code.
+ * The line a server that failed to start prints on stdout, whatever the log level: whoever started
+ * it (a script, a supervisor) reads the cause and its kind without parsing the log.
  */
 export interface StartFailureLine {
   startFailed: string;
@@ -68,29 +66,4 @@ export function startFailureLine(failure: StartFailure, pid: number): string {
     error: failure.message,
   };
   return JSON.stringify(line);
-}
-
-/** The failure line of server `pid` for `device` among a log's lines, if it printed one. */
-export function findStartFailureLine(
-  lines: readonly string[],
-  device: string,
-  pid: number,
-): StartFailureLine | null {
-  for (const text of [...lines].reverse()) {
-    if (!text.startsWith('{"startFailed":')) continue;
-    try {
-      const line = JSON.parse(text) as Partial<StartFailureLine>;
-      if (
-        line.startFailed === device &&
-        line.pid === pid &&
-        typeof line.error === 'string' &&
-        typeof line.step === 'string' &&
-        KINDS.includes(line.kind as StartFailureKind)
-      )
-        return line as StartFailureLine;
-    } catch {
-      // a line cut short by a crash: not a failure report
-    }
-  }
-  return null;
 }

@@ -3,14 +3,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { callDaemon } from '../../src/daemon/control-client';
 import { useCephCluster } from '../support/ceph-cluster';
-import {
-  RunningDaemon,
-  announced,
-  daemonProcesses,
-  daemonStatus,
-  servingOtherThan,
-  startDaemon,
-} from './daemon-support';
+import { RunningDaemon, announced, servingOtherThan, startDaemon } from './daemon-support';
+import { daemonProcesses, daemonStatus } from '../support/daemon-processes';
 import { blocklisted, expectCleanFio, lockAddresses, whileWriting } from './rbd-checks';
 import {
   BLK_CLI,

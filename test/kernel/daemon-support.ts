@@ -1,13 +1,6 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
-import { callDaemon } from '../../src/daemon/control-client';
+import { DaemonStatus, daemonStatus } from '../support/daemon-processes';
 import { TAKEOVER_TIMEOUT_MS } from './support';
-
-export interface DaemonStatus {
-  pid: number;
-  build: string;
-  devices: Array<{ name: string; path: string; capacityBytes: number }>;
-}
 
 /** A `vduse-csi daemon run` and the standbys it starts (they share its stdout). */
 export interface RunningDaemon {
@@ -31,36 +24,6 @@ export function announced(output: string, key: 'daemon' | 'standby'): number[] {
     .split('\n')
     .filter((line) => line.startsWith(`{"${key}":`))
     .map((line) => (JSON.parse(line) as { pid: number }).pid);
-}
-
-export async function daemonStatus(stateDir: string): Promise<DaemonStatus | null> {
-  return (callDaemon(stateDir, { op: 'status' }, 5_000) as Promise<unknown> as Promise<DaemonStatus>).catch(
-    () => null,
-  );
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
-
-/** The live processes of `daemon` commands on `stateDir` (daemons and standbys). */
-export function daemonProcesses(stateDir: string): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .map(Number)
-    .filter((pid) => {
-      try {
-        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-        return argv.includes('daemon') && argv.includes(stateDir) && isAlive(pid);
-      } catch {
-        return false;
-      }
-    });
 }
 
 /** Waits until a daemon other than `previousPid` answers, serving `devices` devices. */

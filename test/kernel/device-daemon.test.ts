@@ -14,14 +14,8 @@ import {
   waitFor,
   TAKEOVER_TIMEOUT_MS,
 } from './support';
-import {
-  RunningDaemon,
-  announced,
-  daemonProcesses,
-  daemonStatus,
-  servingOtherThan,
-  startDaemon,
-} from './daemon-support';
+import { RunningDaemon, announced, servingOtherThan, startDaemon } from './daemon-support';
+import { daemonProcesses, daemonStatus } from '../support/daemon-processes';
 
 const VOLUMES = 16;
 const FILESYSTEM_VOLUMES = 4;

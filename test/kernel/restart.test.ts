@@ -2,19 +2,33 @@ import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { adminSocketPath, callAdmin } from '../../src/daemon/admin-socket';
-import { isServing } from '../../src/csi/volume-servers';
 import { CsiHarness } from '../support/csi-harness';
+import { DaemonStatus, daemonProcesses, daemonStatus } from '../support/daemon-processes';
 import { assertNothingLeft, createPublished, removePublished } from '../e2e/kubelet-flow';
 import { CLI, kernelLogFromNow, requireVduse, scratchDir, sh, waitFor } from './support';
 import { fioLoop, readPasses } from './fio-loop';
 
-/** How many standby servers have announced themselves ready in a device server log. */
-function standbyCount(logPath: string): number {
-  return existsSync(logPath) ? readFileSync(logPath, 'utf8').split('{"standby":').length - 1 : 0;
+/** Whether a daemon process of `stateDir` other than `servingPid` has announced itself a warm standby. */
+function hasWarmStandby(stateDir: string, servingPid: number): boolean {
+  const logPath = join(stateDir, 'logs', 'daemon.log');
+  const lines = existsSync(logPath) ? readFileSync(logPath, 'utf8').split('\n') : [];
+  return daemonProcesses(stateDir).some(
+    (pid) => pid !== servingPid && lines.includes(JSON.stringify({ standby: 'daemon', pid })),
+  );
 }
 
-describe('zero-error restarts of device servers (SIGKILL, supervised restart)', function () {
+/** The node's device daemon, waited for while none answers (one is taking over, say). */
+async function liveDaemon(stateDir: string): Promise<DaemonStatus> {
+  const deadline = Date.now() + 600_000;
+  for (;;) {
+    const status = await daemonStatus(stateDir);
+    if (status) return status;
+    assert.ok(Date.now() < deadline, `no device daemon answers for ${stateDir}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('zero-error restarts of the device daemon (SIGKILL, supervised restart)', function () {
   this.timeout(1_800_000);
   let csi: CsiHarness;
   const figures: Record<string, unknown> = {};
@@ -103,11 +117,11 @@ describe('zero-error restarts of device servers (SIGKILL, supervised restart)', 
     await exited;
   });
 
-  it('upgrading the plugin hands live volumes to the new build: old servers exit, I/O never fails', async () => {
+  it('upgrading the plugin hands live volumes to the new build: the old daemon exits, I/O never fails', async () => {
     const published = await createPublished(csi, 'ext4', 'handover');
-    const { volumeId: id, target } = published;
-    const socket = adminSocketPath(csi.options.stateDir, id);
-    const old = (await callAdmin(socket, { op: 'status' })) as { pid: number; build: string };
+    const { target } = published;
+    const stateDir = csi.options.stateDir;
+    const old = await liveDaemon(stateDir);
 
     // The "newer build": the bundle installed elsewhere and changed, as an upgrade would be. It goes
     // to the scratch directory (the checkout may be read-only in the VM); koffi comes from NODE_PATH.
@@ -129,14 +143,17 @@ describe('zero-error restarts of device servers (SIGKILL, supervised restart)', 
     let current = old;
     while (current.build === old.build) {
       await new Promise((resolve) => setTimeout(resolve, 100));
-      current =
-        ((await callAdmin(socket, { op: 'status' }, 2000).catch(() => null)) as typeof old | null) ?? current;
+      current = (await daemonStatus(stateDir)) ?? current;
       assert.ok(performance.now() - upgradedAt < 600_000, 'the device was not handed over in time');
     }
-    figures.upgrade = { pluginRestartToNewServerMs: performance.now() - upgradedAt };
+    figures.upgrade = { pluginRestartToNewDaemonMs: performance.now() - upgradedAt };
     assert.notEqual(current.pid, old.pid);
     assert.match(readFileSync(`/proc/${current.pid}/cmdline`, 'utf8'), /next-build/);
-    await waitFor('the old server to exit', () => !isServing(old.pid, id), 60_000);
+    assert.deepEqual(
+      current.devices.map((device) => device.name),
+      [published.volumeId],
+    );
+    await waitFor('the old daemon to exit', () => !daemonProcesses(stateDir).includes(old.pid), 60_000);
     await new Promise((resolve) => setTimeout(resolve, 2000));
     writeFileSync(stopFile, '');
     assert.equal(await fioDone, 0);
@@ -178,20 +195,19 @@ describe('zero-error restarts of device servers (SIGKILL, supervised restart)', 
       fio.stderr!.setEncoding('utf8').on('data', (chunk: string) => (fioOutput += chunk));
       const fioDone = new Promise<number | null>((resolve) => fio.once('exit', resolve));
 
-      const socket = adminSocketPath(csi.options.stateDir, id);
+      const stateDir = csi.options.stateDir;
       const killToServingMs: number[] = [];
-      const serverLog = join(csi.options.stateDir, 'logs', `${id}.log`);
       for (let kill = 0; kill < 5; kill++) {
-        // Each server starts a standby once it serves; under the rig's emulation loading one takes
+        // Each daemon starts a standby once it serves; under the rig's emulation loading one takes
         // tens of seconds (a few hundred ms on real hardware), so wait for it, then kill at random.
-        await waitFor('a warm standby', () => standbyCount(serverLog) > kill, 300_000);
+        const { pid } = await liveDaemon(stateDir);
+        await waitFor('a warm standby', () => hasWarmStandby(stateDir, pid), 300_000);
         await new Promise((resolve) => setTimeout(resolve, 1000 + Math.random() * 2000));
-        const { pid } = (await callAdmin(socket, { op: 'status' })) as { pid: number };
         const killedAt = performance.now();
         process.kill(pid, 'SIGKILL');
         for (;;) {
-          const replacement = await callAdmin(socket, { op: 'status' }, 2000).catch(() => null);
-          if (replacement && replacement.pid !== pid) break;
+          const replacement = await daemonStatus(stateDir);
+          if (replacement && replacement.pid !== pid && replacement.devices.some((d) => d.name === id)) break;
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
         killToServingMs.push(performance.now() - killedAt);

@@ -92,6 +92,7 @@ export class FakeKubeCluster {
       command: [process.execPath, '/nonexistent'],
       logLevel: 'warn',
       standby: false,
+      copyDirs: [],
     });
     node.agent = this.nodeClusters
       .get(id)!

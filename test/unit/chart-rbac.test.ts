@@ -115,6 +115,7 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
       command: [process.execPath, '/nonexistent'],
       logLevel: 'warn',
       standby: false,
+      copyDirs: [],
     });
     const agent = cluster.nodeAgent(nodeId, images, new LocalRealizer(images, servers));
     agent.start();

@@ -3,8 +3,6 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { status } from '@grpc/grpc-js';
-import { serverExitError } from '../../src/csi/server-failure';
 import { StartFailureLine } from '../../src/daemon/start-failure';
 import { VDPA_FAMILY_MISSING, VDPA_FAMILY_NOT_IN_NAMESPACE, vdpaFamilyMissingReason } from '../../src/vdpa';
 import { CsiHarness } from '../support/csi-harness';
@@ -86,46 +84,17 @@ describe('device server start failures a host shows', function () {
       const message = await csi.expectCode('node', 'NodeStageVolume', request, 'FAILED_PRECONDITION');
       assert.equal(
         message,
-        `device server for ${volumeId} failed (exit code 1): opening the VDUSE control device: ` +
+        `add refused by the device daemon, for ${volumeId}: opening the VDUSE control device: ` +
           '/dev/vduse/control is missing: load the vduse module (modprobe vduse) on a Linux >= 5.15 kernel',
       );
-      assert.deepEqual(readdirSync(csi.options.stateDir).sort(), ['logs', 'store'], 'no device state');
+      assert.deepEqual(
+        readdirSync(csi.options.stateDir).sort(),
+        ['daemon.lock', 'daemon.sock', 'logs', 'store'],
+        'no device state',
+      );
     } finally {
       await csi.stop();
     }
-  });
-});
-
-describe('serverExitError', () => {
-  const line = (pid: number, kind: string, error: string): string =>
-    JSON.stringify({ startFailed: 'vol-1', pid, kind, step: 'a step', error });
-
-  it('answers with the cause the server reported, coded by its kind', () => {
-    for (const [kind, code] of [
-      ['environment', status.FAILED_PRECONDITION],
-      ['in-use', status.FAILED_PRECONDITION],
-      ['image', status.FAILED_PRECONDITION],
-      ['internal', status.INTERNAL],
-    ] as const) {
-      const error = serverExitError('device server', 'vol-1', 42, 'exit code 1', [
-        '{"level":"info","message":"x"}',
-        line(42, kind, 'a step: the cause'),
-        'vduse-csi: a step: the cause',
-      ]);
-      assert.equal(error.code, code, kind);
-      assert.equal(error.message, 'device server for vol-1 failed (exit code 1): a step: the cause');
-    }
-  });
-
-  it("ignores an earlier server's report and falls back to the log's last lines, INTERNAL", () => {
-    const lines = [line(41, 'environment', 'old cause'), 'l1', 'l2', 'l3', 'l4', 'l5'];
-    const error = serverExitError('standby', 'vol-1', 42, 'SIGSEGV', lines);
-    assert.equal(error.code, status.INTERNAL);
-    assert.equal(error.message, 'standby for vol-1 failed (SIGSEGV): l1 | l2 | l3 | l4 | l5');
-    assert.equal(
-      serverExitError('standby', 'vol-1', undefined, 'spawn ENOENT', []).message,
-      'standby for vol-1 failed (spawn ENOENT): (no log)',
-    );
   });
 });
 

@@ -71,13 +71,11 @@ export class RbdNodeVolumes {
       // Checked again: the record is a file a restarted plugin reads back.
       storage: {
         kind: 'rbd',
-        image: rbdLocationText(parseRbdLocation(record.image)),
-        user: record.user,
-        ...files,
+        location: parseRbdLocation(record.image),
+        client: { user: record.user, ...files },
       },
       parameters,
       readOnly,
-      copyDirs: [],
     };
   }
 

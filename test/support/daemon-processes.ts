@@ -1,0 +1,47 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { callDaemon } from '../../src/daemon/control-client';
+import { eventually } from './eventually';
+
+export interface DaemonStatus {
+  pid: number;
+  build: string;
+  devices: Array<{ name: string; path: string; capacityBytes: number }>;
+}
+
+export async function daemonStatus(stateDir: string): Promise<DaemonStatus | null> {
+  return (callDaemon(stateDir, { op: 'status' }, 5_000) as Promise<unknown> as Promise<DaemonStatus>).catch(
+    () => null,
+  );
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+/** The live processes of `daemon` commands on `stateDir` (daemons and standbys). */
+export function daemonProcesses(stateDir: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        return argv.includes('daemon') && argv.includes(stateDir) && isAlive(pid);
+      } catch {
+        return false;
+      }
+    });
+}
+
+/** Stops every daemon process of `stateDir` (SIGTERM: devices are let go of, never removed). */
+export async function stopDaemons(stateDir: string): Promise<void> {
+  for (const pid of daemonProcesses(stateDir)) process.kill(pid, 'SIGTERM');
+  await eventually(async () => {
+    if (daemonProcesses(stateDir).length > 0) throw new Error(`daemons of ${stateDir} still run`);
+  }, 60_000);
+}
