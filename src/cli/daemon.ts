@@ -7,10 +7,11 @@ import { validControlRequest } from '../daemon/control-protocol';
 import { DaemonLock } from '../daemon/daemon-lock';
 import { listenDaemonHealth } from '../daemon/daemon-health';
 import { DaemonRole } from '../daemon/daemon-role';
+import { writeRoleFile } from '../daemon/role-file';
 import { DEFAULT_STATE_DIR, readRecord, recordedDeviceNames } from '../daemon/device-record';
 import { LineRequestError, listenJsonLines } from '../daemon/json-line-socket';
 import { DaemonMetrics, registerDaemonMetrics } from '../metrics/daemon-metrics';
-import { MetricsEndpoint } from '../metrics/endpoint';
+import { serveMetricsWhenFree } from '../metrics/metrics-when-free';
 import { processRegistry } from '../metrics/registry';
 import { NodeDaemon, NodeDaemonOptions } from '../daemon/node-daemon';
 import { spawnSuccessor, stopSuccessor } from '../daemon/successor';
@@ -18,13 +19,15 @@ import { stopRequests } from './stop-requests';
 
 export const DAEMON_USAGE = `usage:
   vduse-csi daemon run [--state-dir DIR] [--log-level LEVEL] [--copy-dir DIR ...] [--keep-standby]
-                       [--health-address HOST:PORT] [--metrics-address HOST:PORT]
+                       [--health-address HOST:PORT] [--metrics-address HOST:PORT] [--role-file FILE]
       (serves every device of the node from one process; devices are added and removed through
        DIR/daemon.sock. While another daemon holds DIR, waits warm and takes every device over when
        it is gone. SIGTERM/SIGINT let go of the devices without removing them, for the next daemon;
        --keep-standby keeps a warm standby daemon that takes over if this one dies;
        --health-address serves /healthz and /readyz, ready when serving or standing by warm;
-       --metrics-address serves Prometheus metrics on /metrics)
+       --metrics-address serves Prometheus metrics on /metrics while this daemon serves;
+       --role-file keeps this process's role in FILE: starting, standby, taking-over, serving,
+       stopping, stopped)
   vduse-csi daemon status [--state-dir DIR]
   vduse-csi daemon handover [--state-dir DIR]
       (the running daemon lets go of its devices and exits, for the daemon waiting beside it)`;
@@ -53,19 +56,22 @@ async function runDaemon(argv: string[]): Promise<void> {
       'keep-standby': { type: 'boolean', default: false },
       'health-address': { type: 'string' },
       'metrics-address': { type: 'string' },
+      'role-file': { type: 'string' },
     },
   });
   const stateDir = resolve(values['state-dir']!);
   const logLevel = values['log-level']!;
   setLogLevel(logLevel);
   const stop = stopRequests();
-  const life: DaemonLife = { role: 'starting' };
-  const endpoints = await startEndpoints(values['health-address'], values['metrics-address'], life);
+  const life = new DaemonLife(values['role-file']);
+  const health = values['health-address'];
+  const probes = health === undefined ? undefined : await listenDaemonHealth(health, () => life.role);
+  if (probes) log.info('health endpoint listening', { address: health, port: probes.port });
   try {
     let lock = DaemonLock.tryAcquire(stateDir);
     if (!lock) {
       await warmUp(stateDir, logLevel);
-      life.role = 'standby';
+      life.become('standby');
       lock = await DaemonLock.acquire(stateDir, stop.signal);
     }
     if (!lock) {
@@ -74,43 +80,26 @@ async function runDaemon(argv: string[]): Promise<void> {
     }
     const copyDirs = (values['copy-dir'] ?? []).map((dir) => resolve(dir));
     const options = { stateDir, logLevel, copyDirs, keepStandby: values['keep-standby']! };
-    await serveDevices(options, lock, stop.reason, life, endpoints.metrics);
+    await serveDevices(options, lock, stop.reason, life, values['metrics-address']);
   } finally {
-    await endpoints.close();
+    life.become('stopped');
+    await probes?.close();
   }
 }
 
-/** What the probes and metrics read: the process's role, and its devices once it serves. */
-interface DaemonLife {
-  role: DaemonRole;
+/** What the probes and metrics read: the process's role (kept in the role file, if any), and its devices once it serves. */
+class DaemonLife {
+  role: DaemonRole = 'starting';
   daemon?: NodeDaemon;
-}
 
-/** The daemon's probes and metrics, on the addresses given (each optional). */
-async function startEndpoints(
-  healthAddress: string | undefined,
-  metricsAddress: string | undefined,
-  life: DaemonLife,
-): Promise<{ metrics?: DaemonMetrics; close: () => Promise<void> }> {
-  const health =
-    healthAddress === undefined ? undefined : await listenDaemonHealth(healthAddress, () => life.role);
-  if (health) log.info('health endpoint listening', { address: healthAddress, port: health.port });
-  if (metricsAddress === undefined) return { close: async () => health?.close() };
-  const registry = processRegistry();
-  const metrics = registerDaemonMetrics(registry, {
-    role: () => life.role,
-    devices: () => life.daemon?.devices() ?? [],
-  });
-  const endpoint = await MetricsEndpoint.start(metricsAddress, registry).catch(async (error: unknown) => {
-    await health?.close();
-    throw error;
-  });
-  return {
-    metrics,
-    close: async () => {
-      await Promise.all([health?.close(), endpoint.close()]);
-    },
-  };
+  constructor(private readonly roleFile: string | undefined) {
+    this.become('starting');
+  }
+
+  become(role: DaemonRole | 'stopped'): void {
+    if (role !== 'stopped') this.role = role;
+    if (this.roleFile !== undefined) writeRoleFile(this.roleFile, role);
+  }
 }
 
 /** Takes every device over, serves until stopped or asked to hand over, then lets go of them. */
@@ -119,31 +108,42 @@ async function serveDevices(
   lock: DaemonLock,
   stopped: Promise<string>,
   life: DaemonLife,
-  metrics: DaemonMetrics | undefined,
+  metricsAddress: string | undefined,
 ): Promise<void> {
   const { stateDir, logLevel, copyDirs } = options;
-  life.role = 'taking-over';
+  life.become('taking-over');
   const lockedAt = performance.now();
   const daemon = (life.daemon = new NodeDaemon({ stateDir, logLevel, copyDirs }));
+  const registry = metricsAddress === undefined ? undefined : processRegistry();
+  const metrics =
+    registry && registerDaemonMetrics(registry, { role: () => life.role, devices: () => daemon.devices() });
   const takenOver = await daemon.takeOverRecorded();
   let handOverRequested!: () => void;
   const handOver = new Promise<string>((done) => (handOverRequested = () => done('hand-over')));
   const control = await listenJsonLines(controlSocketPath(stateDir), (line) =>
     answerObserved(line, daemon, metrics, handOverRequested),
   );
-  life.role = 'serving';
+  life.become('serving');
   metrics?.tookOver(takenOver, (performance.now() - lockedAt) / 1000);
+  const serving = new AbortController();
+  if (registry)
+    serveMetricsWhenFree(metricsAddress!, registry, serving.signal).catch((error: unknown) =>
+      log.error('cannot serve metrics', { address: metricsAddress, error: String(error) }),
+    );
   process.stdout.write(`${JSON.stringify({ daemon: 'serving', pid: process.pid })}\n`);
   log.info('device daemon serving', { stateDir, pid: process.pid });
-  // Its standby gets no probe or metrics address: this daemon's answer for the node.
+  // The standby takes the metrics address over once it serves; the probes and role file stay this
+  // process's own (they say how this process fares).
   const successor = options.keepStandby
     ? spawnSuccessor([
         ...['daemon', 'run', '--state-dir', stateDir, '--log-level', logLevel, '--keep-standby'],
         ...copyDirs.flatMap((dir) => ['--copy-dir', dir]),
+        ...(metricsAddress === undefined ? [] : ['--metrics-address', metricsAddress]),
       ])
     : undefined;
   const reason = await Promise.race([handOver, stopped]);
-  life.role = 'stopping';
+  life.become('stopping');
+  serving.abort();
   log.info('letting go of the devices', { reason });
   // Before the devices go: this daemon's own standby must not be the one that takes them.
   await stopSuccessor(successor);

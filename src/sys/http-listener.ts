@@ -38,7 +38,7 @@ export class HttpListener {
         server.listen({ host, port }, () => resolve());
       });
     } catch (error) {
-      throw new Error(`cannot listen for ${purpose} on ${address}: ${String(error)}`);
+      throw new Error(`cannot listen for ${purpose} on ${address}: ${String(error)}`, { cause: error });
     }
     return new HttpListener(server);
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { callDaemon } from '../../src/daemon/control-client';
@@ -17,13 +18,13 @@ interface Daemon {
   exited: Promise<number | null>;
 }
 
-function startDaemon(stateDir: string): Daemon {
+function startDaemon(
+  stateDir: string,
+  endpoints = ['--health-address', '127.0.0.1:0', '--metrics-address', '127.0.0.1:0'],
+): Daemon {
   const child = spawn(
     process.execPath,
-    [
-      ...[BLK_CLI, 'daemon', 'run', '--state-dir', stateDir, '--log-level', 'debug'],
-      ...['--health-address', '127.0.0.1:0', '--metrics-address', '127.0.0.1:0'],
-    ],
+    [...[BLK_CLI, 'daemon', 'run', '--state-dir', stateDir, '--log-level', 'debug'], ...endpoints],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
@@ -166,4 +167,45 @@ describe('device daemon process (no VDUSE needed: no device is served)', functio
     assert.equal(await serving.exited, 0);
     assert.match(serving.output(), /"reason":"hand-over"/);
   });
+
+  it('keeps its role in the role file; the metrics address is bound by whichever daemon serves', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'daemon-roles-'));
+    const port = await freePort();
+    const daemonWith = (name: string): Daemon => {
+      const daemon = startDaemon(dir, [
+        ...['--role-file', join(dir, `${name}.role`), '--metrics-address', `127.0.0.1:${port}`],
+      ]);
+      started.push(daemon);
+      return daemon;
+    };
+    const roleOf = (name: string): string => readFileSync(join(dir, `${name}.role`), 'utf8').trim();
+    const inRole = (name: string, role: string): Promise<true> =>
+      until(`${name} in role ${role}`, async () => roleOf(name) === role || undefined);
+
+    const first = daemonWith('first');
+    await inRole('first', 'serving');
+    const second = daemonWith('second');
+    await inRole('second', 'standby');
+    assert.ok((await scrape(`http://127.0.0.1:${port}/metrics`)).samples.length > 0);
+    assert.equal(listeningPort(second, 'metrics'), undefined, 'a standby binds no metrics address');
+
+    first.child.kill('SIGTERM');
+    assert.equal(await first.exited, 0);
+    assert.equal(roleOf('first'), 'stopped');
+    await inRole('second', 'serving');
+    await until('the metrics of the second daemon', async () => listeningPort(second, 'metrics'));
+    const { samples } = await scrape(`http://127.0.0.1:${port}/metrics`);
+    assert.equal(valueOf(samples, 'vduse_csi_daemon_role', { role: 'serving' }), 1);
+    second.child.kill('SIGTERM');
+    assert.equal(await second.exited, 0);
+  });
 });
+
+/** A TCP port nothing listens on right now. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((done) => server.close(done));
+  return port;
+}
