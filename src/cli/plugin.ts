@@ -30,11 +30,15 @@ import { parseBytes, parseInteger } from './units';
 
 export const PLUGIN_USAGE = `  vduse-csi plugin --mode controller|node|all --endpoint unix:///PATH --node-id ID
                    --data-dir DIR --state-dir DIR [--max-volumes N] [--max-volume-size BYTES]
-                   [--log-level LEVEL] [--no-standby] [--store local|kubernetes] [--kube-namespace NS]
+                   [--log-level LEVEL] [--no-standby | --external-daemon] [--store local|kubernetes]
+                   [--kube-namespace NS]
                    [--health-address HOST:PORT] [--metrics-address HOST:PORT]
                    [--pod-name NAME --pod-uid UID]
       (CSI driver csi.vduse.dev; "all" serves every service on one socket: the single-host setup;
        --store kubernetes keeps volumes as VduseVolume objects and runs the node agent in --mode node;
+       volumes are served by the node's device daemon (vduse-csi daemon run on --state-dir), which the
+       plugin starts when none answers, with a warm standby unless --no-standby; --external-daemon:
+       the daemon runs on its own (the chart's device-daemon pods), never started or upgraded here;
        --health-address serves GET /healthz (alive) and /readyz (ready) for kubelet's probes;
        --metrics-address serves GET /metrics (Prometheus text format);
        --pod-name/--pod-uid: with --store kubernetes, Events on that Pod when not ready;
@@ -51,8 +55,10 @@ export interface PluginOptions {
   maxVolumes: number;
   maxVolumeBytes: number;
   logLevel: string;
-  /** A warm standby device server per staged volume (default; --no-standby turns it off). */
+  /** The device daemon the plugin starts keeps a warm standby (default; --no-standby turns it off). */
   standby: boolean;
+  /** The device daemon runs on its own (--external-daemon): the plugin never starts or upgrades it. */
+  externalDaemon: boolean;
   /** Records in <state-dir> (single host, the default) or as Kubernetes custom resources (cluster). */
   store?: 'local' | 'kubernetes';
   /** The driver's namespace, for the node capacity ConfigMap (--store kubernetes). */
@@ -81,6 +87,7 @@ export function parsePluginOptions(argv: string[]): PluginOptions {
       'max-volume-size': { type: 'string', default: '16T' },
       'log-level': { type: 'string', default: 'info' },
       'no-standby': { type: 'boolean', default: false },
+      'external-daemon': { type: 'boolean', default: false },
       store: { type: 'string', default: 'local' },
       'kube-namespace': { type: 'string', default: 'default' },
       'health-address': { type: 'string' },
@@ -117,6 +124,7 @@ export function parsePluginOptions(argv: string[]): PluginOptions {
     maxVolumeBytes: parseBytes(values['max-volume-size']!),
     logLevel: values['log-level']!,
     standby: !values['no-standby'],
+    externalDaemon: values['external-daemon']!,
     store,
     kubeNamespace: values['kube-namespace']!,
     healthAddress: values['health-address'],
@@ -144,6 +152,7 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
     command: cliCommand,
     logLevel: options.logLevel,
     standby: options.standby,
+    external: options.externalDaemon,
     copyDirs: images.directories(),
   });
   const localRealizer = new LocalRealizer(images, servers);

@@ -354,6 +354,7 @@ export class NodeService {
       // upgrade), the old one must not take the devices back.
       if (
         running &&
+        this.options.servers.managesDaemon &&
         running.build !== this.options.servers.ownBuild &&
         running.startedAtMs < this.startedAtMs
       ) {

@@ -4,7 +4,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:f
 import { join } from 'node:path';
 import { BackendDescriptor } from '../backend/descriptor';
 import { buildId } from '../cli/build-id';
-import { callDaemon } from '../daemon/control-client';
+import { callDaemon, controlSocketPath } from '../daemon/control-client';
 import { DeviceSpec } from '../daemon/control-protocol';
 import { DaemonLock } from '../daemon/daemon-lock';
 import { LineRequestError } from '../daemon/json-line-socket';
@@ -40,6 +40,8 @@ export interface VolumeServersOptions {
   logLevel: string;
   /** The daemon keeps a warm standby daemon (daemon run --keep-standby): a crash costs milliseconds. */
   standby: boolean;
+  /** The daemon runs on its own (the chart's device-daemon pods): it is waited for, never started. */
+  external?: boolean;
   /** Where the daemon may write point-in-time copies of images (the data directory's image directories). */
   copyDirs: string[];
   startTimeoutMs?: number;
@@ -49,6 +51,8 @@ const STATUS_TIMEOUT_MS = 10_000;
 const ADD_TIMEOUT_MS = 300_000;
 const COPY_TIMEOUT_MS = 30 * 60_000;
 const POLL_MS = 100;
+/** How long a call waits for an external daemon that does not answer (restarting, say) before it fails. */
+const EXTERNAL_WAIT_MS = 60_000;
 
 /** Refusal codes of the daemon's control protocol, as gRPC codes: the operator can fix all but ours. */
 const CODE_OF_REFUSAL: Record<string, grpcStatus> = {
@@ -88,6 +92,11 @@ export class VolumeServers {
   /** The build this plugin starts daemons from. */
   get ownBuild(): string {
     return buildId(this.options.command[1]);
+  }
+
+  /** Whether this plugin starts and upgrades the daemon (not when it runs on its own). */
+  get managesDaemon(): boolean {
+    return this.options.external !== true;
   }
 
   /** Serves a device (or takes an orphaned one over); returns at once when already served. */
@@ -162,11 +171,25 @@ export class VolumeServers {
   private ensureDaemon(): Promise<void> {
     return this.starting.run(async () => {
       if ((await this.daemonPid()) !== null) return;
+      if (!this.managesDaemon) return this.waitForExternalDaemon();
       const free = DaemonLock.tryAcquire(this.options.stateDir);
       free?.release();
       const started = free ? this.spawnDaemon() : undefined;
       await this.waitFor(started, 'serve', async () => (await this.daemonPid()) !== null);
     });
+  }
+
+  private async waitForExternalDaemon(): Promise<void> {
+    const deadline = Date.now() + EXTERNAL_WAIT_MS;
+    while ((await this.daemonPid()) === null) {
+      if (Date.now() > deadline)
+        throw new CsiError(
+          grpcStatus.UNAVAILABLE,
+          `no device daemon answers on ${controlSocketPath(this.options.stateDir)}: the node's ` +
+            "device daemon (the chart's device-daemon pod) must run on this node to serve volumes",
+        );
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
   }
 
   private spawnDaemon(): SpawnedDaemon {

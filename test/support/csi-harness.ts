@@ -68,6 +68,7 @@ export class CsiHarness {
       maxVolumeBytes: 2 ** 44,
       logLevel: options.logLevel ?? 'warn',
       standby: options.standby ?? true,
+      externalDaemon: false,
       store: options.store ?? 'local',
       ...(options.store === 'kubernetes' ? { kubeNamespace: HARNESS_NAMESPACE } : {}),
       ...(options.cephClusters === undefined ? {} : { cephClusters: options.cephClusters }),

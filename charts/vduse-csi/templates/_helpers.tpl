@@ -114,8 +114,8 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Fails the render when two ports of the node pod (host network: ports of the node) are the same. */}}
 {{- define "vduse-csi.checkNodePorts" -}}
 {{- $ports := list .Values.node.healthPort .Values.node.registrarHealthPort -}}
-{{- if .Values.metrics.enabled }}{{ $ports = append $ports .Values.node.metricsPort }}{{ end -}}
-{{- if ne (len $ports) (len (uniq $ports)) }}{{ fail (printf "node: healthPort, registrarHealthPort and metricsPort must differ (the node's ports), got %v" $ports) }}{{ end -}}
+{{- if .Values.metrics.enabled }}{{ $ports = concat $ports (list .Values.node.metricsPort .Values.deviceDaemon.metricsPort) }}{{ end -}}
+{{- if ne (len $ports) (len (uniq $ports)) }}{{ fail (printf "node.healthPort, .registrarHealthPort, .metricsPort and deviceDaemon.metricsPort must differ (the node's ports), got %v" $ports) }}{{ end -}}
 {{- end }}
 
 {{/*
@@ -149,4 +149,65 @@ readinessProbe:
   periodSeconds: 10
   timeoutSeconds: 10
   failureThreshold: 1
+{{- end }}
+
+{{/*
+The init script of the pods that need the kernel modules: vduse (VDUSE devices, /dev/vduse/control)
+and virtio_vdpa (binds them to the kernel's virtio-blk driver), loaded unless
+node.loadKernelModules is false. A failure says why in the pod's termination message.
+*/}}
+{{- define "vduse-csi.loadModulesScript" -}}
+set -u
+fail() {
+  echo "$1" | tee /dev/termination-log >&2
+  exit 1
+}
+{{- if .Values.node.loadKernelModules }}
+for module in vduse virtio_vdpa; do
+  if [ -d "/sys/module/$module" ]; then
+    echo "kernel module $module: loaded"
+    continue
+  fi
+  modprobe "$module" ||
+    fail "vduse-csi: cannot load kernel module $module on node $NODE_NAME (kernel $(uname -r)): modprobe $module failed. The node needs Linux >= 5.15 with CONFIG_VDPA_USER (vduse) and CONFIG_VIRTIO_VDPA (virtio_vdpa), and the modules under /lib/modules/$(uname -r)."
+  echo "kernel module $module: loaded by modprobe"
+done
+{{- end }}
+{{- end }}
+
+{{/*
+The init container of the node's pods: loads the kernel modules, then runs .script (may be empty)
+with .mounts (a list of volumeMounts) besides /lib/modules. dict: context, script, mounts.
+*/}}
+{{- define "vduse-csi.prepareContainer" -}}
+{{- $values := .context.Values -}}
+- name: prepare
+  image: {{ include "vduse-csi.pluginImage" .context }}
+  imagePullPolicy: {{ $values.image.pullPolicy }}
+  command: ["/bin/sh", "-c"]
+  args:
+    - |
+      {{- include "vduse-csi.loadModulesScript" .context | nindent 6 }}
+      {{- with .script }}
+      {{- . | nindent 6 }}
+      {{- end }}
+  env:
+    - name: NODE_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: spec.nodeName
+  securityContext:
+    privileged: true
+    runAsUser: 0
+  resources:
+    requests: { cpu: 10m, memory: 16Mi }
+    limits: { memory: 64Mi }
+  {{- $mounts := .mounts | default list }}
+  {{- if $values.node.loadKernelModules }}
+  {{- $mounts = prepend $mounts (dict "name" "lib-modules" "mountPath" "/lib/modules" "readOnly" true) }}
+  {{- end }}
+  {{- with $mounts }}
+  volumeMounts:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
