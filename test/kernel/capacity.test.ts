@@ -99,11 +99,15 @@ describe('capacity on the real kernel: a full data directory fails only the writ
     assert.equal(readDigest('block', filled.target, 'capacity-first', 0), first);
     const keptData = writeData('block', kept.target, 'capacity-kept', 4);
     assert.equal(readDigest('block', kept.target, 'capacity-kept', 4), keptData);
-    const log = join(csi!.options.stateDir, 'logs', `${filledId}.log`);
-    await waitFor('a log line of the failed write naming ENOSPC', () =>
-      existsSync(log) ? /ENOSPC/.test(readFileSync(log, 'utf8')) : false,
-    );
-    assert.match(readFileSync(log, 'utf8'), new RegExp(filledId));
+    const log = join(csi!.options.stateDir, 'logs', 'daemon.log');
+    const enospcLine = (): string | undefined =>
+      existsSync(log)
+        ? readFileSync(log, 'utf8')
+            .split('\n')
+            .find((line) => line.includes('ENOSPC'))
+        : undefined;
+    await waitFor('a log line of the failed write naming ENOSPC', () => enospcLine() !== undefined);
+    assert.match(enospcLine()!, new RegExp(filledId), 'the line names the volume');
 
     // What was written counts no more than it did: it was provisioned already.
     assert.equal(await capacity(overcommit), thinRoom);

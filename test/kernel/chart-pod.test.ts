@@ -61,9 +61,16 @@ function renderChart(imageName: string): KubeObject[] {
   return parseObjects(result.stdout);
 }
 
-function workloadOf(objects: KubeObject[], kind: string): KubeObject {
-  const found = objects.filter((object) => object.kind === kind);
-  if (found.length !== 1) throw new Error(`the chart renders ${found.length} ${kind}s`);
+/** The chart's one workload of `kind` for `component` (its app.kubernetes.io/component label). */
+function workloadOf(objects: KubeObject[], kind: string, component: string): KubeObject {
+  const found = objects.filter(
+    (object) =>
+      object.kind === kind &&
+      (object.metadata as Fields & { labels?: Record<string, string> }).labels?.[
+        'app.kubernetes.io/component'
+      ] === component,
+  );
+  if (found.length !== 1) throw new Error(`the chart renders ${found.length} ${kind}s of ${component}`);
   return found[0]!;
 }
 
@@ -184,6 +191,8 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
   const pods: PodSandbox[] = [];
   let nodePod: PodSandbox;
   let controllerPod: PodSandbox;
+  let daemonPod: PodSandbox;
+  let daemonSetOfDaemon: KubeObject;
   let node: RuncContainer;
   let controller: RuncContainer;
   let csi: PodCsi | undefined;
@@ -217,8 +226,9 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
     step('reading the image archive');
     const image = OciImage.open(IMAGE_ARCHIVE, join(scratch, 'oci'));
     objects = renderChart(image.refName);
-    const daemonSet = workloadOf(objects, 'DaemonSet');
-    const deployment = workloadOf(objects, 'Deployment');
+    const daemonSet = workloadOf(objects, 'DaemonSet', 'node');
+    daemonSetOfDaemon = workloadOf(objects, 'DaemonSet', 'device-daemon');
+    const deployment = workloadOf(objects, 'Deployment', 'controller');
     const nodeTemplate = podTemplateOf(daemonSet);
     for (const directory of nodeStateDirs(nodeTemplate)) {
       mountSharedTmpfs(directory);
@@ -245,7 +255,9 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
     timings.imageUnpackMs = Date.now() - started;
 
     started = Date.now();
-    step(`image unpacked in ${timings.imageUnpackMs} ms; node pod: init containers`);
+    step(`image unpacked in ${timings.imageUnpackMs} ms; device daemon pod`);
+    daemonPod = await startDaemonPod(`${daemonSetOfDaemon.metadata.name}-m4q8d`);
+    step('node pod: init containers');
     nodePod = newPod(daemonSet, `${daemonSet.metadata.name}-x7k2p`);
     await nodePod.runInitContainers();
     step('node pod: starting the plugin container');
@@ -266,6 +278,40 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
     timings.podsStartMs = Date.now() - started;
     step(`both plugins listen (${timings.podsStartMs} ms)`);
   });
+
+  /** Starts a device daemon pod (init container, then both daemons) and waits until each is ready. */
+  async function startDaemonPod(name: string): Promise<PodSandbox> {
+    const pod = newPod(daemonSetOfDaemon, name);
+    await pod.runInitContainers();
+    const names = pluginContainers(podTemplateOf(daemonSetOfDaemon), runtime.imageName);
+    assert.deepEqual(names, ['daemon-a', 'daemon-b'], 'two daemons: one serves, one stands by');
+    for (const container of names) await pod.container(container).start();
+    for (const container of names) await daemonReady(pod, container);
+    return pod;
+  }
+
+  /** Waits until the rendered readiness probe of a daemon container passes (serving, or standing by). */
+  async function daemonReady(pod: PodSandbox, name: string): Promise<void> {
+    const spec = podContainers(pod.template).main.find((entry) => entry.name === name)!;
+    const result = await waitForProbe('readinessProbe', spec, pod.container(name), pod.facts.podIP, START_MS);
+    assert.ok(result.ok, `${name}: ${result.detail}`);
+  }
+
+  /** The role a daemon container's process reports (its role file). */
+  async function roleOf(pod: PodSandbox, name: string): Promise<string> {
+    const result = await pod.container(name).exec(['cat', '/tmp/daemon-role']);
+    return result.code === 0 ? result.stdout.trim() : `unknown (${result.stderr.trim()})`;
+  }
+
+  /** The daemon container of `pod` that serves, once one does. */
+  async function servingDaemon(pod: PodSandbox): Promise<string> {
+    const deadline = Date.now() + START_MS;
+    for (;;) {
+      for (const name of ['daemon-a', 'daemon-b']) if ((await roleOf(pod, name)) === 'serving') return name;
+      if (Date.now() > deadline) throw new Error(`no daemon of ${pod.facts.name} serves`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
 
   afterEach(function () {
     const test = this.currentTest;
@@ -339,8 +385,14 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
     assertNoDevices();
   };
 
-  it('runs the node and controller plugins from the rendered specs, and their probes pass', async () => {
+  it('runs the device daemons, the node and controller plugins from the rendered specs, and their probes pass', async () => {
+    assert.deepEqual(
+      (await Promise.all(['daemon-a', 'daemon-b'].map((name) => roleOf(daemonPod, name)))).sort(),
+      ['serving', 'standby'],
+    );
     for (const [pod, container] of [
+      [daemonPod, daemonPod.container('daemon-a')],
+      [daemonPod, daemonPod.container('daemon-b')],
       [nodePod, node],
       [controllerPod, controller],
     ] as const) {
@@ -362,7 +414,7 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
     await flow('block');
   });
 
-  it('both plugins serve /metrics on their rendered metrics port, having counted the calls above', async () => {
+  it('both plugins and the serving daemon serve /metrics on their rendered metrics port, having counted the calls above', async () => {
     for (const [pod, container, method] of [
       [nodePod, node, 'NodeStageVolume'],
       [controllerPod, controller, 'CreateVolume'],
@@ -374,10 +426,23 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
       const calls = valueOf(samples, 'vduse_csi_operations_total', { method, code: 'OK' });
       assert.ok(calls >= 2, `${container.name}: ${method} OK ${calls}`);
     }
+    const daemonPodSpec = (daemonSetOfDaemon.spec.template as Fields).spec as Fields;
+    const port = /--metrics-address=:(\d+)/.exec(JSON.stringify(daemonPodSpec.containers))?.[1];
+    assert.ok(port, 'the device daemons are given a metrics address');
+    const { samples } = await scrape(`http://${daemonPod.facts.podIP}:${port}/metrics`);
+    // Four stages (two flows, each staging twice): four devices added.
+    const adds = valueOf(samples, 'vduse_csi_daemon_requests_total', { op: 'add', outcome: 'ok' });
+    assert.ok(adds >= 4, `the serving daemon counted ${adds} adds`);
+    assert.equal(valueOf(samples, 'vduse_csi_daemon_role', { role: 'serving' }), 1);
   });
 
-  it('restarts the node container (SIGKILL, as an OOM kill) under I/O: no I/O error, data intact', async () => {
-    const name = `pvc-restart-${randomUUID().slice(0, 8)}`;
+  /**
+   * Runs `disrupt` while a workload pod writes and reads an ext4 claim in a loop: the workload must
+   * go on through it with no I/O error, and the data must read back after unstage and stage.
+   * Returns how long from the disruption's start until the workload had made 3 more rounds.
+   */
+  const underLoad = async (label: string, disrupt: () => Promise<void>): Promise<number> => {
+    const name = `pvc-${label}-${randomUUID().slice(0, 8)}`;
     let published: Published;
     try {
       published = await createPublished(csi!, 'ext4', name, 256);
@@ -404,31 +469,21 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
     };
-    await waitRounds(3, 'before the restart');
-    step('restart: killing the node container under I/O');
-
+    await waitRounds(3, `before: ${label}`);
     const started = Date.now();
-    await node.kill('KILL');
-    await node.waitStopped(60_000);
-    const atKill = rounds();
-    await node.delete();
-    await node.start();
-    await waitForSocket(node, START_MS);
-    // The old socket file stays behind a killed plugin: up is what the chart's probes say.
-    const spec = podContainers(nodePod.template).main.find((entry) => entry.name === node.name)!;
-    for (const kind of (['startupProbe', 'readinessProbe'] as const).filter((probe) => spec[probe]))
-      await waitForProbe(kind, spec, node, nodePod.facts.podIP, START_MS);
-    csi!.reconnectNode(node);
-    step(`restart: node container up again after ${Date.now() - started} ms (workload at round ${atKill})`);
-    await waitRounds(atKill + 3, 'after the restart');
-    timings.restartToIoMs = Date.now() - started;
+    step(`${label}: under I/O, workload at round ${rounds()}`);
+    await disrupt();
+    const atDisruption = rounds();
+    step(`${label}: done after ${Date.now() - started} ms (workload at round ${atDisruption})`);
+    await waitRounds(atDisruption + 3, `after: ${label}`);
+    const toIoMs = Date.now() - started;
 
-    step(`restart: I/O went on (${timings.restartToIoMs} ms); stopping the workload`);
+    step(`${label}: I/O went on (${toIoMs} ms); stopping the workload`);
     writeFileSync(join(control, 'stop'), '');
     await workload.waitStopped(START_MS);
     const [done, errors] = readFileSync(join(control, 'result'), 'utf8').trim().split(' ').map(Number);
     assert.equal(errors, 0, `I/O errors in the workload:\n${workload.log()}`);
-    assert.ok(done! >= atKill + 3);
+    assert.ok(done! >= atDisruption + 3);
     await dropPod(pod);
 
     await unpublishAndUnstage(csi!, published);
@@ -436,17 +491,63 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
     assert.equal(
       await runWorkload('ext4', published.target, 'verify', control),
       '0 0',
-      'data after the restart',
+      `data after ${label}`,
     );
     await unpublishAndUnstage(csi!, published);
     await csi!.call('controller', 'DeleteVolume', { volume_id: published.volumeId });
     assertNoDevices();
+    return toIoMs;
+  };
+
+  it('restarts the node plugin container (SIGKILL, as an OOM kill) under I/O: no I/O error, data intact', async () => {
+    timings.pluginRestartToIoMs = await underLoad('plugin-restart', async () => {
+      await node.kill('KILL');
+      await node.waitStopped(60_000);
+      await node.delete();
+      await node.start();
+      await waitForSocket(node, START_MS);
+      // The old socket file stays behind a killed plugin: up is what the chart's probes say.
+      const spec = podContainers(nodePod.template).main.find((entry) => entry.name === node.name)!;
+      for (const kind of (['startupProbe', 'readinessProbe'] as const).filter((probe) => spec[probe]))
+        await waitForProbe(kind, spec, node, nodePod.facts.podIP, START_MS);
+      csi!.reconnectNode(node);
+    });
   });
 
-  it('translates every container of both pods, sidecars included (nothing the runtime cannot express)', () => {
+  it("kills the serving daemon container (SIGKILL) under I/O: the pod's other daemon takes over, the restarted one stands by", async () => {
+    timings.daemonKillToIoMs = await underLoad('daemon-kill', async () => {
+      const killed = await servingDaemon(daemonPod);
+      const other = killed === 'daemon-a' ? 'daemon-b' : 'daemon-a';
+      const container = daemonPod.container(killed);
+      await container.kill('KILL');
+      await container.waitStopped(60_000);
+      assert.equal(await servingDaemon(daemonPod), other);
+      // kubelet restarts the container: its daemon finds the other serving and stands by.
+      await container.delete();
+      await container.start();
+      await daemonReady(daemonPod, killed);
+      assert.equal(await roleOf(daemonPod, killed), 'standby');
+    });
+  });
+
+  it('replaces the device daemon pod as its rolling update does (surge pod ready beside the old, then the old stopped) under I/O', async () => {
+    timings.daemonPodUpdateToIoMs = await underLoad('daemon-update', async () => {
+      const old = daemonPod;
+      daemonPod = await startDaemonPod(`${daemonSetOfDaemon.metadata.name}-r7w2x`);
+      assert.deepEqual(
+        await Promise.all(['daemon-a', 'daemon-b'].map((name) => roleOf(daemonPod, name))),
+        ['standby', 'standby'],
+        'the new pod stands by while the old one serves',
+      );
+      await dropPod(old);
+      await servingDaemon(daemonPod);
+    });
+  });
+
+  it('translates every container of the three pods, sidecars included (nothing the runtime cannot express)', () => {
     // Sidecars come from registries this node cannot pull from, so they do not run; their specs
     // must still hold nothing the translation would have to ignore.
-    for (const pod of [nodePod, controllerPod]) {
+    for (const pod of [daemonPod, nodePod, controllerPod]) {
       const { init, main } = podContainers(pod.template);
       for (const container of [...init, ...main]) {
         const spec = pod.spec(String(container.name), runtime.imageRootfs);
@@ -456,9 +557,13 @@ describe("the chart's pods run as a node runs them (runc, the built image, the r
   });
 
   it("has no port that a rolling update's new pod could not bind beside the old one", () => {
-    const clashes = ['DaemonSet', 'Deployment'].flatMap((kind) =>
-      surgePortClashes(workloadOf(objects, kind)),
-    );
+    const clashes = (
+      [
+        ['DaemonSet', 'node'],
+        ['DaemonSet', 'device-daemon'],
+        ['Deployment', 'controller'],
+      ] as const
+    ).flatMap(([kind, component]) => surgePortClashes(workloadOf(objects, kind, component)));
     assert.deepEqual(clashes, []);
   });
 });

@@ -204,9 +204,9 @@ export class PodSandbox {
     return (numberOf(spec.terminationGracePeriodSeconds, 'terminationGracePeriodSeconds') ?? 30) * 1000;
   }
 
-  /** Stops every container (graceful), removes them and the sandbox. */
+  /** Stops every container (graceful, all at once as kubelet does), removes them and the sandbox. */
   async destroy(): Promise<void> {
-    for (const container of this.containers.values()) await container.stop(this.gracePeriodMs);
+    await Promise.all([...this.containers.values()].map((container) => container.stop(this.gracePeriodMs)));
     for (const container of this.containers.values()) await container.delete();
     execFileSync('umount', [this.files.shm]);
     this.removeNetwork();
