@@ -16,5 +16,5 @@ scripts/build-image.sh
 npx mocha 'dist/test/image/**/*.test.js'
 # mocha is started directly, not through npx: in the VM every file lookup crosses 9p, and npm's
 # own start-up alone costs thousands of them (minutes under software emulation).
-# 4G: the CSI tests run 16 volumes, each served by its own process and a standby.
+# 4G: the CSI tests run 16 volumes at once (on one device daemon and its standby), beside fio.
 VDUSE_CSI_VM_MEMORY=${VDUSE_CSI_VM_MEMORY:-4G} VDUSE_CSI_VM_TIMEOUT=${VDUSE_CSI_VM_TIMEOUT:-3300} test/vm/run.sh "node node_modules/mocha/bin/mocha.js --timeout 1800000 'dist/test/kernel/**/*.test.js'"

@@ -135,7 +135,7 @@ export function parsePluginOptions(argv: string[]): PluginOptions {
 }
 
 export interface RunningPlugin {
-  /** Lets in-flight calls finish and closes the socket; device servers keep running. */
+  /** Lets in-flight calls finish and closes the socket; the device daemon keeps serving. */
   stop(): Promise<void>;
   /** The port GET /metrics is served on, with --metrics-address. */
   metricsPort: number | undefined;
@@ -241,7 +241,7 @@ async function connectCluster(options: PluginOptions): Promise<Cluster> {
   return Cluster.fromDefaultConfig(options.kubeNamespace ?? 'default', options.nodeId);
 }
 
-/** `vduse-csi plugin`: serves CSI until SIGTERM or SIGINT; volumes' device servers keep running. */
+/** `vduse-csi plugin`: serves CSI until SIGTERM or SIGINT; the device daemon keeps serving the volumes. */
 export async function plugin(argv: string[]): Promise<void> {
   const options = parsePluginOptions(argv);
   setLogLevel(options.logLevel);
@@ -254,6 +254,6 @@ export async function plugin(argv: string[]): Promise<void> {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
-  log.info('csi plugin stopping: in-flight calls finish, device servers keep running', { signal });
+  log.info('csi plugin stopping: in-flight calls finish, the device daemon keeps serving', { signal });
   await running.stop();
 }

@@ -7,7 +7,7 @@ import { CsiClients, callUnary, csiClients } from './proto';
 /*
  * kubelet's probes of the plugin container, answered by the plugin itself:
  * - /healthz (liveness): the plugin answers Identity.Probe on its own CSI socket, whatever it says;
- *   a plugin that answers is alive, and restarting it would only cost its device servers;
+ *   a plugin that answers is alive, and restarting it would only delay its CSI calls;
  * - /readyz (readiness): Probe says ready; if not, 503 with the reason (e.g. a kernel module is
  *   missing), so the pod shows not-ready instead of being restarted in a loop.
  * Probing through the socket, as the kubernetes-csi livenessprobe sidecar does, also catches a

@@ -53,8 +53,8 @@ const RESTART_BACKOFF_MAX_MS = 30_000;
 const STANDBY_GRACE_MS = 5000;
 
 /**
- * The CSI Node service: stages a volume by starting its device server and mounting /dev/vdX,
- * publishes it with bind mounts, and keeps the servers of staged volumes running.
+ * The CSI Node service: stages a volume by having the node's device daemon serve it and mounting
+ * /dev/vdX, publishes it with bind mounts, and sees that every staged volume stays served.
  */
 export class NodeService {
   private readonly staged: RecordDirectory<StagedVolume>;
@@ -67,7 +67,7 @@ export class NodeService {
     this.staged = stagedVolumes(options.stateDir);
   }
 
-  /** Adopts what a previous plugin left running and restarts servers that died meanwhile. */
+  /** Adopts what a previous plugin left staged and serves again what lost its daemon meanwhile. */
   startSupervising(): void {
     for (const staged of this.staged.list()) {
       log.info('found a staged volume', {
@@ -313,7 +313,7 @@ export class NodeService {
       requireVolumePath(staged, volumePath);
       const required = roundUp(request.capacity_range?.required_bytes ?? 0, staged.parameters.blockSize);
       const server = await this.options.servers.status(deviceNameOf(id));
-      if (!server) throw failedPrecondition(`volume ${id} has no running device server`);
+      if (!server) throw failedPrecondition(`volume ${id} is not served by a running device daemon`);
       // An RBD volume has no record here: the CO's request says what the controller grew it to.
       const capacity = volume?.capacityBytes ?? Math.max(required, server.capacityBytes);
       if (required > capacity)
@@ -374,7 +374,7 @@ export class NodeService {
           const deviceName = deviceNameOf(staged.volumeId);
           const current = this.staged.get(deviceName);
           if (!current || (await this.options.servers.status(deviceName))) return;
-          log.warn('device server of a staged volume is gone: restarting it', { volume: current.volumeId });
+          log.warn('a staged volume is not served: serving it again', { volume: current.volumeId });
           await this.options.servers.start(this.specOf(current));
           this.restarts.delete(current.volumeId);
           this.missingSince.delete(current.volumeId);
@@ -384,7 +384,7 @@ export class NodeService {
         const failures = (restart?.failures ?? 0) + 1;
         const delay = Math.min(RESTART_BACKOFF_MAX_MS, 1000 * 2 ** (failures - 1));
         this.restarts.set(staged.volumeId, { failures, notBefore: Date.now() + delay });
-        log.error('restarting a device server failed', {
+        log.error('serving a staged volume again failed', {
           volume: staged.volumeId,
           failures,
           retryInMs: delay,
