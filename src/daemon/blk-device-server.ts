@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { BackendDescriptor, describeBackend, sameStorage } from '../backend/descriptor';
 import { openBackend } from '../backend/open-backend';
 import { BackendProvider } from '../backend/types';
@@ -22,6 +20,7 @@ import {
 } from './inflight-log';
 import { DevicePause } from './pause';
 import { SharedDeviceState } from './shared-state';
+import { VdpaBinder } from './vdpa-binder';
 import { StartSteps } from './start-steps';
 
 export interface BlkServeOptions {
@@ -45,6 +44,8 @@ export interface BlkServeOptions {
   logLevel: string;
   /** Device records, in-flight logs and admin sockets (DEFAULT_STATE_DIR). */
   stateDir: string;
+  /** Binds through this long-lived bind process (a daemon's); else through one started per bind. */
+  binder?: VdpaBinder;
 }
 
 const STOP_TIMEOUT_MS = 10_000;
@@ -427,7 +428,7 @@ export class BlkDeviceServer {
     await steps.run(
       `binding device ${name} to virtio-vdpa through the vdpa generic netlink family`,
       async () => {
-        await bindInOwnProcess(name);
+        await (this.options.binder ? this.options.binder.bind(name) : VdpaBinder.bindOnce(name));
         this.vdpaBound = true;
       },
       'environment',
@@ -438,22 +439,6 @@ export class BlkDeviceServer {
       'environment',
     );
   }
-}
-
-/** vdpa DEV_NEW from a process of its own (see vdpa-bind.ts for why); rejects with its error. */
-function bindInOwnProcess(name: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(__dirname, 'vdpa-bind.js'), name], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(new Error(stderr.trim() || `vdpa-bind exited with ${signal ?? `code ${code}`}`));
-    });
-  });
 }
 
 let sharedThreads: DeviceThreads | undefined;

@@ -10,6 +10,7 @@ import { copyServedImage } from './copy-target';
 import { readRecord, recordedDeviceNames, removeRecord } from './device-record';
 import { inflightLogPath, removeInflightLog } from './inflight-log';
 import { StartFailure } from './start-failure';
+import { VdpaBinder } from './vdpa-binder';
 
 export interface NodeDaemonOptions {
   /** Device records, in-flight logs, the lock and the control socket. */
@@ -33,6 +34,8 @@ export class NodeDaemon {
   /** One operation at a time per device; others wait their turn. */
   private readonly turns = new Map<string, { serial: Serial; waiting: number }>();
   private readonly startedAtMs = Date.now();
+  /** Every add and takeover of this daemon binds through one bind process (no start-up per add). */
+  private readonly binder = new VdpaBinder();
 
   constructor(private readonly options: NodeDaemonOptions) {}
 
@@ -106,6 +109,7 @@ export class NodeDaemon {
         }),
       ),
     );
+    await this.binder.close();
   }
 
   private status(): Record<string, unknown> {
@@ -194,7 +198,12 @@ export class NodeDaemon {
   }
 
   private serveOptions(spec: DeviceSpec): BlkServeOptions {
-    return { ...spec, ...this.options, copyDirs: spec.backend.kind === 'file' ? this.options.copyDirs : [] };
+    return {
+      ...spec,
+      ...this.options,
+      copyDirs: spec.backend.kind === 'file' ? this.options.copyDirs : [],
+      binder: this.binder,
+    };
   }
 
   private turn<T>(name: string, work: () => Promise<T>): Promise<T> {

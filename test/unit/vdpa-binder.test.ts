@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { VdpaBinder } from '../../src/daemon/vdpa-binder';
+
+/** This process's live vdpa-bind children. */
+function bindProcesses(): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+          .replace(/^.*\) /s, '')
+          .split(' ');
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        return Number(stat[1]) === process.pid && stat[0] !== 'Z' && cmdline.includes('vdpa-bind.js');
+      } catch {
+        return false;
+      }
+    });
+}
+
+function openFds(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+// No VDUSE device of these names exists (nor, on most hosts, the vdpa family): every bind is
+// refused by the kernel, which is what these cases need of it.
+describe('VdpaBinder (one bind process for many binds)', function () {
+  this.timeout(120_000);
+
+  it('answers each bind from the same process, keeps it between binds, and ends it on close', async () => {
+    const binder = new VdpaBinder();
+    const fdsBefore = openFds();
+    await assert.rejects(binder.bind('no-such-device-1'), /vdpa|no-such-device-1|ENODEV|family/i);
+    const [first, ...others] = bindProcesses();
+    assert.ok(first !== undefined && others.length === 0, 'one bind process');
+    await assert.rejects(binder.bind('no-such-device-2'));
+    assert.deepEqual(bindProcesses(), [first], 'the same process answers the next bind');
+    await binder.close();
+    assert.deepEqual(bindProcesses(), []);
+    assert.equal(openFds(), fdsBefore, 'its pipes are closed');
+  });
+
+  it('answers every bind asked at once, and replaces a bind process that died', async () => {
+    const binder = new VdpaBinder();
+    const results = await Promise.allSettled(['a-1', 'a-2', 'a-3'].map((name) => binder.bind(name)));
+    assert.deepEqual(
+      results.map((result) => result.status),
+      ['rejected', 'rejected', 'rejected'],
+    );
+    const [killed] = bindProcesses();
+    process.kill(killed!, 'SIGKILL');
+    // A bind asked before the binder saw the death fails with it; the next one gets a new process.
+    let answer = '';
+    for (let attempt = 0; attempt < 3 && !answer; attempt++) {
+      const error = (await binder.bind('after-kill').catch((failure: Error) => failure)) as Error;
+      if (!/exited with SIGKILL/.test(error.message)) answer = error.message;
+    }
+    assert.ok(answer, 'a bind after the kill was answered by the kernel');
+    const [replacement] = bindProcesses();
+    assert.ok(replacement !== undefined && replacement !== killed, 'a new bind process answered');
+    await binder.close();
+  });
+
+  it('fails the bind under way, naming the signal, when its bind process is killed', async () => {
+    const binder = new VdpaBinder();
+    await assert.rejects(binder.bind('warm-up'));
+    const [running] = bindProcesses();
+    // Stopped, the process cannot answer: the bind waits until the kill ends it.
+    process.kill(running!, 'SIGSTOP');
+    const pending = binder.bind('never-answered');
+    process.kill(running!, 'SIGKILL');
+    await assert.rejects(pending, /vdpa-bind exited with SIGKILL/);
+    await binder.close();
+  });
+});
