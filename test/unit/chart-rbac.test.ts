@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { ApiException, KubeConfig } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { ControllerService } from '../../src/csi/controller';
 import { CsiError } from '../../src/csi/errors';
 import { IdentityService } from '../../src/csi/identity';
@@ -49,6 +49,8 @@ import { FakeKubeApi } from '../support/fake-kube-api';
 const ADMISSION_API = ['admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy'];
 const CONTROLLER_USER = podServiceAccountUser(NAMESPACE, 'vduse-csi-controller');
 const nodePluginUser = (node?: string): UserInfo => podServiceAccountUser(NAMESPACE, 'vduse-csi-node', node);
+/** The device daemon's pods (device-daemon.yaml): an account of their own, bound to nothing. */
+const DEVICE_DAEMON_ACCOUNT = 'vduse-csi-device-daemon';
 const MOUNT: VolumeCapability = {
   mount: { fs_type: 'ext4', mount_flags: [] },
   access_mode: { mode: 'SINGLE_NODE_WRITER' },
@@ -240,6 +242,52 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
       }),
     );
     assert.deepEqual(nodeProxy.denied, ['create csi.vduse.dev/vdusevolumes /']);
+  });
+
+  it("the device daemon's ServiceAccount is granted nothing: the API refuses it what the plugins may do", async () => {
+    const granted = grantsOf(objects, DEVICE_DAEMON_ACCOUNT, NAMESPACE);
+    assert.deepEqual(granted, { cluster: [], namespaced: [] });
+    // Its pods mount no token; were one made for the account, it would get nowhere either.
+    const proxy = await AuthorizingProxy.start(api.url, granted, admission);
+    try {
+      const config = proxy.kubeConfig(podServiceAccountUser(NAMESPACE, DEVICE_DAEMON_ACCOUNT, 'node-a'));
+      const volumes = new CustomResource<VolumeObject>(config, VOLUMES);
+      const id = `vol-${'d'.repeat(32)}`;
+      const forbidden = (error: ApiException<string>): boolean => error.code === 403;
+      await assert.rejects(volumes.list(), forbidden);
+      await assert.rejects(volumes.get(id), forbidden);
+      await assert.rejects(new CustomResource<SnapshotObject>(config, SNAPSHOTS).list(), forbidden);
+      await assert.rejects(
+        volumes.create(
+          volumeObject({
+            id,
+            name: 'pvc-daemon',
+            capacityBytes: MiB,
+            parameters: DEFAULT_PARAMETERS,
+            source: null,
+            nodeId: 'node-a',
+            createdAtMs: 0,
+          }),
+        ),
+        forbidden,
+      );
+      await assert.rejects(
+        config
+          .makeApiClient(CoreV1Api)
+          .readNamespacedConfigMap({ name: 'vduse-csi-capacity', namespace: NAMESPACE }),
+        forbidden,
+      );
+      assert.deepEqual(proxy.denied, [
+        'list csi.vduse.dev/vdusevolumes /',
+        `get csi.vduse.dev/vdusevolumes /${id}`,
+        'list csi.vduse.dev/vdusesnapshots /',
+        'create csi.vduse.dev/vdusevolumes /',
+        `get /configmaps ${NAMESPACE}/vduse-csi-capacity`,
+      ]);
+      assert.deepEqual([...proxy.used], []);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   /*

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
+import { DAEMON_ROLES } from '../../src/daemon/daemon-role';
+import { writeRoleFile } from '../../src/daemon/role-file';
 import { IMAGE_HEALTHY, READY } from '../../src/k8s/conditions';
 import {
   CHART_DIR,
@@ -34,10 +38,15 @@ import {
   structuralProblems,
   validateKubernetesObject,
 } from '../support/chart-schemas';
+import { surgePortClashes } from '../support/pod-probes';
 
 const SNAPSHOT_API = ['snapshot.storage.k8s.io/v1'];
 const ADMISSION_POLICY_API = ['admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy'];
 const MONITORING_API = ['monitoring.coreos.com/v1'];
+
+/** Variants the device daemon's tests name. */
+const PLACEMENT = 'node placement, pod metadata, device daemon settings';
+const CUSTOM_DIRS = 'local store, modules not loaded, custom dirs';
 
 /** The chart with the values each test variant layers over values.yaml. */
 const VARIANTS: Record<string, RenderOptions> = {
@@ -49,7 +58,38 @@ const VARIANTS: Record<string, RenderOptions> = {
     apiVersions: ADMISSION_POLICY_API,
   },
   'admission policy forced': { values: { nodeAdmissionPolicy: { create: 'always' } } },
-  'standby off': { values: { node: { standby: false } } },
+  'device daemon without standby': { values: { deviceDaemon: { standby: false } } },
+  [PLACEMENT]: {
+    values: {
+      node: {
+        priorityClassName: 'vduse-node',
+        nodeSelector: { 'kubernetes.io/os': 'linux', 'storage.example.com/vduse': 'true' },
+        tolerations: [
+          { key: 'storage.example.com/dedicated', operator: 'Equal', value: 'vduse', effect: 'NoSchedule' },
+        ],
+        affinity: {
+          nodeAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: {
+              nodeSelectorTerms: [
+                {
+                  matchExpressions: [
+                    { key: 'node-role.kubernetes.io/control-plane', operator: 'DoesNotExist' },
+                  ],
+                },
+              ],
+            },
+          },
+        },
+        podLabels: { team: 'storage' },
+        podAnnotations: { 'example.com/owner': 'storage' },
+      },
+      deviceDaemon: {
+        metricsPort: 19841,
+        terminationGracePeriodSeconds: 30,
+        resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '2Gi' } },
+      },
+    },
+  },
   'metrics off': { values: { metrics: { enabled: false } }, apiVersions: MONITORING_API },
   'service monitors, cluster with the monitoring API': {
     values: { metrics: { serviceMonitor: { enabled: true, labels: { release: 'kube-prometheus-stack' } } } },
@@ -121,7 +161,7 @@ const VARIANTS: Record<string, RenderOptions> = {
   'ceph clusters from an existing ConfigMap': {
     values: { ceph: { existingClustersConfigMap: 'ceph-csi-config' } },
   },
-  'local store, modules not loaded, custom dirs': {
+  [CUSTOM_DIRS]: {
     values: {
       store: 'local',
       node: { loadKernelModules: false },
@@ -160,6 +200,64 @@ function only(objects: KubeObject[], kind: string, name?: string): KubeObject {
 function ofKind(objects: KubeObject[], kind: string): KubeObject[] {
   return objects.filter((object) => object.kind === kind);
 }
+
+const COMPONENT_LABEL = 'app.kubernetes.io/component';
+
+/**
+ * The one DaemonSet of a component (its component label), named <release>-<component>, whose
+ * selector and pod template carry that component too.
+ */
+function daemonSetOf(objects: KubeObject[], component: 'node' | 'device-daemon'): KubeObject {
+  const found = ofKind(objects, 'DaemonSet').filter(
+    (daemonSet) => daemonSet.metadata.labels?.[COMPONENT_LABEL] === component,
+  );
+  assert.equal(found.length, 1, `expected one DaemonSet of component ${component}, found ${found.length}`);
+  const daemonSet = found[0]!;
+  assert.equal(daemonSet.metadata.name, `vduse-csi-${component}`);
+  assert.equal(daemonSet.spec.selector.matchLabels[COMPONENT_LABEL], component);
+  assert.equal(daemonSet.spec.template.metadata.labels[COMPONENT_LABEL], component);
+  return daemonSet;
+}
+
+/** The file a device daemon container keeps its role in (its --role-file: one, absolute). */
+function roleFileOf(daemon: Container): string {
+  const args = daemon.args as string[];
+  const files = args.flatMap((arg, index) =>
+    arg === '--role-file' ? [args[index + 1]!] : arg.startsWith('--role-file=') ? [arg.slice(12)] : [],
+  );
+  assert.equal(files.length, 1, `container ${daemon.name}: --role-file ${files.length} times`);
+  assert.ok(isAbsolute(files[0]!), files[0]);
+  return files[0]!;
+}
+
+/**
+ * The roles (and "stopped", and no file yet) for which an exec probe's command succeeds against a
+ * role file the daemon wrote (src/daemon/role-file.ts), run here with the file at a scratch path.
+ */
+function readyRoles(command: string[], roleFile: string): string[] {
+  const directory = mkdtempSync(join(tmpdir(), 'vduse-csi-role-'));
+  try {
+    const file = join(directory, 'daemon-role');
+    const local = command.map((arg) => arg.split(roleFile).join(file));
+    assert.notDeepEqual(local, command, `${command.join(' ')} does not name ${roleFile}`);
+    const ready: string[] = [];
+    for (const role of [...DAEMON_ROLES, 'stopped', 'no file'] as const) {
+      rmSync(file, { force: true });
+      if (role !== 'no file') writeRoleFile(file, role);
+      const result = spawnSync(local[0]!, local.slice(1), { encoding: 'utf8', timeout: 10_000 });
+      if (result.error) throw result.error;
+      if (result.status === 0) ready.push(role);
+    }
+    return ready;
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+/** The node plugin's DaemonSet. */
+const nodeDaemonSetOf = (objects: KubeObject[]): KubeObject => daemonSetOf(objects, 'node');
+/** The device daemon's DaemonSet. */
+const deviceDaemonSetOf = (objects: KubeObject[]): KubeObject => daemonSetOf(objects, 'device-daemon');
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Container = Record<string, any>;
@@ -213,6 +311,14 @@ describe('charts/vduse-csi', function () {
     const refused: Array<[string, Values, RegExp]> = [
       ['an unknown top-level key', { replicaCount: 2 }, /replicaCount/],
       ['a misspelt node key', { node: { standBy: false } }, /standBy/],
+      [
+        'the removed node.standby (deviceDaemon.standby replaces it)',
+        { node: { standby: false } },
+        /standby/,
+      ],
+      ['a misspelt deviceDaemon key', { deviceDaemon: { standBy: false } }, /standBy/],
+      ['a device daemon standby that is not a boolean', { deviceDaemon: { standby: 'no' } }, /standby/],
+      ['a device daemon metrics port out of range', { deviceDaemon: { metricsPort: 70000 } }, /metricsPort/],
       ['an image tagged latest', { sidecars: { resizer: { image: { tag: 'latest' } } } }, /tag/],
       [
         'a queue count the plugin refuses',
@@ -239,6 +345,11 @@ describe('charts/vduse-csi', function () {
       ],
       ['an unquoted resource quantity', { node: { resources: { requests: { cpu: 1 } } } }, /cpu/],
       [
+        "an unquoted resource quantity of the device daemon's",
+        { deviceDaemon: { resources: { limits: { memory: 1024 } } } },
+        /memory/,
+      ],
+      [
         'a scrape interval prometheus-operator cannot parse',
         { metrics: { serviceMonitor: { interval: '1.5s' } } },
         /interval/,
@@ -252,14 +363,34 @@ describe('charts/vduse-csi', function () {
       });
     }
 
-    it('a node metrics port that is one of its health ports (a template check)', () => {
+    it("a port of the node's pods that is another of them (a template check)", () => {
+      const clash =
+        /node\.healthPort, \.registrarHealthPort, \.metricsPort and deviceDaemon\.metricsPort must differ/;
+      const clashing: Values[] = [
+        // The node plugin's metrics port, one of its health ports.
+        { node: { metricsPort: 9839 } },
+        // The device daemon's metrics port, the node plugin's (both on every address of the node).
+        { deviceDaemon: { metricsPort: 9840 } },
+        { node: { metricsPort: 19840 }, deviceDaemon: { metricsPort: 19840 } },
+        // The device daemon's metrics port, a health port of the node plugin (bound on 127.0.0.1
+        // of the same host network: :port takes it on every address).
+        { deviceDaemon: { metricsPort: 9838 } },
+        { deviceDaemon: { metricsPort: 9839 } },
+      ];
+      for (const values of clashing) {
+        assert.throws(() => render({ values }), clash, JSON.stringify(values));
+        // Without metrics neither metrics port is bound.
+        assert.doesNotThrow(
+          () => render({ values: { ...values, metrics: { enabled: false } } }),
+          JSON.stringify(values),
+        );
+      }
+      // Health ports clash with metrics off too.
       assert.throws(
-        () => render({ values: { node: { metricsPort: 9839 } } }),
-        /healthPort, registrarHealthPort and metricsPort must differ/,
+        () => render({ values: { node: { registrarHealthPort: 9838 }, metrics: { enabled: false } } }),
+        clash,
       );
-      assert.doesNotThrow(() =>
-        render({ values: { node: { metricsPort: 9839 }, metrics: { enabled: false } } }),
-      );
+      assert.doesNotThrow(() => render({ values: { deviceDaemon: { metricsPort: 19841 } } }));
     });
 
     it('two default StorageClasses (a template check)', () => {
@@ -330,12 +461,55 @@ describe('charts/vduse-csi', function () {
             );
           }
         }
+        const workloads = [...ofKind(objects, 'Deployment'), ...ofKind(objects, 'DaemonSet')];
+        assert.deepEqual(
+          workloads.map((workload) => `${workload.kind} ${workload.metadata.name}`),
+          [
+            'Deployment vduse-csi-controller',
+            'DaemonSet vduse-csi-device-daemon',
+            'DaemonSet vduse-csi-node',
+          ],
+        );
+        for (const workload of workloads) {
+          const account = podSpecOf(workload).serviceAccountName;
+          assert.ok(accounts.has(account), workload.metadata.name);
+          // Each component its own account: the device daemon's pods get none of the plugins' roles.
+          assert.equal(
+            account,
+            `vduse-csi-${workload.metadata.labels[COMPONENT_LABEL]}`,
+            workload.metadata.name,
+          );
+        }
+      });
+
+      it("the device daemon's ServiceAccount mounts no token and is bound to no role", () => {
+        const objects = objectsOf(variant);
+        const daemonSet = deviceDaemonSetOf(objects);
+        const account = only(objects, 'ServiceAccount', 'vduse-csi-device-daemon');
+        assert.equal(account.metadata.namespace, NAMESPACE);
+        assert.equal(podSpecOf(daemonSet).serviceAccountName, account.metadata.name);
+        assert.equal(account.automountServiceAccountToken, false);
+        assert.equal(podSpecOf(daemonSet).automountServiceAccountToken, false);
+        // Nor a projected token of its own.
+        for (const volume of podSpecOf(daemonSet).volumes)
+          assert.equal(volume.projected, undefined, `volume ${volume.name}`);
+        for (const binding of [...ofKind(objects, 'ClusterRoleBinding'), ...ofKind(objects, 'RoleBinding')])
+          for (const subject of binding.subjects)
+            assert.notEqual(
+              subject.name,
+              account.metadata.name,
+              `${binding.kind} ${binding.metadata.name} binds the device daemon's ServiceAccount`,
+            );
+      });
+
+      it('no workload starts a surge pod that clashes with the old one on a port of the node', () => {
+        const objects = objectsOf(variant);
         for (const workload of [...ofKind(objects, 'Deployment'), ...ofKind(objects, 'DaemonSet')])
-          assert.ok(accounts.has(podSpecOf(workload).serviceAccountName), workload.metadata.name);
+          assert.deepEqual(surgePortClashes(workload), [], `${workload.kind} ${workload.metadata.name}`);
       });
 
       it('the node DaemonSet replaces its host-network pod in place: no surge pod to clash on ports', () => {
-        const daemonSet = only(objectsOf(variant), 'DaemonSet');
+        const daemonSet = nodeDaemonSetOf(objectsOf(variant));
         assert.equal(podSpecOf(daemonSet).hostNetwork, true);
         assert.ok(containersOf(daemonSet).some((candidate) => (candidate.ports ?? []).length > 0));
         assert.deepEqual(daemonSet.spec.updateStrategy, {
@@ -344,10 +518,55 @@ describe('charts/vduse-csi', function () {
         });
       });
 
+      it('the device-daemon DaemonSet starts the new pod beside the old one, which it can: no port, no network probe', () => {
+        const daemonSet = deviceDaemonSetOf(objectsOf(variant));
+        assert.equal(podSpecOf(daemonSet).hostNetwork, true);
+        // The old pod stops only once the new one is ready: the devices are never without a daemon.
+        assert.deepEqual(daemonSet.spec.updateStrategy, {
+          type: 'RollingUpdate',
+          rollingUpdate: { maxSurge: 1, maxUnavailable: 0 },
+        });
+        for (const candidate of containersOf(daemonSet)) {
+          const where = `container ${candidate.name}`;
+          assert.deepEqual(candidate.ports ?? [], [], `${where} declares ports`);
+          for (const kind of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
+            const probe = candidate[kind];
+            if (probe === undefined) continue;
+            assert.deepEqual(
+              Object.keys(probe).filter((key) => ['httpGet', 'tcpSocket', 'grpc'].includes(key)),
+              [],
+              `${where}: ${kind}`,
+            );
+            assert.ok(probe.exec, `${where}: ${kind} is not exec`);
+          }
+        }
+        assert.deepEqual(surgePortClashes(daemonSet), []);
+      });
+
+      it('each device daemon container is ready when its role file says it serves or stands by', () => {
+        const daemonSet = deviceDaemonSetOf(objectsOf(variant));
+        const daemons = podSpecOf(daemonSet).containers as Container[];
+        assert.ok(daemons.length > 0);
+        for (const daemon of daemons) {
+          const where = `container ${daemon.name}`;
+          const roleFile = roleFileOf(daemon);
+          const command = daemon.readinessProbe.exec.command as string[];
+          assert.equal(command.at(-1), roleFile, `${where}: the probe reads ${command.join(' ')}`);
+          assert.deepEqual(readyRoles(command, roleFile), ['standby', 'serving'], where);
+          // The file is the container's own: no volume (shared with the other daemon, or with the
+          // other pod of an update) holds it.
+          for (const mount of daemon.volumeMounts as Container[])
+            assert.ok(
+              roleFile !== mount.mountPath && !roleFile.startsWith(`${mount.mountPath.replace(/\/$/, '')}/`),
+              `${where}: ${roleFile} is in volume ${mount.name}`,
+            );
+        }
+      });
+
       it('the plugin containers start patiently, are live while they answer, ready when they can serve', () => {
         for (const workload of [
           only(objectsOf(variant), 'Deployment'),
-          only(objectsOf(variant), 'DaemonSet'),
+          nodeDaemonSetOf(objectsOf(variant)),
         ]) {
           const plugin = container(workload, 'vduse-csi');
           const { startupProbe, livenessProbe, readinessProbe } = plugin;
@@ -428,11 +647,11 @@ describe('charts/vduse-csi', function () {
 
   describe('Ceph RBD', () => {
     const pluginsOf = (variant: string): Container[] => [
-      container(only(objectsOf(variant), 'DaemonSet'), 'vduse-csi'),
+      container(nodeDaemonSetOf(objectsOf(variant)), 'vduse-csi'),
       container(only(objectsOf(variant), 'Deployment'), 'vduse-csi'),
     ];
     const volumesOf = (variant: string): Container[] =>
-      [only(objectsOf(variant), 'DaemonSet'), only(objectsOf(variant), 'Deployment')].map((workload) =>
+      [nodeDaemonSetOf(objectsOf(variant)), only(objectsOf(variant), 'Deployment')].map((workload) =>
         podSpecOf(workload).volumes.find((volume: Container) => volume.name === 'ceph-clusters'),
       );
 
@@ -797,7 +1016,7 @@ describe('charts/vduse-csi', function () {
   });
 
   describe('node DaemonSet', () => {
-    const daemonSet = (variant = 'defaults'): KubeObject => only(objectsOf(variant), 'DaemonSet');
+    const daemonSet = (variant = 'defaults'): KubeObject => nodeDaemonSetOf(objectsOf(variant));
 
     it('runs the plugin in node mode, privileged, with the host paths it needs', () => {
       const spec = podSpecOf(daemonSet());
@@ -809,6 +1028,8 @@ describe('charts/vduse-csi', function () {
       assert.ok(spec.terminationGracePeriodSeconds >= 60);
       const plugin = container(daemonSet(), 'vduse-csi');
       assert.deepEqual(plugin.args.slice(0, 2), ['plugin', '--mode=node']);
+      // The device daemon runs in pods of its own (device-daemon.yaml): the plugin never starts one.
+      assert.ok(plugin.args.includes('--external-daemon'), plugin.args.join(' '));
       assert.ok(!plugin.args.includes('--no-standby'));
       assertClusterStore(plugin);
       assert.equal(plugin.securityContext.privileged, true);
@@ -885,8 +1106,12 @@ describe('charts/vduse-csi', function () {
       assert.doesNotMatch(withoutModules.args.join('\n'), /modprobe/);
     });
 
-    it('--no-standby when standby is off; custom dirs and kubelet dir follow the values', () => {
-      assert.ok(container(daemonSet('standby off'), 'vduse-csi').args.includes('--no-standby'));
+    it('--external-daemon whatever deviceDaemon.standby says; custom dirs and kubelet dir follow the values', () => {
+      // deviceDaemon.standby is the device daemon pod's business: the plugin's args do not change.
+      const args = container(daemonSet(), 'vduse-csi').args as string[];
+      assert.deepEqual(container(daemonSet('device daemon without standby'), 'vduse-csi').args, args);
+      assert.ok(args.includes('--external-daemon'));
+      assert.ok(!args.includes('--no-standby'));
       const custom = daemonSet('local store, modules not loaded, custom dirs');
       const plugin = container(custom, 'vduse-csi');
       assert.ok(plugin.args.includes('--state-dir=/srv/vduse/state'));
@@ -908,17 +1133,250 @@ describe('charts/vduse-csi', function () {
       assert.ok(
         !images.some((image) => image.startsWith('registry.k8s.io/sig-storage/csi-node-driver-registrar')),
       );
-      assert.deepEqual(podSpecOf(only(objects, 'DaemonSet')).imagePullSecrets, [{ name: 'regcred' }]);
+      for (const workload of [nodeDaemonSetOf(objects), deviceDaemonSetOf(objects)])
+        assert.deepEqual(podSpecOf(workload).imagePullSecrets, [{ name: 'regcred' }], workload.metadata.name);
+      // The device daemon runs the plugin's image, init container included.
+      for (const candidate of containersOf(deviceDaemonSetOf(objects))) {
+        assert.equal(candidate.image, 'registry.example.com/storage/vduse-csi:1.2.3', candidate.name);
+        assert.equal(candidate.imagePullPolicy, 'Always', candidate.name);
+      }
+    });
+  });
+
+  describe('device-daemon DaemonSet', () => {
+    const daemonSet = (variant = 'defaults'): KubeObject => deviceDaemonSetOf(objectsOf(variant));
+    const daemonsOf = (variant = 'defaults'): Container[] => podSpecOf(daemonSet(variant)).containers;
+    /** The hostPath of each of a container's mounts that has one, by mount path. */
+    const hostMounts = (workload: KubeObject, name: string): Record<string, Container> => {
+      const volumes = new Map<string, Container>(
+        podSpecOf(workload).volumes.map((volume: Container) => [volume.name, volume]),
+      );
+      const mounts: Record<string, Container> = {};
+      for (const mount of container(workload, name).volumeMounts as Container[]) {
+        const volume = volumes.get(mount.name);
+        assert.ok(volume, `${workload.metadata.name}/${name}: no volume ${mount.name}`);
+        if (volume.hostPath)
+          mounts[mount.mountPath] = { ...volume.hostPath, subPath: mount.subPath ?? mount.subPathExpr };
+      }
+      return mounts;
+    };
+
+    it('runs the device daemon in two containers, one serving and one standing by, or one without standby', () => {
+      const expectedArgs = [
+        'daemon',
+        'run',
+        '--state-dir=/var/lib/vduse-csi/state',
+        '--copy-dir=/var/lib/vduse-csi/data/volumes',
+        '--copy-dir=/var/lib/vduse-csi/data/snapshots',
+        '--log-level=info',
+        '--role-file=/tmp/daemon-role',
+        '--metrics-address=:9841',
+      ];
+      for (const [variant, names] of [
+        ['defaults', ['daemon-a', 'daemon-b']],
+        ['device daemon without standby', ['daemon-a']],
+      ] as const) {
+        const daemons = daemonsOf(variant);
+        assert.deepEqual(
+          daemons.map((daemon) => daemon.name),
+          names,
+          variant,
+        );
+        for (const daemon of daemons) {
+          assert.equal(daemon.image, 'localhost/vduse-csi:0.1.0');
+          assert.equal(daemon.command, undefined, 'the image entrypoint runs it');
+          // The second container is the standby: a daemon's own (--keep-standby) would make three,
+          // or one where the values ask for none.
+          assert.deepEqual(daemon.args, expectedArgs, `${variant}: ${daemon.name}`);
+        }
+        // The daemons differ by name only.
+        const { name: first, ...firstSpec } = daemons[0]!;
+        for (const { name, ...spec } of daemons.slice(1))
+          assert.deepEqual(spec, firstSpec, `${first} and ${name}`);
+      }
+      assert.deepEqual(
+        podSpecOf(daemonSet('defaults')).initContainers.map((candidate: Container) => candidate.name),
+        podSpecOf(daemonSet('device daemon without standby')).initContainers.map(
+          (candidate: Container) => candidate.name,
+        ),
+      );
+      const custom = daemonsOf(CUSTOM_DIRS)[0]!;
+      for (const arg of [
+        '--state-dir=/srv/vduse/state',
+        '--copy-dir=/srv/vduse/data/volumes',
+        '--copy-dir=/srv/vduse/data/snapshots',
+        '--log-level=debug',
+      ])
+        assert.ok(custom.args.includes(arg), `${arg} not in ${custom.args.join(' ')}`);
+    });
+
+    it('privileged, as root, on host network, with its own grace period and resources', () => {
+      for (const [variant, grace, resources] of [
+        ['defaults', 60, { requests: { cpu: '50m', memory: '128Mi' }, limits: {} }],
+        [PLACEMENT, 30, { requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '2Gi' } }],
+      ] as const) {
+        const spec = podSpecOf(daemonSet(variant));
+        // vdpa netlink exists in the host's network namespace only.
+        assert.equal(spec.hostNetwork, true, variant);
+        assert.equal(spec.dnsPolicy, 'ClusterFirstWithHostNet', variant);
+        assert.equal(spec.hostPID, undefined, variant);
+        assert.equal(spec.terminationGracePeriodSeconds, grace, variant);
+        for (const daemon of spec.containers as Container[]) {
+          assert.deepEqual(
+            daemon.securityContext,
+            { privileged: true, runAsUser: 0 },
+            `${variant}: ${daemon.name}`,
+          );
+          assert.deepEqual(daemon.resources, resources, `${variant}: ${daemon.name}`);
+        }
+      }
+    });
+
+    it("runs on the node plugin's nodes: its nodeSelector, tolerations, affinity, priority and pod metadata", () => {
+      const placed = podSpecOf(nodeDaemonSetOf(objectsOf(PLACEMENT)));
+      assert.equal(placed.nodeSelector['storage.example.com/vduse'], 'true');
+      assert.equal(placed.tolerations.length, 1);
+      assert.ok(placed.affinity.nodeAffinity);
+      assert.equal(placed.priorityClassName, 'vduse-node');
+      for (const variant of ['defaults', PLACEMENT, 'custom images']) {
+        const node = nodeDaemonSetOf(objectsOf(variant));
+        const daemons = deviceDaemonSetOf(objectsOf(variant));
+        for (const field of [
+          'nodeSelector',
+          'tolerations',
+          'affinity',
+          'priorityClassName',
+          'imagePullSecrets',
+        ])
+          assert.deepEqual(podSpecOf(daemons)[field], podSpecOf(node)[field], `${variant}: ${field}`);
+        const { [COMPONENT_LABEL]: nodeComponent, ...nodeLabels } = node.spec.template.metadata.labels;
+        const { [COMPONENT_LABEL]: daemonComponent, ...daemonLabels } = daemons.spec.template.metadata.labels;
+        assert.deepEqual([nodeComponent, daemonComponent], ['node', 'device-daemon']);
+        assert.deepEqual(daemonLabels, nodeLabels, `${variant}: pod labels`);
+        assert.deepEqual(
+          daemons.spec.template.metadata.annotations,
+          node.spec.template.metadata.annotations,
+          `${variant}: pod annotations`,
+        );
+      }
+      assert.equal(deviceDaemonSetOf(objectsOf(PLACEMENT)).spec.template.metadata.labels.team, 'storage');
+    });
+
+    it("mounts the node plugin's data and state directories of the host at the same paths", () => {
+      for (const [variant, dataDir, stateDir] of [
+        ['defaults', '/var/lib/vduse-csi/data', '/var/lib/vduse-csi/state'],
+        [CUSTOM_DIRS, '/srv/vduse/data', '/srv/vduse/state'],
+      ] as const) {
+        const node = nodeDaemonSetOf(objectsOf(variant));
+        const plugin = container(node, 'vduse-csi');
+        const pluginMounts = hostMounts(node, 'vduse-csi');
+        assert.ok(plugin.args.includes(`--data-dir=${dataDir}`), variant);
+        assert.ok(plugin.args.includes(`--state-dir=${stateDir}`), variant);
+        for (const daemon of daemonsOf(variant)) {
+          const where = `${variant}: ${daemon.name}`;
+          const mounts = hostMounts(daemonSet(variant), daemon.name);
+          // The records, sockets and Ceph keyrings (stateDir) and the images (dataDir): the same host
+          // directories, seen at the same paths, which the plugin and the daemon tell each other.
+          for (const directory of [dataDir, stateDir]) {
+            assert.deepEqual(
+              mounts[directory],
+              { path: directory, type: 'DirectoryOrCreate', subPath: undefined },
+              where,
+            );
+            assert.deepEqual(mounts[directory], pluginMounts[directory], `${where}: ${directory}`);
+          }
+          // Whatever else of the host it mounts, the node plugin mounts there too (/dev, /sys).
+          for (const [path, hostPath] of Object.entries(mounts))
+            assert.deepEqual(hostPath, pluginMounts[path], `${where}: ${path}`);
+          assert.ok(daemon.args.includes(`--state-dir=${stateDir}`), where);
+          assert.deepEqual(
+            daemon.args.filter((arg: string) => arg.startsWith('--copy-dir')),
+            [`--copy-dir=${dataDir}/volumes`, `--copy-dir=${dataDir}/snapshots`],
+            where,
+          );
+          for (const mount of daemon.volumeMounts as Container[])
+            assert.notEqual(mount.readOnly, true, `${where}: ${mount.name}`);
+        }
+      }
+    });
+
+    it("loads the kernel modules with the node pod's init container, or not at all", () => {
+      const node = nodeDaemonSetOf(objectsOf('defaults'));
+      const spec = podSpecOf(daemonSet());
+      assert.deepEqual(
+        spec.initContainers.map((candidate: Container) => candidate.name),
+        ['prepare'],
+      );
+      const prepare = container(daemonSet(), 'prepare');
+      const nodePrepare = container(node, 'prepare');
+      const script = prepare.args.join('\n');
+      assert.match(script, /for module in vduse virtio_vdpa; do/);
+      assert.match(script, /modprobe "\$module"/);
+      assert.match(script, /cannot load kernel module \$module/);
+      // The same loader as the node pod's, which then cleans up its socket directories.
+      assert.ok(nodePrepare.args.join('\n').startsWith(script), nodePrepare.args.join('\n'));
+      for (const field of ['image', 'command', 'env', 'securityContext', 'resources'])
+        assert.deepEqual(prepare[field], nodePrepare[field], field);
+      assert.deepEqual(prepare.volumeMounts, [
+        { name: 'lib-modules', mountPath: '/lib/modules', readOnly: true },
+      ]);
+      assert.deepEqual(spec.volumes.find((volume: Container) => volume.name === 'lib-modules')?.hostPath, {
+        path: '/lib/modules',
+        type: 'Directory',
+      });
+
+      const without = daemonSet(CUSTOM_DIRS);
+      assert.doesNotMatch(container(without, 'prepare').args.join('\n'), /modprobe/);
+      assert.equal(container(without, 'prepare').volumeMounts, undefined);
+      assert.ok(!podSpecOf(without).volumes.some((volume: Container) => volume.name === 'lib-modules'));
+    });
+
+    it('a port or a network probe of the device daemon would be a surge clash (surgePortClashes sees them)', () => {
+      const changed = (change: (daemons: Container[]) => void): KubeObject => {
+        const copy = structuredClone(daemonSet());
+        change(copy.spec.template.spec.containers as Container[]);
+        return copy;
+      };
+      const clashes = [
+        changed(
+          (daemons) => (daemons[0]!.ports = [{ name: 'metrics', containerPort: 9841, protocol: 'TCP' }]),
+        ),
+        changed((daemons) => (daemons[1]!.readinessProbe = { httpGet: { path: '/readyz', port: 9842 } })),
+        changed((daemons) => (daemons[0]!.livenessProbe = { tcpSocket: { port: 9843 } })),
+      ].map((workload) => surgePortClashes(workload));
+      for (const [index, port] of [9841, 9842, 9843].entries()) {
+        assert.equal(clashes[index]!.length, 1, clashes[index]!.join('\n'));
+        assert.match(
+          clashes[index]![0]!,
+          new RegExp(`DaemonSet vduse-csi-device-daemon, container daemon-.: port ${port} `),
+        );
+      }
+      // Without the surge there is nothing to clash with.
+      const inPlace = changed((daemons) => (daemons[0]!.ports = [{ containerPort: 9841 }]));
+      inPlace.spec.updateStrategy.rollingUpdate = { maxSurge: 0, maxUnavailable: 1 };
+      assert.deepEqual(surgePortClashes(inPlace), []);
     });
   });
 
   describe('metrics', () => {
+    /** The plugins' workloads. */
     const workloads = (variant: string): KubeObject[] => [
       only(objectsOf(variant), 'Deployment'),
-      only(objectsOf(variant), 'DaemonSet'),
+      nodeDaemonSetOf(objectsOf(variant)),
     ];
-    const componentOf = (workload: KubeObject): string =>
-      workload.kind === 'Deployment' ? 'controller' : 'node';
+    /** Every workload with metrics: the plugins' and the device daemon's. */
+    const allWorkloads = (variant: string): KubeObject[] => [
+      ...workloads(variant),
+      deviceDaemonSetOf(objectsOf(variant)),
+    ];
+    const componentOf = (workload: KubeObject): string => workload.metadata.labels[COMPONENT_LABEL];
+    /** Whether a Service's selector selects a workload's pods. */
+    const selects = (service: KubeObject, workload: KubeObject): boolean => {
+      const podLabels = workload.spec.template.metadata.labels as Record<string, string>;
+      return Object.entries(service.spec.selector as Record<string, string>).every(
+        ([key, value]) => podLabels[key] === value,
+      );
+    };
 
     it('both plugins serve /metrics on a port named metrics, the value of their component', () => {
       for (const workload of workloads('defaults')) {
@@ -932,7 +1390,24 @@ describe('charts/vduse-csi', function () {
       }
       const custom = render({ values: { controller: { metricsPort: 8080 }, node: { metricsPort: 19840 } } });
       assert.ok(container(only(custom, 'Deployment'), 'vduse-csi').args.includes('--metrics-address=:8080'));
-      assert.ok(container(only(custom, 'DaemonSet'), 'vduse-csi').args.includes('--metrics-address=:19840'));
+      assert.ok(container(nodeDaemonSetOf(custom), 'vduse-csi').args.includes('--metrics-address=:19840'));
+    });
+
+    it('every device daemon serves /metrics on deviceDaemon.metricsPort of the node, declared nowhere', () => {
+      for (const [variant, port] of [
+        ['defaults', 9841],
+        [PLACEMENT, 19841],
+        ['device daemon without standby', 9841],
+      ] as const) {
+        const daemonSet = deviceDaemonSetOf(objectsOf(variant));
+        for (const daemon of podSpecOf(daemonSet).containers as Container[]) {
+          const flags = (daemon.args as string[]).filter((arg) => arg.startsWith('--metrics-address'));
+          // Every address: Prometheus scrapes the node from elsewhere.
+          assert.deepEqual(flags, [`--metrics-address=:${port}`], `${variant}: ${daemon.name}`);
+          // Only the serving daemon binds it: a declared port would clash with the old pod's.
+          assert.deepEqual(daemon.ports ?? [], [], `${variant}: ${daemon.name}`);
+        }
+      }
     });
 
     it('a headless Service per plugin selects exactly its pods and their metrics port', () => {
@@ -940,6 +1415,7 @@ describe('charts/vduse-csi', function () {
       const services = ofKind(objects, 'Service');
       assert.deepEqual(services.map((service) => service.metadata.name).sort(), [
         'vduse-csi-controller-metrics',
+        'vduse-csi-device-daemon-metrics',
         'vduse-csi-node-metrics',
       ]);
       for (const workload of workloads('defaults')) {
@@ -949,17 +1425,44 @@ describe('charts/vduse-csi', function () {
         const podLabels = workload.spec.template.metadata.labels as Record<string, string>;
         for (const [key, value] of Object.entries(service.spec.selector as Record<string, string>))
           assert.equal(podLabels[key], value, `${service.metadata.name} selects ${key}=${value}`);
-        const other = workloads('defaults').find((candidate) => candidate !== workload)!;
-        const otherLabels = other.spec.template.metadata.labels as Record<string, string>;
-        assert.ok(
-          Object.entries(service.spec.selector as Record<string, string>).some(
-            ([key, value]) => otherLabels[key] !== value,
-          ),
-          `${service.metadata.name} also selects the ${other.kind}'s pods`,
-        );
+        for (const other of allWorkloads('defaults').filter((candidate) => candidate !== workload))
+          assert.ok(
+            !selects(service, other),
+            `${service.metadata.name} also selects ${other.metadata.name}'s pods`,
+          );
         assert.deepEqual(service.spec.ports, [
           { name: 'metrics', port: 9840, targetPort: 'metrics', protocol: 'TCP' },
         ]);
+      }
+    });
+
+    it("the device daemon's headless Service targets deviceDaemon.metricsPort by number, on its pods only", () => {
+      for (const [variant, port] of [
+        ['defaults', 9841],
+        [PLACEMENT, 19841],
+      ] as const) {
+        const objects = objectsOf(variant);
+        const daemonSet = deviceDaemonSetOf(objects);
+        const service = only(objects, 'Service', 'vduse-csi-device-daemon-metrics');
+        assert.equal(service.metadata.namespace, NAMESPACE);
+        assert.equal(service.metadata.labels[COMPONENT_LABEL], 'device-daemon');
+        assert.equal(service.spec.clusterIP, 'None');
+        // The pods declare no port to name: the number itself.
+        assert.deepEqual(service.spec.ports, [{ name: 'metrics', port, targetPort: port, protocol: 'TCP' }]);
+        assert.equal(typeof service.spec.ports[0].targetPort, 'number');
+        assert.equal(service.spec.selector[COMPONENT_LABEL], 'device-daemon');
+        assert.ok(
+          selects(service, daemonSet),
+          `${variant}: ${service.metadata.name} misses the daemon's pods`,
+        );
+        for (const other of workloads(variant))
+          assert.ok(
+            !selects(service, other),
+            `${variant}: ${service.metadata.name} selects ${other.metadata.name}'s pods`,
+          );
+        // And the port it targets is the one the daemons are told to serve on.
+        for (const daemon of podSpecOf(daemonSet).containers as Container[])
+          assert.ok(daemon.args.includes(`--metrics-address=:${port}`), `${variant}: ${daemon.name}`);
       }
     });
 
@@ -969,6 +1472,10 @@ describe('charts/vduse-csi', function () {
         assert.ok(!plugin.args.some((arg: string) => arg.startsWith('--metrics-address')));
         assert.ok(!plugin.ports.some((candidate: Container) => candidate.name === 'metrics'));
       }
+      const daemons = podSpecOf(deviceDaemonSetOf(objectsOf('metrics off'))).containers as Container[];
+      assert.ok(daemons.length > 0);
+      for (const daemon of daemons)
+        assert.ok(!daemon.args.some((arg: string) => arg.startsWith('--metrics-address')), daemon.name);
       assert.deepEqual(ofKind(objectsOf('metrics off'), 'Service'), []);
       assert.deepEqual(ofKind(objectsOf('metrics off'), 'ServiceMonitor'), []);
     });
@@ -979,8 +1486,8 @@ describe('charts/vduse-csi', function () {
       assert.equal(monitors(render({ apiVersions: MONITORING_API })).length, 0);
       assert.equal(monitors(objectsOf('service monitors asked, no monitoring API')).length, 0);
       const objects = objectsOf('service monitors, cluster with the monitoring API');
-      assert.equal(monitors(objects).length, 2);
-      for (const component of ['controller', 'node']) {
+      assert.equal(monitors(objects).length, 3);
+      for (const component of ['controller', 'node', 'device-daemon']) {
         const monitor = only(objects, 'ServiceMonitor', `vduse-csi-${component}`);
         const service = only(objects, 'Service', `vduse-csi-${component}-metrics`);
         assert.equal(monitor.metadata.labels.release, 'kube-prometheus-stack');
