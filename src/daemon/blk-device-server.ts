@@ -20,6 +20,7 @@ import {
 } from './inflight-log';
 import { DevicePause } from './pause';
 import { SharedDeviceState } from './shared-state';
+import { IoCounters } from './io-counters';
 import { VdpaBinder } from './vdpa-binder';
 import { StartSteps } from './start-steps';
 
@@ -64,6 +65,8 @@ export class BlkDeviceServer {
 
   private readonly state: SharedDeviceState;
   private readonly pause: DevicePause;
+  /** What the queue threads counted of this server's requests (from zero at its start or takeover). */
+  readonly ioCounters: IoCounters;
 
   private constructor(
     readonly options: BlkServeOptions,
@@ -74,6 +77,7 @@ export class BlkDeviceServer {
   ) {
     this.state = SharedDeviceState.create(geometry.queues);
     this.state.capacityBytes = geometry.capacityBytes;
+    this.ioCounters = IoCounters.create(geometry.queues);
     this.pause = new DevicePause(options.name, this.state, () => this.threads?.wakeQueues(options.name));
   }
 
@@ -396,6 +400,7 @@ export class BlkDeviceServer {
           backend: this.provider.queueSpec,
           geometry: this.geometry,
           state: this.state.buffer,
+          counters: this.ioCounters.buffer,
           inflightLogPath: inflightLogPath(this.options.stateDir, name),
           takeover,
         },

@@ -9,6 +9,7 @@ import { ControlErrorCode, ControlRequest, DeviceSpec, controlError } from './co
 import { copyServedImage } from './copy-target';
 import { readRecord, recordedDeviceNames, removeRecord } from './device-record';
 import { inflightLogPath, removeInflightLog } from './inflight-log';
+import { DeviceIo } from '../metrics/device-io-metrics';
 import { StartFailure } from './start-failure';
 import { VdpaBinder } from './vdpa-binder';
 
@@ -62,11 +63,12 @@ export class NodeDaemon {
     return this.servers.size;
   }
 
-  /** The devices served, for metrics. */
-  devices(): Array<{ name: string; capacityBytes: number }> {
+  /** The devices served and what their queues counted, for metrics. */
+  devices(): Array<DeviceIo & { capacityBytes: number }> {
     return [...this.servers.values()].map((server) => ({
       name: server.options.name,
       capacityBytes: server.capacityBytes,
+      io: server.ioCounters.totals(),
     }));
   }
 

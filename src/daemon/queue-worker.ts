@@ -12,6 +12,7 @@ import { SplitQueue } from '../virtio/split-queue';
 import { SharedDeviceState } from './shared-state';
 import { EventThread } from './event-thread';
 import { InflightLog } from './inflight-log';
+import { IoCounters, QueueIoCounters } from './io-counters';
 import { QueuePause } from './pause';
 import { DeviceRegistration, ThreadData } from './worker-data';
 
@@ -28,6 +29,7 @@ class QueueServer {
   private readonly handler: BlkRequestHandler;
   private readonly inflight: InflightLog;
   private readonly pause: QueuePause;
+  private readonly counters: QueueIoCounters;
   /** The run a takeover found the queue in: it goes on from the in-flight log. */
   private readonly takeoverEpoch: number | undefined;
   readonly kickFd = libc.createEventFd();
@@ -56,12 +58,14 @@ class QueueServer {
       keepAllocation: data.geometry.keepAllocation,
       watcher,
     });
+    this.counters = new IoCounters(data.counters, data.geometry.queues).queue(index);
     this.handler = new BlkRequestHandler(
       this.backend,
       blkLimits(data.geometry),
       () => this.state.capacityBytes,
       (head, message) =>
         threadLog.warn('request failed', { device: data.name, queue: index, head, error: message }),
+      this.counters,
     );
     this.inflight = InflightLog.open(data.inflightLogPath, index, data.geometry.queueSize);
     this.pause = new QueuePause(this.state, index);
@@ -235,7 +239,7 @@ class QueueServer {
       queue.pushUsed(head, completion);
       return;
     }
-    this.inFlight++;
+    this.counters.inFlight = ++this.inFlight;
     const epoch = this.epoch;
     completion
       .then((written) => {
@@ -248,7 +252,7 @@ class QueueServer {
       })
       .catch((error: unknown) => this.markBroken(error))
       .finally(() => {
-        this.inFlight--;
+        this.counters.inFlight = --this.inFlight;
         this.settle();
       });
   }

@@ -10,6 +10,8 @@ export interface DeviceRegistration {
   backend: QueueBackendSpec;
   geometry: BlkGeometry;
   state: SharedArrayBuffer;
+  /** The device's request counters (see io-counters.ts). */
+  counters: SharedArrayBuffer;
   /** The device's in-flight log (one region per queue). */
   inflightLogPath: string;
   /** A previous server left the device running: queues go on from the in-flight log. */

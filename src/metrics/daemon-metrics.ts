@@ -1,12 +1,13 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { DURATION_BUCKETS } from './csi-calls';
+import { DeviceIo, registerDeviceIoMetrics } from './device-io-metrics';
 import { METRIC_PREFIX } from './registry';
 import { DAEMON_ROLES, DaemonRole } from '../daemon/daemon-role';
 
 /** What a device daemon's metrics read when scraped. */
 export interface DaemonMetricsSource {
   role(): DaemonRole;
-  devices(): Array<{ name: string; capacityBytes: number }>;
+  devices(): Array<DeviceIo & { capacityBytes: number }>;
 }
 
 export interface DaemonMetrics {
@@ -36,6 +37,7 @@ export function registerDaemonMetrics(registry: Registry, source: DaemonMetricsS
       this.set(source.devices().length);
     },
   });
+  registerDeviceIoMetrics(registry, () => source.devices());
   new Gauge({
     name: `${METRIC_PREFIX}device_capacity_bytes`,
     help: 'Capacity of each served device',

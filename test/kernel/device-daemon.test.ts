@@ -16,6 +16,7 @@ import {
 } from './support';
 import { RunningDaemon, announced, servingOtherThan, startDaemon } from './daemon-support';
 import { daemonProcesses, daemonStatus } from '../support/daemon-processes';
+import { Sample, scrape, valueOf } from '../support/prometheus-text';
 
 const VOLUMES = 16;
 const FILESYSTEM_VOLUMES = 4;
@@ -101,7 +102,9 @@ describe('one device daemon serves every volume of a node', function () {
     requireVduse();
     root = scratchDir('device-daemon');
     stateDir = join(root, 'state');
-    daemon = startDaemon(BLK_CLI, stateDir, ['--keep-standby', '--copy-dir', root]);
+    daemon = startDaemon(BLK_CLI, stateDir, [
+      ...['--keep-standby', '--copy-dir', root, '--metrics-address', '127.0.0.1:0'],
+    ]);
     await waitFor('the daemon to serve', () => announced(daemon.output(), 'daemon').length === 1, 120_000);
   });
 
@@ -188,6 +191,45 @@ describe('one device daemon serves every volume of a node', function () {
     };
   });
 
+  /** The serving daemon's metrics (each daemon binds a port of its own: the last one logged). */
+  async function daemonMetrics(): Promise<Sample[]> {
+    const ports = daemon
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('"message":"metrics endpoint listening"'))
+      .map((line) => (JSON.parse(line) as { port: number }).port);
+    return (await scrape(`http://127.0.0.1:${ports.at(-1)}/metrics`)).samples;
+  }
+
+  it("counts each device's requests, bytes and latencies where the daemon's metrics show them", async () => {
+    const name = names[FILESYSTEM_VOLUMES]!;
+    const device = paths.get(name)!;
+    const counted = (samples: Sample[], metric: string, labels: Record<string, string>): number =>
+      valueOf(samples, `vduse_csi_device_${metric}`, { device: name, ...labels });
+    const before = await daemonMetrics();
+    sh(`dd if=/dev/urandom of=${device} bs=1M count=8 seek=16 oflag=direct status=none`);
+    sh(`dd if=${device} of=/dev/null bs=1M count=4 skip=16 iflag=direct status=none`);
+    const after = await daemonMetrics();
+    const delta = (metric: string, labels: Record<string, string>): number =>
+      counted(after, metric, labels) - counted(before, metric, labels);
+    // Nothing else writes to the raw device; udev may read it when dd closes it after writing.
+    assert.equal(delta('bytes_total', { op: 'write' }), 8 << 20);
+    const readBytes = delta('bytes_total', { op: 'read' });
+    assert.ok(readBytes >= 4 << 20 && readBytes < 6 << 20, `read ${readBytes} bytes`);
+    for (const [op, direction] of [
+      ['write', 'write'],
+      ['read', 'read'],
+    ] as const) {
+      const requests = delta('requests_total', { op });
+      assert.ok(requests >= 4, `${op}: ${requests} requests`);
+      assert.equal(delta('request_duration_seconds_count', { direction }), requests, `${op} timed`);
+      assert.equal(delta('request_duration_seconds_bucket', { direction, le: '+Inf' }), requests);
+      assert.ok(delta('request_duration_seconds_sum', { direction }) > 0);
+      assert.equal(delta('errors_total', { op }), 0);
+    }
+    assert.equal(counted(after, 'requests_in_flight', {}), 0);
+  });
+
   it(`a volume whose storage fails gets I/O errors while the other ${VOLUMES} keep verified I/O without one`, async () => {
     // Its image lives on an 8 MiB tmpfs: writes past that fail (ENOSPC) in the daemon's backend.
     const full = join(root, 'full');
@@ -213,6 +255,16 @@ describe('one device daemon serves every volume of a node', function () {
         sh(`dd if=${device} of=/dev/null bs=1M count=4 iflag=direct status=none`);
       });
       figures.isolation = { longestStallMsOfTheOthers: stallMs };
+      // The failed writes are the failing device's own, in its metrics.
+      const samples = await daemonMetrics();
+      const writeErrors = (device: string): number =>
+        valueOf(samples, 'vduse_csi_device_errors_total', { device, op: 'write' });
+      assert.ok(writeErrors('dmn-full') > 0, 'the failing device counts its write errors');
+      assert.deepEqual(
+        names.filter((name) => writeErrors(name) !== 0),
+        [],
+        'no other device counts one',
+      );
       const after = (await daemonStatus(stateDir))!;
       assert.equal(after.pid, pid, 'the daemon did not restart');
       assert.equal(after.devices.length, VOLUMES + 1);

@@ -273,6 +273,36 @@ describe('BlkRequestHandler over SplitQueue and FileBackend', function () {
     });
   });
 
+  describe('observer', () => {
+    it('is told the type, data bytes, outcome and duration of every request as it completes', async () => {
+      const seen: Array<{ type: number; dataBytes: number; ok: boolean }> = [];
+      const observed = new BlkRequestHandler(
+        backend,
+        limits(),
+        () => capacity,
+        (head, message) => errors.push(`${head}: ${message}`),
+        {
+          finished(type, dataBytes, ok, seconds) {
+            assert.ok(seconds >= 0 && seconds < 600, `${seconds} s`);
+            seen.push({ type, dataBytes, ok });
+          },
+        },
+      );
+      await request(observed, T_OUT, 8, { out: [randomBytes(4096)] });
+      await request(observed, T_IN, 8, { inLengths: [1024, 512] });
+      await request(observed, T_FLUSH, 0, {});
+      await request(observed, 99, 0, {});
+      await request(observed, T_IN, CAPACITY / 512, { inLengths: [512] });
+      assert.deepEqual(seen, [
+        { type: T_OUT, dataBytes: 4096, ok: true },
+        { type: T_IN, dataBytes: 1536, ok: true },
+        { type: T_FLUSH, dataBytes: 0, ok: true },
+        { type: 99, dataBytes: 0, ok: false },
+        { type: T_IN, dataBytes: 512, ok: false },
+      ]);
+    });
+  });
+
   describe('other commands', () => {
     it('FLUSH completes with OK and writes only the status byte', async () => {
       const r = await request(handler(), T_FLUSH, 0);

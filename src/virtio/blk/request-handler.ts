@@ -47,29 +47,33 @@ export class BlkRequestHandler {
     private readonly limits: BlkLimits,
     private readonly capacity: CapacitySource,
     private readonly onError: (head: number, message: string) => void,
+    private readonly observer?: RequestObserver,
   ) {}
 
   handle(chain: Chain): Completion {
+    const started = performance.now();
     const status = this.statusByte(chain);
-    if (chain.fault !== undefined) return this.fail(chain.head, status, BlkStatus.IoError, chain.fault);
+    const request: RequestFacts = { head: chain.head, status, type: UNKNOWN_TYPE, dataBytes: 0, started };
+    if (chain.fault !== undefined) return this.fail(request, BlkStatus.IoError, chain.fault);
     try {
       if (copyOut(chain.readable, 0, this.headerBytes) < REQUEST_HEADER_SIZE) {
         throw new RequestError(BlkStatus.IoError, 'request header shorter than 16 bytes');
       }
-      const type = this.header.getUint32(0, true);
+      const type = (request.type = this.header.getUint32(0, true));
       const sector = this.header.getUint32(8, true) + this.header.getUint32(12, true) * 0x100000000;
       const dataIn = sliceSegments(chain.writable, 0, totalLength(chain.writable) - 1);
       const dataOut = sliceSegments(chain.readable, REQUEST_HEADER_SIZE, totalLength(chain.readable));
+      request.dataBytes = dataBytes(type, dataIn, dataOut);
       const result = this.dispatch(type, sector, dataIn, dataOut);
       const written = 1 + writtenData(type, totalLength(dataIn));
-      if (result === undefined) return this.complete(status, BlkStatus.Ok, written);
+      if (result === undefined) return this.succeed(request, written);
       return result.then(
-        () => this.complete(status, BlkStatus.Ok, written),
-        (error: unknown) => this.fail(chain.head, status, BlkStatus.IoError, describe(error)),
+        () => this.succeed(request, written),
+        (error: unknown) => this.fail(request, BlkStatus.IoError, describe(error)),
       );
     } catch (error) {
       const code = error instanceof RequestError ? error.status : BlkStatus.IoError;
-      return this.fail(chain.head, status, code, describe(error));
+      return this.fail(request, code, describe(error));
     }
   }
 
@@ -157,15 +161,50 @@ export class BlkRequestHandler {
     return last;
   }
 
-  private complete(status: Segment, code: BlkStatus, written: number): number {
-    status.bytes[status.bytes.byteLength - 1] = code;
-    return written;
+  private succeed(request: RequestFacts, written: number): number {
+    return this.complete(request, BlkStatus.Ok, written);
   }
 
-  private fail(head: number, status: Segment, code: BlkStatus, message: string): number {
-    if (code !== BlkStatus.Unsupported) this.onError(head, message);
-    return this.complete(status, code, 1);
+  private fail(request: RequestFacts, code: BlkStatus, message: string): number {
+    if (code !== BlkStatus.Unsupported) this.onError(request.head, message);
+    return this.complete(request, code, 1);
   }
+
+  private complete(request: RequestFacts, code: BlkStatus, written: number): number {
+    const status = request.status;
+    status.bytes[status.bytes.byteLength - 1] = code;
+    this.observer?.finished(
+      request.type,
+      request.dataBytes,
+      code === BlkStatus.Ok,
+      (performance.now() - request.started) / 1000,
+    );
+    return written;
+  }
+}
+
+/** Told of every request as it completes (metrics); must be cheap: it runs on the queue's thread. */
+export interface RequestObserver {
+  /** `type` is the request's virtio-blk type (-1 when its header could not be read). */
+  finished(type: number, dataBytes: number, ok: boolean, seconds: number): void;
+}
+
+const UNKNOWN_TYPE = -1;
+
+/** What completing a request needs to know of it. */
+interface RequestFacts {
+  head: number;
+  status: Segment;
+  type: number;
+  dataBytes: number;
+  started: number;
+}
+
+/** Bytes of data a read or write moves (0 for the other requests). */
+function dataBytes(type: number, dataIn: Segment[], dataOut: Segment[]): number {
+  if (type === BlkRequestType.In) return totalLength(dataIn);
+  if (type === BlkRequestType.Out) return totalLength(dataOut);
+  return 0;
 }
 
 function writtenData(type: number, available: number): number {

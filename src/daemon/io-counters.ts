@@ -1,0 +1,128 @@
+/// <reference lib="es2024.sharedmemory" />
+import { RequestObserver } from '../virtio/blk/request-handler';
+import { BlkRequestType } from '../virtio/blk/spec';
+
+/** Kinds of request a device's counters keep apart (the virtio-blk request types; GET_ID and the unknown are "other"). */
+export const IO_OPS = ['read', 'write', 'flush', 'discard', 'write_zeroes', 'other'] as const;
+export type IoOp = (typeof IO_OPS)[number];
+
+/** Directions whose request latency is kept as a histogram. */
+export const LATENCY_DIRECTIONS = ['read', 'write'] as const;
+
+/** Upper bounds of the latency buckets, in seconds (the last bucket, +Inf, follows). */
+export const LATENCY_BUCKETS = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
+];
+
+const OPS = IO_OPS.length;
+const REQUESTS = 0;
+const BYTES = REQUESTS + OPS;
+const ERRORS = BYTES + OPS;
+const LATENCY = ERRORS + OPS;
+/** Per direction: one count per bucket (+Inf included), then the sum of seconds. */
+const LATENCY_STRIDE = LATENCY_BUCKETS.length + 2;
+const IN_FLIGHT = LATENCY + LATENCY_DIRECTIONS.length * LATENCY_STRIDE;
+const QUEUE_CELLS = IN_FLIGHT + 1;
+
+export interface LatencyTotals {
+  /** Requests at or under each bucket's bound, cumulative, +Inf last. */
+  buckets: number[];
+  sum: number;
+  count: number;
+}
+
+export interface IoTotals {
+  requests: Record<IoOp, number>;
+  bytes: Record<IoOp, number>;
+  errors: Record<IoOp, number>;
+  latency: Record<(typeof LATENCY_DIRECTIONS)[number], LatencyTotals>;
+  inFlight: number;
+}
+
+/**
+ * A device's request counters, in a SharedArrayBuffer the queue threads write and the main thread
+ * reads when metrics are scraped. Each queue has cells of its own, written by its thread alone, so
+ * counting is a plain add on the hot path; the reader sums the queues.
+ */
+export class IoCounters {
+  private readonly cells: Float64Array;
+
+  constructor(
+    readonly buffer: SharedArrayBuffer,
+    readonly queueCount: number,
+  ) {
+    this.cells = new Float64Array(buffer, 0, QUEUE_CELLS * queueCount);
+  }
+
+  static create(queueCount: number): IoCounters {
+    return new IoCounters(new SharedArrayBuffer(QUEUE_CELLS * queueCount * 8), queueCount);
+  }
+
+  /** The cells of one queue, for its thread. */
+  queue(index: number): QueueIoCounters {
+    if (!Number.isInteger(index) || index < 0 || index >= this.queueCount)
+      throw new RangeError(`queue ${index} of ${this.queueCount}`);
+    return new QueueIoCounters(this.cells.subarray(index * QUEUE_CELLS, (index + 1) * QUEUE_CELLS));
+  }
+
+  totals(): IoTotals {
+    const sum = (cell: number): number => {
+      let total = 0;
+      for (let queue = 0; queue < this.queueCount; queue++) total += this.cells[queue * QUEUE_CELLS + cell]!;
+      return total;
+    };
+    const perOp = (base: number): Record<IoOp, number> =>
+      Object.fromEntries(IO_OPS.map((op, index) => [op, sum(base + index)])) as Record<IoOp, number>;
+    const latency = (direction: number): LatencyTotals => {
+      const base = LATENCY + direction * LATENCY_STRIDE;
+      const buckets: number[] = [];
+      let cumulative = 0;
+      for (let bucket = 0; bucket <= LATENCY_BUCKETS.length; bucket++) {
+        cumulative += sum(base + bucket);
+        buckets.push(cumulative);
+      }
+      return { buckets, sum: sum(base + LATENCY_BUCKETS.length + 1), count: cumulative };
+    };
+    return {
+      requests: perOp(REQUESTS),
+      bytes: perOp(BYTES),
+      errors: perOp(ERRORS),
+      latency: { read: latency(0), write: latency(1) },
+      inFlight: sum(IN_FLIGHT),
+    };
+  }
+}
+
+/** The op index (in IO_OPS) of each virtio-blk request type counted apart; the rest are "other". */
+const OP_OF_TYPE = new Map<number, number>([
+  [BlkRequestType.In, IO_OPS.indexOf('read')],
+  [BlkRequestType.Out, IO_OPS.indexOf('write')],
+  [BlkRequestType.Flush, IO_OPS.indexOf('flush')],
+  [BlkRequestType.Discard, IO_OPS.indexOf('discard')],
+  [BlkRequestType.WriteZeroes, IO_OPS.indexOf('write_zeroes')],
+]);
+const OTHER = IO_OPS.indexOf('other');
+
+/** One queue's counters: written by its thread only. */
+export class QueueIoCounters implements RequestObserver {
+  constructor(private readonly cells: Float64Array) {}
+
+  finished(type: number, dataBytes: number, ok: boolean, seconds: number): void {
+    const cells = this.cells;
+    const op = OP_OF_TYPE.get(type) ?? OTHER;
+    cells[REQUESTS + op]! += 1;
+    if (ok) cells[BYTES + op]! += dataBytes;
+    else cells[ERRORS + op]! += 1;
+    // Reads and writes (the first two ops, as the two latency directions) are timed.
+    if (op >= LATENCY_DIRECTIONS.length) return;
+    const base = LATENCY + op * LATENCY_STRIDE;
+    let bucket = 0;
+    while (bucket < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[bucket]!) bucket++;
+    cells[base + bucket]! += 1;
+    cells[base + LATENCY_BUCKETS.length + 1]! += seconds;
+  }
+
+  set inFlight(requests: number) {
+    this.cells[IN_FLIGHT] = requests;
+  }
+}
