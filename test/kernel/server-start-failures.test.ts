@@ -171,7 +171,7 @@ describe('device server start failures on the real kernel', function () {
     assertNoStateOf(fresh.stateDir, 'netns');
   });
 
-  it('through NodeStageVolume in a network namespace of its own: FAILED_PRECONDITION with the server cause', async () => {
+  it('through NodeStageVolume in a network namespace of its own: FAILED_PRECONDITION with the daemon\'s cause', async () => {
     const root = join(dir, 'csi');
     const csi = await CsiHarness.start({ cli: [...OWN_NETNS, process.execPath, CLI], root, standby: false });
     try {
@@ -179,7 +179,7 @@ describe('device server start failures on the real kernel', function () {
       const message = await csi.expectCode('node', 'NodeStageVolume', request, 'FAILED_PRECONDITION');
       assert.match(
         message,
-        /^device server for vol-\w+ failed \(exit code 1\): binding device vol-\w+ to virtio-vdpa through the vdpa generic netlink family: .*initial network namespace.*hostNetwork/,
+        /^add refused by the device daemon, for vol-\w+: binding device vol-\w+ to virtio-vdpa through the vdpa generic netlink family: .*initial network namespace.*hostNetwork/,
       );
       assert.doesNotMatch(message, /EBADF/);
       assertNoDeviceNamed(volumeId);
