@@ -171,7 +171,7 @@ describe('device server start failures on the real kernel', function () {
     assertNoStateOf(fresh.stateDir, 'netns');
   });
 
-  it('through NodeStageVolume in a network namespace of its own: FAILED_PRECONDITION with the daemon\'s cause', async () => {
+  it("through NodeStageVolume in a network namespace of its own: FAILED_PRECONDITION with the daemon's cause", async () => {
     const root = join(dir, 'csi');
     const csi = await CsiHarness.start({ cli: [...OWN_NETNS, process.execPath, CLI], root, standby: false });
     try {
