@@ -3,7 +3,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { CsiHarness } from '../support/csi-harness';
-import { DaemonStatus, daemonProcesses, daemonStatus } from '../support/daemon-processes';
+import { DaemonStatus, daemonProcesses, daemonStatus, stopDaemons } from '../support/daemon-processes';
 import { assertNothingLeft, createPublished, removePublished } from '../e2e/kubelet-flow';
 import { CLI, kernelLogFromNow, requireVduse, scratchDir, sh, waitFor } from './support';
 import { fioLoop, readPasses } from './fio-loop';
@@ -169,6 +169,9 @@ describe('zero-error restarts of the device daemon (SIGKILL, supervised restart)
     await removePublished(csi, published);
     assertNothingLeft(csi);
     await csi.restart('SIGTERM', [process.execPath, CLI]);
+    // The newer build's daemon outlives the volume: it goes before its files do (it starts a
+    // thread from them for each device added), and the next stage starts one of this build.
+    await stopDaemons(stateDir);
     sh(`rm -rf ${installed}`);
   });
 
