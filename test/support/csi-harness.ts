@@ -9,6 +9,7 @@ import { setLogLevel } from '../../src/log';
 import { CsiClients, callUnary, csiClients } from '../../src/csi/proto';
 import { CAPACITY_CONFIGMAP } from '../../src/k8s/node-capacity';
 import { FakeKubeApi } from './fake-kube-api';
+import { stopDaemons } from './daemon-processes';
 
 export type ServiceName = 'identity' | 'controller' | 'node';
 // Responses are plain objects decoded by proto-loader; tests read them loosely.
@@ -167,8 +168,10 @@ export class CsiHarness {
     await this.startPlugin();
   }
 
+  /** Stops the plugin and the device daemons it started (they outlive the plugin by design). */
   async stop(): Promise<void> {
     await this.stopPlugin();
+    await stopDaemons(this.options.stateDir);
     if (this.ownsKube) await this.kube?.stop();
     this.kube = undefined;
     if (this.ownsRoot) rmSync(this.root, { recursive: true, force: true });
