@@ -15,6 +15,7 @@ import { serveMetricsWhenFree } from '../metrics/metrics-when-free';
 import { processRegistry } from '../metrics/registry';
 import { NodeDaemon, NodeDaemonOptions } from '../daemon/node-daemon';
 import { spawnSuccessor, stopSuccessor } from '../daemon/successor';
+import { takeReleaseNote, writeReleaseNote } from '../daemon/release-note';
 import { stopRequests } from './stop-requests';
 
 export const DAEMON_USAGE = `usage:
@@ -117,14 +118,17 @@ async function serveDevices(
   const registry = metricsAddress === undefined ? undefined : processRegistry();
   const metrics =
     registry && registerDaemonMetrics(registry, { role: () => life.role, devices: () => daemon.devices() });
+  const released = takeReleaseNote(stateDir);
   const takenOver = await daemon.takeOverRecorded();
+  const takeoverSeconds = (performance.now() - lockedAt) / 1000;
+  daemon.tookOver({ devices: takenOver, seconds: takeoverSeconds, released });
   let handOverRequested!: () => void;
   const handOver = new Promise<string>((done) => (handOverRequested = () => done('hand-over')));
   const control = await listenJsonLines(controlSocketPath(stateDir), (line) =>
     answerObserved(line, daemon, metrics, handOverRequested),
   );
   life.become('serving');
-  metrics?.tookOver(takenOver, (performance.now() - lockedAt) / 1000);
+  metrics?.tookOver(takenOver.length, takeoverSeconds);
   const serving = new AbortController();
   if (registry)
     serveMetricsWhenFree(metricsAddress!, registry, serving.signal).catch((error: unknown) =>
@@ -149,6 +153,7 @@ async function serveDevices(
   await stopSuccessor(successor);
   control.close();
   await daemon.releaseAll();
+  writeReleaseNote(stateDir, { pid: process.pid, reason, atMs: Date.now() });
   lock.release();
 }
 

@@ -17,6 +17,7 @@ import { CephClusters } from '../csi/rbd/clusters';
 import { RbdController } from '../csi/rbd/rbd-controller';
 import { RbdNodeVolumes } from '../csi/rbd/rbd-node';
 import { VolumeServers } from '../csi/volume-servers';
+import { volumeEventSink } from '../csi/volume-events';
 import type { Cluster } from '../k8s/cluster';
 import type { NodeAgent } from '../k8s/node-agent';
 import { registerControllerMetrics } from '../metrics/controller-metrics';
@@ -206,6 +207,11 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
       maxVolumes: options.maxVolumes,
       rbd: new RbdNodeVolumes(cephClusters, options.stateDir),
       onDevice: nodeAgent && ((volumeId, devicePath) => nodeAgent.reportDevice(volumeId, devicePath)),
+      events: volumeEventSink(
+        cluster &&
+          ((claim, event) =>
+            cluster.claimEvents.report(claim, event.type, event.reason, event.message, event.count)),
+      ),
     });
     bindings.push({ definition: services.node, handlers: node });
     agent = nodeAgent;

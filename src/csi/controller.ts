@@ -71,8 +71,8 @@ interface ResolvedSource {
   nodeId: string;
 }
 
-const PVC_NAME = 'csi.storage.k8s.io/pvc/name';
-const PVC_NAMESPACE = 'csi.storage.k8s.io/pvc/namespace';
+export const PVC_NAME = 'csi.storage.k8s.io/pvc/name';
+export const PVC_NAMESPACE = 'csi.storage.k8s.io/pvc/namespace';
 
 interface CreateVolumeRequest {
   name?: string;

@@ -19,6 +19,8 @@ export interface StagedVolume {
   mountFlags: string[];
   readOnly: boolean;
   devicePath: string;
+  /** The claim the volume was provisioned for, when known: where its Events go. */
+  claim?: { name: string; namespace: string };
   /** Publish target path -> whether it is mounted read-only, and published SINGLE_NODE_SINGLE_WRITER. */
   publications: Record<string, { readOnly: boolean; singleWriter?: boolean }>;
 }

@@ -19,6 +19,8 @@ import { VolumeRecord, VolumeStore } from './store';
 import { TOPOLOGY_KEY } from './topology';
 import { ParsedCapability, parseCapability, requireField, requirePath, roundUp } from './validate';
 import { ServeSpec, ServerStatus, VolumeServers } from './volume-servers';
+import { DeviceWatch } from './device-watch';
+import { VolumeEventSink, deviceEvent } from './volume-events';
 
 export const NODE_CAPABILITIES = [
   'STAGE_UNSTAGE_VOLUME',
@@ -44,6 +46,8 @@ export interface NodeOptions {
    * node agent writes it on the volume's status. A failure is logged, never the CSI call's.
    */
   onDevice?(volumeId: string, devicePath: string | undefined): Promise<void> | void;
+  /** Told of takeovers, failed requests and failed stages of this node's volumes. */
+  events?: VolumeEventSink;
 }
 
 const SUPERVISE_INTERVAL_MS = 1000;
@@ -62,9 +66,18 @@ export class NodeService {
   private readonly missingSince = new Map<string, number>();
   private readonly startedAtMs = Date.now();
   private supervisor: NodeJS.Timeout | undefined;
+  private readonly deviceWatch: DeviceWatch;
 
   constructor(private readonly options: NodeOptions) {
     this.staged = stagedVolumes(options.stateDir);
+    this.deviceWatch = new DeviceWatch(
+      () => options.servers.daemonFacts(),
+      (observation) => {
+        const staged = this.staged.get(observation.device);
+        if (staged)
+          options.events?.(deviceEvent(observation, { volumeId: staged.volumeId, claim: staged.claim }));
+      },
+    );
   }
 
   /** Adopts what a previous plugin left staged and serves again what lost its daemon meanwhile. */
@@ -83,11 +96,13 @@ export class NodeService {
       });
     };
     this.supervisor = setTimeout(tick, 0);
+    if (this.options.events) this.deviceWatch.start();
   }
 
   stopSupervising(): void {
     clearTimeout(this.supervisor);
     this.supervisor = undefined;
+    this.deviceWatch.stop();
   }
 
   async NodeStageVolume(request: {
@@ -100,61 +115,76 @@ export class NodeService {
     const id = requireField(request.volume_id, 'volume_id');
     const stagingPath = requirePath(request.staging_target_path, 'staging_target_path');
     const capability = parseCapability(request.volume_capability, 'volume_capability');
-    return this.options.locks.run([id], async () => {
-      const deviceName = deviceNameOf(id);
-      const existing = this.staged.get(deviceName);
-      const { spec, parameters, record } = isRbdVolumeId(id)
-        ? this.rbd().prepare(id, request, capability.readOnly)
-        : await this.fileStage(id, capability.readOnly);
-      if (existing) checkSameStaging(existing, stagingPath, capability);
-      const wasServed = (await this.options.servers.status(deviceName)) !== null;
-      const fresh = !existing && !wasServed;
-      let server: ServerStatus;
-      try {
-        server = await this.options.servers.start(spec);
-      } catch (error) {
-        if (fresh) this.options.rbd?.release(id);
+    let claim: StagedVolume['claim'];
+    return this.options.locks
+      .run([id], async () => {
+        const deviceName = deviceNameOf(id);
+        const existing = this.staged.get(deviceName);
+        const { spec, parameters, record } = isRbdVolumeId(id)
+          ? this.rbd().prepare(id, request, capability.readOnly)
+          : await this.fileStage(id, capability.readOnly);
+        claim = 'claim' in record ? record.claim : undefined;
+        if (existing) checkSameStaging(existing, stagingPath, capability);
+        const wasServed = (await this.options.servers.status(deviceName)) !== null;
+        const fresh = !existing && !wasServed;
+        let server: ServerStatus;
+        try {
+          server = await this.options.servers.start(spec);
+        } catch (error) {
+          if (fresh) this.options.rbd?.release(id);
+          throw error;
+        }
+        try {
+          await ensureDirectory(stagingPath);
+          if (capability.accessType === 'mount') {
+            await safeFormatAndMount(server.path, stagingPath, capability.fsType, {
+              // Volumes restored from a snapshot share the source's xfs UUID; xfs refuses that without nouuid.
+              mountOptions:
+                capability.fsType === 'xfs' ? [...capability.mountFlags, 'nouuid'] : capability.mountFlags,
+              readOnly: capability.readOnly,
+            });
+          }
+        } catch (error) {
+          if (fresh) {
+            await this.options.servers.stop(spec).catch(() => undefined);
+            this.options.rbd?.release(id);
+          }
+          if (error instanceof FilesystemMismatchError) throw failedPrecondition(error.message);
+          throw internal(`staging ${id} failed: ${error instanceof Error ? error.message : String(error)}`);
+        }
+        this.staged.put({
+          volumeId: id,
+          ...record,
+          parameters,
+          stagingPath,
+          accessType: capability.accessType,
+          fsType: capability.fsType,
+          mountFlags: capability.mountFlags,
+          readOnly: capability.readOnly,
+          devicePath: server.path,
+          publications: existing?.publications ?? {},
+        });
+        log.info('volume staged', {
+          volume: id,
+          device: server.path,
+          staging: stagingPath,
+          type: capability.accessType,
+        });
+        await this.announceDevice(id, server.path);
+        return {};
+      })
+      .catch((error: unknown) => {
+        const message = error instanceof Error ? error.message : String(error);
+        this.options.events?.({
+          volumeId: id,
+          claim,
+          type: 'Warning',
+          reason: 'StageFailed',
+          message,
+          count: 1,
+        });
         throw error;
-      }
-      try {
-        await ensureDirectory(stagingPath);
-        if (capability.accessType === 'mount') {
-          await safeFormatAndMount(server.path, stagingPath, capability.fsType, {
-            // Volumes restored from a snapshot share the source's xfs UUID; xfs refuses that without nouuid.
-            mountOptions:
-              capability.fsType === 'xfs' ? [...capability.mountFlags, 'nouuid'] : capability.mountFlags,
-            readOnly: capability.readOnly,
-          });
-        }
-      } catch (error) {
-        if (fresh) {
-          await this.options.servers.stop(spec).catch(() => undefined);
-          this.options.rbd?.release(id);
-        }
-        if (error instanceof FilesystemMismatchError) throw failedPrecondition(error.message);
-        throw internal(`staging ${id} failed: ${error instanceof Error ? error.message : String(error)}`);
-      }
-      this.staged.put({
-        volumeId: id,
-        ...record,
-        parameters,
-        stagingPath,
-        accessType: capability.accessType,
-        fsType: capability.fsType,
-        mountFlags: capability.mountFlags,
-        readOnly: capability.readOnly,
-        devicePath: server.path,
-        publications: existing?.publications ?? {},
       });
-      log.info('volume staged', {
-        volume: id,
-        device: server.path,
-        staging: stagingPath,
-        type: capability.accessType,
-      });
-      await this.announceDevice(id, server.path);
-      return {};
-    });
   }
 
   async NodeUnstageVolume(request: { volume_id?: string; staging_target_path?: string }): Promise<object> {
@@ -459,13 +489,20 @@ export class NodeService {
   private async fileStage(
     id: string,
     readOnly: boolean,
-  ): Promise<{ spec: ServeSpec; parameters: VolumeParameters; record: Pick<StagedVolume, 'imagePath'> }> {
+  ): Promise<{
+    spec: ServeSpec;
+    parameters: VolumeParameters;
+    record: Pick<StagedVolume, 'imagePath' | 'claim'>;
+  }> {
     const volume = (await this.requireVolume(id))!;
     const spec = this.serveSpec(volume, readOnly);
     return {
       spec,
       parameters: volume.parameters,
-      record: { imagePath: this.options.images.path('volumes', id) },
+      record: {
+        imagePath: this.options.images.path('volumes', id),
+        ...(volume.claim ? { claim: { ...volume.claim } } : {}),
+      },
     };
   }
 

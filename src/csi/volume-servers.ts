@@ -11,6 +11,7 @@ import { LineRequestError } from '../daemon/json-line-socket';
 import { log } from '../log';
 import { Serial } from '../sys/serial';
 import { devicePath } from '../vduse/device';
+import { DaemonFacts, daemonFactsOf } from './device-watch';
 import { CsiError } from './errors';
 import { VolumeParameters } from './parameters';
 
@@ -156,12 +157,17 @@ export class VolumeServers {
     return join(this.options.stateDir, 'logs', 'daemon.log');
   }
 
-  /** The pid of the daemon answering on the control socket, or null. */
-  private async daemonPid(): Promise<number | null> {
+  /** What the daemon answering on the control socket says of itself and its devices, or null. */
+  async daemonFacts(): Promise<DaemonFacts | null> {
     const answer = await callDaemon(this.options.stateDir, { op: 'status' }, STATUS_TIMEOUT_MS).catch(
       () => null,
     );
-    return answer === null ? null : Number(answer.pid);
+    return answer === null ? null : daemonFactsOf(answer);
+  }
+
+  /** The pid of the daemon answering on the control socket, or null. */
+  private async daemonPid(): Promise<number | null> {
+    return (await this.daemonFacts())?.pid ?? null;
   }
 
   /**

@@ -10,8 +10,18 @@ import { copyServedImage } from './copy-target';
 import { readRecord, recordedDeviceNames, removeRecord } from './device-record';
 import { inflightLogPath, removeInflightLog } from './inflight-log';
 import { DeviceIo } from '../metrics/device-io-metrics';
+import { IoTotals } from './io-counters';
 import { StartFailure } from './start-failure';
 import { VdpaBinder } from './vdpa-binder';
+import { ReleaseNote } from './release-note';
+
+/** The devices a daemon took over when it got the lock, how long that took, and from whom. */
+export interface Takeover {
+  devices: string[];
+  seconds: number;
+  /** The previous daemon's note when it let go on purpose; null when it died holding the devices. */
+  released: ReleaseNote | null;
+}
 
 export interface NodeDaemonOptions {
   /** Device records, in-flight logs, the lock and the control socket. */
@@ -37,6 +47,7 @@ export class NodeDaemon {
   private readonly startedAtMs = Date.now();
   /** Every add and takeover of this daemon binds through one bind process (no start-up per add). */
   private readonly binder = new VdpaBinder();
+  private takeover: Takeover | null = null;
 
   constructor(private readonly options: NodeDaemonOptions) {}
 
@@ -45,7 +56,7 @@ export class NodeDaemon {
    * lock); resolves with how many it took over. One that cannot be taken over is logged and left as
    * it is, for a later `add`.
    */
-  async takeOverRecorded(): Promise<number> {
+  async takeOverRecorded(): Promise<string[]> {
     const names = recordedDeviceNames(this.options.stateDir).filter((name) => existsSync(devicePath(name)));
     await Promise.all(
       names.map((name) =>
@@ -60,7 +71,12 @@ export class NodeDaemon {
     );
     if (names.length > 0)
       log.info('devices taken over', { devices: names.length, served: this.servers.size });
-    return this.servers.size;
+    return [...this.servers.keys()];
+  }
+
+  /** Remembers the takeover this daemon started with, for `status` (the node plugin reports it). */
+  tookOver(takeover: Takeover): void {
+    this.takeover = takeover.devices.length > 0 ? takeover : null;
   }
 
   /** The devices served and what their queues counted, for metrics. */
@@ -119,6 +135,7 @@ export class NodeDaemon {
       pid: process.pid,
       build: buildId(),
       startedAtMs: this.startedAtMs,
+      takeover: this.takeover,
       devices: [...this.servers.values()].map((server) => this.deviceStatus(server)),
     };
   }
@@ -130,6 +147,7 @@ export class NodeDaemon {
       capacityBytes: server.capacityBytes,
       storage: describeBackend(server.options.backend),
       readOnly: server.options.readOnly,
+      failedRequests: failedRequests(server.ioCounters.totals()),
       pid: process.pid,
       build: buildId(),
       startedAtMs: this.startedAtMs,
@@ -230,6 +248,10 @@ async function openWhenReleased(name: string): Promise<VduseDevice> {
       throw controlError('in-use', `VDUSE device ${name} is still held by another process`);
     await new Promise((resolve) => setTimeout(resolve, RELEASE_POLL_MS));
   }
+}
+
+function failedRequests(totals: IoTotals): number {
+  return Object.values(totals.errors).reduce((sum, count) => sum + count, 0);
 }
 
 /** A start failure as a refusal with the code its kind calls for. */

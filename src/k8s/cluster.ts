@@ -33,6 +33,8 @@ export class Cluster {
   private readonly capacity: NodeCapacity;
   private readonly capacityIntervalMs: number;
   private readonly events: EventRecorder;
+  /** Events on claims; one instance so that each claim's series of one reason is counted once. */
+  readonly claimEvents: ClaimEvents;
 
   constructor(private readonly options: ClusterOptions) {
     this.volumes = new CustomResource(options.config, VOLUMES);
@@ -40,6 +42,7 @@ export class Cluster {
     this.store = new KubeStore(this.volumes, this.snapshots);
     this.capacityIntervalMs = options.capacityIntervalMs ?? 30_000;
     this.events = new EventRecorder(options.config, options.instance);
+    this.claimEvents = new ClaimEvents(this.events);
     // Three missed reports: the agent is gone.
     this.capacity = new NodeCapacity(options.config, options.namespace, 3 * this.capacityIntervalMs);
   }
@@ -55,7 +58,7 @@ export class Cluster {
     return new KubeRealizer({
       volumes: this.volumes,
       snapshots: this.snapshots,
-      events: new ClaimEvents(this.events),
+      events: this.claimEvents,
       timeoutMs: this.options.waitTimeoutMs ?? 60_000,
     });
   }

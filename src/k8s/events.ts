@@ -1,4 +1,4 @@
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { log } from '../log';
 import { DRIVER_NAME } from '../csi/identity';
@@ -11,6 +11,8 @@ export interface InvolvedObject {
   uid?: string;
 }
 
+export type EventType = 'Normal' | 'Warning';
+
 /** Creates core/v1 Events in the involved object's namespace, reported by this driver. */
 export class EventRecorder {
   readonly api: CoreV1Api;
@@ -22,16 +24,20 @@ export class EventRecorder {
     this.api = config.makeApiClient(CoreV1Api);
   }
 
-  /** Best effort: a failing event must not hide what it reports. */
+  /**
+   * Creates an Event of `count` occurrences; resolves with its name, or null when it could not be
+   * made (best effort: a failing event must not hide what it reports).
+   */
   async record(
     involved: InvolvedObject,
-    type: 'Normal' | 'Warning',
+    type: EventType,
     reason: string,
     message: string,
-  ): Promise<void> {
+    count = 1,
+  ): Promise<string | null> {
     try {
       const now = new Date();
-      await this.api.createNamespacedEvent({
+      const created = await this.api.createNamespacedEvent({
         namespace: involved.namespace,
         body: {
           metadata: {
@@ -47,11 +53,27 @@ export class EventRecorder {
           reportingInstance: this.instance,
           firstTimestamp: now,
           lastTimestamp: now,
-          count: 1,
+          count,
         },
       });
+      return created.metadata?.name ?? null;
     } catch (error) {
       log.warn('could not record an event', { involved, reason, error: String(error) });
+      return null;
+    }
+  }
+
+  /** Sets a recorded Event's count, message and last time (a series seen again); false if that failed. */
+  async recount(namespace: string, name: string, count: number, message: string): Promise<boolean> {
+    try {
+      await this.api.patchNamespacedEvent(
+        { namespace, name, body: { count, message, lastTimestamp: new Date() } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      return true;
+    } catch (error) {
+      log.warn('could not update an event', { namespace, name, error: String(error) });
+      return false;
     }
   }
 }

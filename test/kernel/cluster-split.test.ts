@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { assertNothingLeft, kubeletFlow } from '../e2e/kubelet-flow';
-import { HARNESS_NAMESPACE, MiB, mountCapability } from '../support/csi-harness';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { assertNothingLeft, kubeletFlow, removePublished, stageAndPublish } from '../e2e/kubelet-flow';
+import { daemonStatus } from '../support/daemon-processes';
+import { eventually } from '../support/eventually';
+import { HARNESS_NAMESPACE, MiB, Reply, blockCapability, mountCapability } from '../support/csi-harness';
+import { callDaemon } from '../../src/daemon/control-client';
+import { PVC_NAME, PVC_NAMESPACE } from '../../src/csi/controller';
 import { SplitPlugins } from '../support/split-plugins';
 import { CAPACITY_CONFIGMAP } from '../../src/k8s/node-capacity';
 import { TOPOLOGY_KEY } from '../../src/csi/topology';
@@ -64,6 +69,56 @@ describe('cluster mode: controller and node plugins as separate processes', func
     assert.deepEqual(split.api.list(VOLUMES), [], 'VduseVolume objects left');
     assert.deepEqual(split.api.list('csi.vduse.dev/vdusesnapshots'), [], 'VduseSnapshot objects left');
     assert.deepEqual(imagesUnder(split.controller.options.dataDir), [], 'the controller made no image');
+  });
+
+  it("tells a volume's claim of its device's takeovers: a killed daemon's as a Warning, a hand-over's as Normal", async () => {
+    const claim = { name: 'data', namespace: 'apps' };
+    await split.api
+      .kubeConfig()
+      .makeApiClient(CoreV1Api)
+      .createNamespacedPersistentVolumeClaim({
+        namespace: claim.namespace,
+        body: { metadata: claim, spec: {} },
+      });
+    const uid = split.api.object('/persistentvolumeclaims', claim.name, claim.namespace)!.metadata.uid;
+    const { volume } = await split.call('controller', 'CreateVolume', {
+      name: 'pvc-events',
+      capacity_range: { required_bytes: 64 * MiB },
+      volume_capabilities: [blockCapability()],
+      parameters: { [PVC_NAME]: claim.name, [PVC_NAMESPACE]: claim.namespace },
+    });
+    const published = await stageAndPublish(split, 'block', volume.volume_id, 'events');
+    const stateDir = split.node.options.stateDir;
+    const eventOf = (reason: string): Reply | undefined =>
+      split.api.list('/events').find((event) => event.reason === reason);
+    const takenOver = async (reason: string): Promise<Reply> => {
+      await eventually(async () => assert.ok(eventOf(reason), `no ${reason} Event yet`), 120_000);
+      return eventOf(reason);
+    };
+
+    const killed = (await daemonStatus(stateDir))!.pid;
+    process.kill(killed, 'SIGKILL');
+    const warning = await takenOver('DeviceTakenOver');
+    assert.equal(warning.type, 'Warning');
+    assert.deepEqual(warning.involvedObject, {
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      ...claim,
+      uid,
+    });
+    assert.match(warning.message, /\/dev\/vd[a-z]+ stopped without letting go.*took it over in [\d.]+ s/);
+    const successor = (await daemonStatus(stateDir))!.pid;
+    assert.notEqual(successor, killed);
+
+    // The daemon hands over and exits with its standby; the plugin starts the next, which takes over.
+    await callDaemon(stateDir, { op: 'handover' });
+    const normal = await takenOver('DeviceHandedOver');
+    assert.equal(normal.type, 'Normal');
+    assert.match(normal.message, new RegExp(`from daemon ${successor}, which let go of it \\(hand-over\\)`));
+    assert.equal(eventOf('VolumeIOErrors'), undefined, 'no request failed');
+
+    await removePublished(split, published);
+    assertNothingLeft(split);
   });
 
   it('answers RESOURCE_EXHAUSTED at once for a node without a running node agent', async () => {

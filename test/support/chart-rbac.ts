@@ -81,27 +81,29 @@ export const SNAPSHOTTER_RULES: Rule[] = [
 export const CONTROLLER_RULES: Rule[] = [
   rule(['csi.vduse.dev'], ['vdusevolumes'], ['get', 'list', 'watch', 'create', 'update', 'delete']),
   rule(['csi.vduse.dev'], ['vdusesnapshots'], ['get', 'list', 'watch', 'create', 'delete']),
-  rule([''], ['events'], ['create']),
+  rule([''], ['events'], ['create', 'patch']),
   rule([''], ['persistentvolumeclaims'], ['get']),
 ];
 
 /** Our controller, in the release namespace: the node agents' capacity reports. */
 export const CONTROLLER_NAMESPACE_RULES: Rule[] = [rule([''], ['configmaps'], ['get'], [CAPACITY_CONFIGMAP])];
 
-/** The node agent, cluster-wide: reads the records, reports on their status, drops its finalizer. */
+/**
+ * The node agent, cluster-wide: reads the records, reports on their status, drops its finalizer;
+ * Events on its volumes' claims (a repeat is a patch of the count; the claim's uid a get) and on
+ * its own pod.
+ */
 export const NODE_RULES: Rule[] = [
   rule(['csi.vduse.dev'], ['vdusevolumes', 'vdusesnapshots'], ['get', 'list', 'watch', 'update']),
   rule(['csi.vduse.dev'], ['vdusevolumes/status', 'vdusesnapshots/status'], ['update']),
+  rule([''], ['events'], ['create', 'patch']),
+  rule([''], ['persistentvolumeclaims'], ['get']),
 ];
 
-/**
- * The node plugin, in the release namespace: its capacity report (create cannot name its object),
- * and Events on its own pod.
- */
+/** The node plugin, in the release namespace: its capacity report (create cannot name its object). */
 export const NODE_NAMESPACE_RULES: Rule[] = [
   rule([''], ['configmaps'], ['create']),
   rule([''], ['configmaps'], ['patch'], [CAPACITY_CONFIGMAP]),
-  rule([''], ['events'], ['create']),
 ];
 
 export const LEADER_ELECTION_RULES: Rule[] = [

@@ -125,7 +125,7 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
     return cluster;
   }
 
-  const eventsAbout = (kind: string): unknown[] =>
+  const eventsAbout = (kind: string): Reply[] =>
     api.list('/events').filter((event) => (event.involvedObject as { kind?: string }).kind === kind);
 
   it('the controller and node agents are refused nothing and use every grant', async () => {
@@ -196,12 +196,35 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
     assert.equal(((await controller.ListSnapshots({})) as Reply).entries.length, 1);
     await controller.ControllerGetVolume({ volume_id: restored.volume.volume_id });
 
-    // A failing node agent: the CSI error, and a Warning Event on the claim.
-    await assert.rejects(
-      create({ accessibility_requirements: { requisite: [on('node-b')] }, parameters: CLAIM }),
-      (error: CsiError) => error.code === status.INTERNAL,
+    // A failing node agent: the CSI error, and a Warning Event on the claim; the provisioner's
+    // retry fails again and counts on the same Event.
+    const failing = {
+      name: 'pvc-rbac-failing',
+      volume_capabilities: [MOUNT],
+      capacity_range: { required_bytes: 16 * MiB },
+      accessibility_requirements: { requisite: [on('node-b')] },
+      parameters: CLAIM,
+    };
+    for (let attempt = 0; attempt < 2; attempt++)
+      await assert.rejects(
+        controller.CreateVolume(failing),
+        (error: CsiError) => error.code === status.INTERNAL,
+      );
+    assert.deepEqual(
+      eventsAbout('PersistentVolumeClaim').map((event) => [event.reason, event.count]),
+      [['CreateVolumeFailed', 2]],
     );
-    assert.equal(eventsAbout('PersistentVolumeClaim').length, 1);
+    // What a node plugin tells of a volume's device lands on the claim, in the claim's namespace.
+    const claim = { name: 'data', namespace: 'apps' };
+    await nodeB.claimEvents.report(claim, 'Warning', 'VolumeIOErrors', '3 requests failed', 3);
+    await nodeB.claimEvents.report(claim, 'Warning', 'VolumeIOErrors', '2 requests failed', 2);
+    const ioErrors = eventsAbout('PersistentVolumeClaim').filter(
+      (event) => event.reason === 'VolumeIOErrors',
+    );
+    assert.deepEqual(
+      ioErrors.map((event) => [event.metadata.namespace, event.count, event.message]),
+      [['apps', 5, '2 requests failed']],
+    );
 
     await controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });
     for (const id of [volume.volume_id, restored.volume.volume_id])

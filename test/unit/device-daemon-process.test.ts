@@ -166,6 +166,13 @@ describe('device daemon process (no VDUSE needed: no device is served)', functio
     assert.equal(answer.pid, serving.child.pid);
     assert.equal(await serving.exited, 0);
     assert.match(serving.output(), /"reason":"hand-over"/);
+    // The next daemon learns its predecessor let go on purpose (and a killed one leaves no such note).
+    const note = JSON.parse(readFileSync(join(stateDir, 'daemon.released'), 'utf8'));
+    assert.deepEqual([note.pid, note.reason], [serving.child.pid, 'hand-over']);
+    const next = startDaemon(stateDir);
+    started.push(next);
+    await readyAs(next, 'serving');
+    assert.equal(existsSync(join(stateDir, 'daemon.released')), false, 'the note is read once');
   });
 
   it('keeps its role in the role file; the metrics address is bound by whichever daemon serves', async () => {
