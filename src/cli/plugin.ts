@@ -18,6 +18,7 @@ import { RbdController } from '../csi/rbd/rbd-controller';
 import { RbdNodeVolumes } from '../csi/rbd/rbd-node';
 import { VolumeServers } from '../csi/volume-servers';
 import { volumeEventSink } from '../csi/volume-events';
+import { registerNodeVolumeMetrics } from '../metrics/node-volume-metrics';
 import type { Cluster } from '../k8s/cluster';
 import type { NodeAgent } from '../k8s/node-agent';
 import { registerControllerMetrics } from '../metrics/controller-metrics';
@@ -197,6 +198,12 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
   let agent: NodeAgent | undefined;
   if (withNode) {
     const nodeAgent = cluster?.nodeAgent(options.nodeId, images, localRealizer);
+    const reportEvent = volumeEventSink(
+      cluster &&
+        ((claim, event) =>
+          cluster.claimEvents.report(claim, event.type, event.reason, event.message, event.count)),
+    );
+    const countEvent = metrics && registerNodeVolumeMetrics(metrics, () => node?.stagedVolumes() ?? []);
     node = new NodeService({
       store,
       images,
@@ -207,11 +214,10 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
       maxVolumes: options.maxVolumes,
       rbd: new RbdNodeVolumes(cephClusters, options.stateDir),
       onDevice: nodeAgent && ((volumeId, devicePath) => nodeAgent.reportDevice(volumeId, devicePath)),
-      events: volumeEventSink(
-        cluster &&
-          ((claim, event) =>
-            cluster.claimEvents.report(claim, event.type, event.reason, event.message, event.count)),
-      ),
+      events: (event) => {
+        reportEvent(event);
+        countEvent?.(event);
+      },
     });
     bindings.push({ definition: services.node, handlers: node });
     agent = nodeAgent;

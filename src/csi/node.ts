@@ -99,6 +99,11 @@ export class NodeService {
     if (this.options.events) this.deviceWatch.start();
   }
 
+  /** The volumes staged on this node, as recorded. */
+  stagedVolumes(): StagedVolume[] {
+    return this.staged.list();
+  }
+
   stopSupervising(): void {
     clearTimeout(this.supervisor);
     this.supervisor = undefined;

@@ -10,6 +10,7 @@ import { registerControllerMetrics } from '../../src/metrics/controller-metrics'
 import { csiCallMetrics } from '../../src/metrics/csi-calls';
 import { registerDaemonMetrics } from '../../src/metrics/daemon-metrics';
 import { processRegistry } from '../../src/metrics/registry';
+import { registerNodeVolumeMetrics } from '../../src/metrics/node-volume-metrics';
 import { CHART_DIR, KubeObject, NAMESPACE, Values, lint, render } from '../support/chart';
 import { parseSamples } from '../support/prometheus-text';
 import { PromqlNames, promqlNames, tokenize, variableQueryNames } from '../support/promql-names';
@@ -80,6 +81,9 @@ interface Exported {
   labels: Set<string>;
 }
 
+/** The volume both the daemon (its device) and the node plugin (staged) know. */
+const VOLUME_ID = `vol-${'0a1b2c'.repeat(5)}00`;
+
 /** A device daemon's registry, as src/cli/daemon.ts builds it, serving one device. */
 async function daemonRegistry(): Promise<Registry> {
   const registry = processRegistry();
@@ -91,7 +95,7 @@ async function daemonRegistry(): Promise<Registry> {
   queue.inFlight = 1;
   const metrics = registerDaemonMetrics(registry, {
     role: () => 'serving',
-    devices: () => [{ name: 'pvc-0a1b2c', capacityBytes: 1 << 30, io: counters.totals() }],
+    devices: () => [{ name: VOLUME_ID, capacityBytes: 1 << 30, io: counters.totals() }],
   });
   metrics.request('add', 'ok', 0.02);
   metrics.request('add', 'ALREADY_EXISTS', 0.001);
@@ -99,9 +103,23 @@ async function daemonRegistry(): Promise<Registry> {
   return registry;
 }
 
-/** A plugin's registry in mode all, as src/cli/plugin.ts builds it, after two CSI calls. */
+/**
+ * A plugin's registry in mode all, as src/cli/plugin.ts builds it, after two CSI calls, with the
+ * daemon's device staged for a claim, and a takeover of it reported.
+ */
 async function pluginRegistry(): Promise<Registry> {
   const registry = processRegistry();
+  const countEvent = registerNodeVolumeMetrics(registry, () => [
+    { volumeId: VOLUME_ID, claim: { name: 'data', namespace: 'apps' } },
+  ]);
+  countEvent({
+    volumeId: VOLUME_ID,
+    claim: { name: 'data', namespace: 'apps' },
+    type: 'Warning',
+    reason: 'DeviceTakenOver',
+    message: 'taken over',
+    count: 1,
+  });
   const observe = csiCallMetrics(registry);
   observe('CreateVolume', 'OK', 0.4);
   observe('NodeStageVolume', 'INVALID_ARGUMENT', 0.002);
