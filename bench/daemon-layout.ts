@@ -9,56 +9,77 @@ import { Layout, removeVdpaDevice, servedBy, ServedVolumes, ServeOptions, termin
  * The per-node device daemon: one `vduse-csi daemon run --keep-standby` for every volume, each added
  * through its control socket. Its warm standby is counted with it (CPU and memory).
  */
-export const daemonLayout: Layout = {
-  name: 'daemon',
-  description: 'vduse-csi daemon run --keep-standby, volumes added over its control socket',
-  async serve(volumes: Volume[], options: ServeOptions): Promise<ServedVolumes> {
-    // On the scratch tmpfs: the output directory is 9p, where a unix socket cannot be made.
-    const stateDir = scratchDir('daemon-state');
-    const daemon = startDaemon(BLK_CLI, stateDir, ['--keep-standby']);
-    const stop = async (): Promise<void> => {
-      for (const { name } of volumes)
-        await callDaemon(stateDir, { op: 'remove', name }).catch(() => removeVdpaDevice(name));
-      await terminate(daemon.process, 60_000);
-      writeFileSync(join(options.logDir, `daemon-${volumes[0]!.name}.log`), daemon.output());
-    };
-    try {
-      await waitFor(
-        'the daemon to serve',
-        () => announced(daemon.output(), 'daemon').length > 0,
-        options.readyTimeoutMs,
-      );
-      const added = await Promise.all(
-        volumes.map(({ name, image }) =>
-          callDaemon(
-            stateDir,
-            {
-              op: 'add',
-              device: {
-                name,
-                backend: { kind: 'file', path: image },
-                queues: options.queues,
-                queueSize: 256,
-                blockSize: 512,
-                readOnly: false,
-                keepAllocation: false,
-              },
+export const daemonLayout = daemonLayoutWith(
+  'daemon',
+  'vduse-csi daemon run --keep-standby, volumes added over its control socket',
+  [],
+);
+
+/** The same daemon with its request counters off: what counting each request costs. */
+export const uncountedDaemonLayout = daemonLayoutWith(
+  'daemon-uncounted',
+  'the daemon layout with --no-request-counters (no per-device request metrics)',
+  ['--no-request-counters'],
+);
+
+function daemonLayoutWith(name: string, description: string, flags: string[]): Layout {
+  return {
+    name,
+    description,
+    serve: (volumes, options) => serveFromDaemon(volumes, options, flags),
+  };
+}
+
+async function serveFromDaemon(
+  volumes: Volume[],
+  options: ServeOptions,
+  flags: string[],
+): Promise<ServedVolumes> {
+  // On the scratch tmpfs: the output directory is 9p, where a unix socket cannot be made.
+  const stateDir = scratchDir('daemon-state');
+  const daemon = startDaemon(BLK_CLI, stateDir, ['--keep-standby', ...flags]);
+  const stop = async (): Promise<void> => {
+    for (const { name } of volumes)
+      await callDaemon(stateDir, { op: 'remove', name }).catch(() => removeVdpaDevice(name));
+    await terminate(daemon.process, 60_000);
+    writeFileSync(join(options.logDir, `daemon-${volumes[0]!.name}.log`), daemon.output());
+  };
+  try {
+    await waitFor(
+      'the daemon to serve',
+      () => announced(daemon.output(), 'daemon').length > 0,
+      options.readyTimeoutMs,
+    );
+    const added = await Promise.all(
+      volumes.map(({ name, image }) =>
+        callDaemon(
+          stateDir,
+          {
+            op: 'add',
+            device: {
+              name,
+              backend: { kind: 'file', path: image },
+              queues: options.queues,
+              queueSize: 256,
+              blockSize: 512,
+              readOnly: false,
+              keepAllocation: false,
             },
-            options.readyTimeoutMs,
-          ),
+          },
+          options.readyTimeoutMs,
         ),
-      );
-      // The standby is part of what this layout costs: measure with it there.
-      await waitFor(
-        'its standby',
-        () => announced(daemon.output(), 'standby').length > 0,
-        options.readyTimeoutMs,
-      );
-      const devices = new Map(added.map((reply) => [String(reply.name), String(reply.path)]));
-      return servedBy([daemon.process], devices, stop);
-    } catch (error) {
-      await stop();
-      throw error;
-    }
-  },
-};
+      ),
+    );
+    // The standby is part of what this layout costs: measure with it there.
+    await waitFor(
+      'its standby',
+      () => announced(daemon.output(), 'standby').length > 0,
+      options.readyTimeoutMs,
+    );
+    const devices = new Map(added.map((reply) => [String(reply.name), String(reply.path)]));
+    return servedBy([daemon.process], devices, stop);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

@@ -21,6 +21,7 @@ import { stopRequests } from './stop-requests';
 export const DAEMON_USAGE = `usage:
   vduse-csi daemon run [--state-dir DIR] [--log-level LEVEL] [--copy-dir DIR ...] [--keep-standby]
                        [--health-address HOST:PORT] [--metrics-address HOST:PORT] [--role-file FILE]
+                       [--no-request-counters]
       (serves every device of the node from one process; devices are added and removed through
        DIR/daemon.sock. While another daemon holds DIR, waits warm and takes every device over when
        it is gone. SIGTERM/SIGINT let go of the devices without removing them, for the next daemon;
@@ -28,7 +29,8 @@ export const DAEMON_USAGE = `usage:
        --health-address serves /healthz and /readyz, ready when serving or standing by warm;
        --metrics-address serves Prometheus metrics on /metrics while this daemon serves;
        --role-file keeps this process's role in FILE: starting, standby, taking-over, serving,
-       stopping, stopped)
+       stopping, stopped; --no-request-counters: the queue threads count no request (no
+       per-device request metrics, no failed-request Events), to measure what counting costs)
   vduse-csi daemon status [--state-dir DIR]
   vduse-csi daemon handover [--state-dir DIR]
       (the running daemon lets go of its devices and exits, for the daemon waiting beside it)`;
@@ -58,6 +60,7 @@ async function runDaemon(argv: string[]): Promise<void> {
       'health-address': { type: 'string' },
       'metrics-address': { type: 'string' },
       'role-file': { type: 'string' },
+      'no-request-counters': { type: 'boolean', default: false },
     },
   });
   const stateDir = resolve(values['state-dir']!);
@@ -80,7 +83,13 @@ async function runDaemon(argv: string[]): Promise<void> {
       return;
     }
     const copyDirs = (values['copy-dir'] ?? []).map((dir) => resolve(dir));
-    const options = { stateDir, logLevel, copyDirs, keepStandby: values['keep-standby']! };
+    const options = {
+      stateDir,
+      logLevel,
+      copyDirs,
+      countRequests: !values['no-request-counters']!,
+      keepStandby: values['keep-standby']!,
+    };
     await serveDevices(options, lock, stop.reason, life, values['metrics-address']);
   } finally {
     life.become('stopped');
@@ -111,10 +120,10 @@ async function serveDevices(
   life: DaemonLife,
   metricsAddress: string | undefined,
 ): Promise<void> {
-  const { stateDir, logLevel, copyDirs } = options;
+  const { stateDir, logLevel, copyDirs, countRequests } = options;
   life.become('taking-over');
   const lockedAt = performance.now();
-  const daemon = (life.daemon = new NodeDaemon({ stateDir, logLevel, copyDirs }));
+  const daemon = (life.daemon = new NodeDaemon({ stateDir, logLevel, copyDirs, countRequests }));
   const registry = metricsAddress === undefined ? undefined : processRegistry();
   const metrics =
     registry && registerDaemonMetrics(registry, { role: () => life.role, devices: () => daemon.devices() });
@@ -142,6 +151,7 @@ async function serveDevices(
     ? spawnSuccessor([
         ...['daemon', 'run', '--state-dir', stateDir, '--log-level', logLevel, '--keep-standby'],
         ...copyDirs.flatMap((dir) => ['--copy-dir', dir]),
+        ...(countRequests ? [] : ['--no-request-counters']),
         ...(metricsAddress === undefined ? [] : ['--metrics-address', metricsAddress]),
       ])
     : undefined;

@@ -47,6 +47,8 @@ export interface BlkServeOptions {
   stateDir: string;
   /** Binds through this long-lived bind process (a daemon's); else through one started per bind. */
   binder?: VdpaBinder;
+  /** The queue threads count requests, bytes, errors and latency (false: to measure what that costs). */
+  countRequests?: boolean;
 }
 
 const STOP_TIMEOUT_MS = 10_000;
@@ -401,6 +403,7 @@ export class BlkDeviceServer {
           geometry: this.geometry,
           state: this.state.buffer,
           counters: this.ioCounters.buffer,
+          countRequests: this.options.countRequests ?? true,
           inflightLogPath: inflightLogPath(this.options.stateDir, name),
           takeover,
         },

@@ -29,6 +29,8 @@ export interface NodeDaemonOptions {
   logLevel: string;
   /** Where the op `copy` may write (see copy-target.ts). */
   copyDirs: string[];
+  /** The queue threads count each request (per-device metrics, failed requests in `status`). */
+  countRequests: boolean;
 }
 
 /** How long a device whose previous daemon just died may stay held by that dying process. */

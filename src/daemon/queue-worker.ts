@@ -65,7 +65,7 @@ class QueueServer {
       () => this.state.capacityBytes,
       (head, message) =>
         threadLog.warn('request failed', { device: data.name, queue: index, head, error: message }),
-      this.counters,
+      data.countRequests ? this.counters : undefined,
     );
     this.inflight = InflightLog.open(data.inflightLogPath, index, data.geometry.queueSize);
     this.pause = new QueuePause(this.state, index);

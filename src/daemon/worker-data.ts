@@ -12,6 +12,8 @@ export interface DeviceRegistration {
   state: SharedArrayBuffer;
   /** The device's request counters (see io-counters.ts). */
   counters: SharedArrayBuffer;
+  /** Whether the queue threads count each request in `counters` (requests in flight are always counted). */
+  countRequests: boolean;
   /** The device's in-flight log (one region per queue). */
   inflightLogPath: string;
   /** A previous server left the device running: queues go on from the in-flight log. */
