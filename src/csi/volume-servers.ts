@@ -1,6 +1,6 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { BackendDescriptor } from '../backend/descriptor';
 import { buildId } from '../cli/build-id';
@@ -185,23 +185,22 @@ export class VolumeServers {
     });
   }
 
-  private async waitForExternalDaemon(): Promise<void> {
-    const deadline = Date.now() + EXTERNAL_WAIT_MS;
-    while ((await this.daemonPid()) === null) {
-      if (Date.now() > deadline)
-        throw new CsiError(
+  private waitForExternalDaemon(): Promise<void> {
+    return this.waitFor(undefined, 'serve', async () => (await this.daemonPid()) !== null, {
+      ms: EXTERNAL_WAIT_MS,
+      error: () =>
+        new CsiError(
           grpcStatus.UNAVAILABLE,
           `no device daemon answers on ${controlSocketPath(this.options.stateDir)}: the node's ` +
             "device daemon (the chart's device-daemon pod) must run on this node to serve volumes",
-        );
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    }
+        ),
+    });
   }
 
   private spawnDaemon(): SpawnedDaemon {
     mkdirSync(join(this.options.stateDir, 'logs'), { recursive: true, mode: 0o700 });
     const logFd = openSync(this.logPath, 'a', 0o600);
-    const logOffset = readFileSync(this.logPath).length;
+    const logOffset = fstatSync(logFd).size;
     const [executable, ...prefix] = this.options.command;
     const { stateDir, logLevel, copyDirs, standby } = this.options;
     const child = spawn(
@@ -223,13 +222,24 @@ export class VolumeServers {
     return { child, logPath: this.logPath, logOffset, exited: () => exited };
   }
 
-  /** Waits until `done`; fails when the daemon started for it exits first, or after the start timeout. */
+  /**
+   * Waits until `done`; fails when the daemon started for it exits first, or after the timeout (the
+   * start timeout unless given).
+   */
   private async waitFor(
     daemon: SpawnedDaemon | undefined,
     what: string,
     done: () => Promise<boolean>,
+    timeout: { ms: number; error: () => CsiError } = {
+      ms: this.options.startTimeoutMs ?? 180_000,
+      error: () =>
+        new CsiError(
+          grpcStatus.UNAVAILABLE,
+          `the device daemon did not ${what} in time: ${lastLines(this.logPath)}`,
+        ),
+    },
   ): Promise<void> {
-    const deadline = Date.now() + (this.options.startTimeoutMs ?? 180_000);
+    const deadline = Date.now() + timeout.ms;
     for (;;) {
       if (await done()) return;
       const exited = daemon?.exited() ?? null;
@@ -240,10 +250,7 @@ export class VolumeServers {
         );
       if (Date.now() > deadline) {
         daemon?.child.kill('SIGKILL');
-        throw new CsiError(
-          grpcStatus.UNAVAILABLE,
-          `the device daemon did not ${what} in time: ${lastLines(this.logPath)}`,
-        );
+        throw timeout.error();
       }
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
@@ -278,11 +285,20 @@ interface SpawnedDaemon {
 /** Whether a daemon started beside a serving one has said it stands by, warm. */
 function standingBy(daemon: SpawnedDaemon): boolean {
   const announcement = JSON.stringify({ standby: 'daemon', pid: daemon.child.pid });
-  return readFileSync(daemon.logPath)
-    .subarray(daemon.logOffset)
-    .toString('utf8')
-    .split('\n')
-    .includes(announcement);
+  return logSince(daemon.logPath, daemon.logOffset).split('\n').includes(announcement);
+}
+
+/** What was written to a log from `offset` on (the log is shared: only that part is read). */
+function logSince(path: string, offset: number): string {
+  const fd = openSync(path, 'r');
+  try {
+    const length = Math.max(0, fstatSync(fd).size - offset);
+    const text = Buffer.alloc(length);
+    const read = readSync(fd, text, 0, length, offset);
+    return text.subarray(0, read).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function deviceSpecOf(spec: ServeSpec): DeviceSpec {

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { DURATION_BUCKETS } from './csi-calls';
 import { DeviceIo, registerDeviceIoMetrics } from './device-io-metrics';
 import { METRIC_PREFIX } from './registry';
+import { oncePerScrape } from './once-per-scrape';
 import { DAEMON_ROLES, DaemonRole } from '../daemon/daemon-role';
 
 /** What a device daemon's metrics read when scraped. */
@@ -19,6 +20,8 @@ export interface DaemonMetrics {
 
 /** A device daemon's own metrics; per-device gauges are read from `source` at scrape time. */
 export function registerDaemonMetrics(registry: Registry, source: DaemonMetricsSource): DaemonMetrics {
+  // Summing every device's queue counters once per scrape, not once per metric family.
+  const devices = oncePerScrape(() => source.devices());
   new Gauge({
     name: `${METRIC_PREFIX}daemon_role`,
     help: 'The role of this daemon process (1 for the current one): standby, serving, ...',
@@ -34,10 +37,10 @@ export function registerDaemonMetrics(registry: Registry, source: DaemonMetricsS
     help: 'Devices this daemon serves',
     registers: [registry],
     collect() {
-      this.set(source.devices().length);
+      this.set(devices().length);
     },
   });
-  registerDeviceIoMetrics(registry, () => source.devices());
+  registerDeviceIoMetrics(registry, devices);
   new Gauge({
     name: `${METRIC_PREFIX}device_capacity_bytes`,
     help: 'Capacity of each served device',
@@ -45,7 +48,7 @@ export function registerDaemonMetrics(registry: Registry, source: DaemonMetricsS
     registers: [registry],
     collect() {
       this.reset();
-      for (const { name, capacityBytes } of source.devices()) this.set({ device: name }, capacityBytes);
+      for (const { name, capacityBytes } of devices()) this.set({ device: name }, capacityBytes);
     },
   });
   const takeoverDevices = new Gauge({

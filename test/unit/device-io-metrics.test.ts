@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
 import { IoCounters, LATENCY_BUCKETS } from '../../src/daemon/io-counters';
 import { registerDeviceIoMetrics } from '../../src/metrics/device-io-metrics';
+import { registerDaemonMetrics } from '../../src/metrics/daemon-metrics';
 import { parseSamples, promtoolProblems, valueOf } from '../support/prometheus-text';
 
 const IN = 0;
@@ -81,5 +82,27 @@ describe('device request counters and their metrics', () => {
     assert.equal(valueOf(samples, `${histogram}_count`, read), 1);
     assert.equal(valueOf(samples, `${histogram}_sum`, read), 0.0004);
     assert.equal(valueOf(samples, `${histogram}_count`, { device: 'vol-b', direction: 'write' }), 0);
+  });
+
+  it("a daemon's scrape sums the queue counters once, however many families read them, and again next scrape", async () => {
+    const counters = IoCounters.create(2);
+    counters.queue(1).finished(IN, 512, true, 0.001);
+    let reads = 0;
+    const registry = new Registry();
+    registerDaemonMetrics(registry, {
+      role: () => 'serving',
+      devices: () => {
+        reads++;
+        return [{ name: 'vol-a', capacityBytes: 1 << 20, io: counters.totals() }];
+      },
+    });
+    const first = parseSamples(await registry.metrics());
+    assert.equal(reads, 1);
+    assert.equal(valueOf(first, 'vduse_csi_device_requests_total', { device: 'vol-a', op: 'read' }), 1);
+    assert.equal(valueOf(first, 'vduse_csi_device_capacity_bytes', { device: 'vol-a' }), 1 << 20);
+    counters.queue(0).finished(IN, 512, true, 0.001);
+    const second = parseSamples(await registry.metrics());
+    assert.equal(reads, 2);
+    assert.equal(valueOf(second, 'vduse_csi_device_requests_total', { device: 'vol-a', op: 'read' }), 2);
   });
 });
