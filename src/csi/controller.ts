@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { log } from '../log';
+import { claimOfParameters } from './claim';
 import { CsiError, invalidArgument, alreadyExists, failedPrecondition, notFound, outOfRange } from './errors';
 import { isSnapshotId, isVolumeId, snapshotIdFor, volumeIdFor } from './ids';
 import {
@@ -70,9 +71,6 @@ interface ResolvedSource {
   bytes: number;
   nodeId: string;
 }
-
-export const PVC_NAME = 'csi.storage.k8s.io/pvc/name';
-export const PVC_NAMESPACE = 'csi.storage.k8s.io/pvc/namespace';
 
 interface CreateVolumeRequest {
   name?: string;
@@ -151,7 +149,7 @@ export class ControllerService {
             space,
           ),
           createdAtMs: Date.now(),
-          claim: claimOf(request.parameters),
+          claim: claimOfParameters(request.parameters),
         };
         await this.options.store.putVolume(placed);
         return placed;
@@ -487,12 +485,6 @@ export class ControllerService {
       accessible_topology: [nodeTopology(volume.nodeId)],
     };
   }
-}
-
-function claimOf(parameters: Record<string, string> | undefined): VolumeRecord['claim'] {
-  const name = parameters?.[PVC_NAME];
-  const namespace = parameters?.[PVC_NAMESPACE];
-  return name && namespace ? { name, namespace } : null;
 }
 
 function contentSource(source: VolumeSource | null): VolumeContentSource | null {

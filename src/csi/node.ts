@@ -128,7 +128,7 @@ export class NodeService {
         const { spec, parameters, record } = isRbdVolumeId(id)
           ? this.rbd().prepare(id, request, capability.readOnly)
           : await this.fileStage(id, capability.readOnly);
-        claim = 'claim' in record ? record.claim : undefined;
+        claim = record.claim;
         if (existing) checkSameStaging(existing, stagingPath, capability);
         const wasServed = (await this.options.servers.status(deviceName)) !== null;
         const fresh = !existing && !wasServed;

@@ -1,8 +1,6 @@
 import { log } from '../log';
 import { DeviceObservation } from './device-watch';
-import { VolumeRecord } from './store';
-
-export type Claim = NonNullable<VolumeRecord['claim']>;
+import { Claim } from './claim';
 
 /** Something that happened to a volume, for its claim's Events (and the plugin's log). */
 export interface VolumeEvent {

@@ -1,4 +1,4 @@
-import { Claim } from '../csi/volume-events';
+import { Claim } from '../csi/claim';
 import { Serial } from '../sys/serial';
 import { EventRecorder, EventType } from './events';
 

@@ -7,7 +7,7 @@ import { daemonStatus } from '../support/daemon-processes';
 import { eventually } from '../support/eventually';
 import { HARNESS_NAMESPACE, MiB, Reply, blockCapability, mountCapability } from '../support/csi-harness';
 import { callDaemon } from '../../src/daemon/control-client';
-import { PVC_NAME, PVC_NAMESPACE } from '../../src/csi/controller';
+import { PVC_NAME, PVC_NAMESPACE } from '../../src/csi/claim';
 import { SplitPlugins } from '../support/split-plugins';
 import { CAPACITY_CONFIGMAP } from '../../src/k8s/node-capacity';
 import { TOPOLOGY_KEY } from '../../src/csi/topology';

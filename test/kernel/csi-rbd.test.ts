@@ -1,3 +1,5 @@
+import { PVC_NAME, PVC_NAMESPACE } from '../../src/csi/claim';
+import { deviceNameOf, stagedVolumes } from '../../src/csi/node-records';
 import assert from 'node:assert/strict';
 import {
   copyFileSync,
@@ -150,10 +152,19 @@ describe('RBD volumes through the CSI plugin on a real kernel and Ceph cluster',
   };
 
   it('moves an ext4 volume from node A to node B with its files; one node at a time; expands online', async () => {
-    const volume = await create('pvc-ext4', 'ext4', { clusterID: 'test' }, 256 * MiB);
+    const claim = { name: 'data', namespace: 'apps' };
+    const volume = await create(
+      'pvc-ext4',
+      'ext4',
+      { clusterID: 'test', [PVC_NAME]: claim.name, [PVC_NAMESPACE]: claim.namespace },
+      256 * MiB,
+    );
     assert.match(volume.volume_id, /^rbd:c:test:rbd::csi-vol-[0-9a-f]{32}$/);
     assert.deepEqual(volume.accessible_topology, []);
     const onA = await stage(nodeA, volume, 'ext4', 'pod-a');
+    // Its claim came with volume_context: the node's Events of the device go there.
+    const staged = stagedVolumes(nodeA.options.stateDir).get(deviceNameOf(volume.volume_id));
+    assert.deepEqual(staged?.claim, claim);
     const digests = [writeData('ext4', onA.target, 'one', 0), writeData('ext4', onA.target, 'two', 0)];
     assertKeyConfined(nodeA, true);
 

@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import winston from 'winston';
 import { RbdImage } from '../../src/backend/rbd-image';
 import { log } from '../../src/log';
+import { PVC_NAME, PVC_NAMESPACE, claimOfContext } from '../../src/csi/claim';
 import { monitorDigest } from '../../src/csi/rbd/monitors';
 import { rbdImageNameFor, rbdSnapshotImageNameFor } from '../../src/csi/rbd/volume-id';
 import { useCephCluster } from '../support/ceph-cluster';
@@ -132,9 +133,16 @@ describe('RBD volumes: the controller against a real Ceph cluster', function () 
   });
 
   it('names a cluster by its monitors, found again after a restart, with the features asked for', async () => {
-    const { volume } = await create('pvc-m', { monitors, imageFeatures: 'layering,exclusive-lock' });
+    const { volume } = await create('pvc-m', {
+      monitors,
+      imageFeatures: 'layering,exclusive-lock',
+      [PVC_NAME]: 'data',
+      [PVC_NAMESPACE]: 'apps',
+    });
     assert.equal(volume.volume_id.split(':')[2], monitorDigest([monitors]));
     assert.equal(volume.volume_context.monitors, monitors);
+    // The claim travels to the node (an RBD volume has no record there), for its Events.
+    assert.deepEqual(claimOfContext(volume.volume_context), { name: 'data', namespace: 'apps' });
     assert.deepEqual([...info(imageOf(volume.volume_id)).features].sort(), ['exclusive-lock', 'layering']);
     await harness.restart();
     const grown = await harness.call('controller', 'ControllerExpandVolume', {

@@ -1,3 +1,4 @@
+import { claimContext, claimOfParameters } from '../claim';
 import { status } from '@grpc/grpc-js';
 import { CephError } from '../../backend/ceph-error';
 import { RbdLocation, rbdLocationText } from '../../backend/descriptor';
@@ -149,7 +150,10 @@ export class RbdController {
           volume: {
             volume_id: id,
             capacity_bytes: made,
-            volume_context: rbdVolumeContext(parameters),
+            volume_context: {
+              ...rbdVolumeContext(parameters),
+              ...claimContext(claimOfParameters(request.parameters)),
+            },
             content_source: contentSourceOf(source),
             accessible_topology: [],
           },

@@ -1,3 +1,4 @@
+import { claimOfContext } from '../claim';
 import { parseRbdLocation, rbdLocationText } from '../../backend/descriptor';
 import { invalidArgument, notFound } from '../errors';
 import { StagedVolume } from '../node-records';
@@ -45,7 +46,7 @@ export class RbdNodeVolumes {
     id: string,
     request: { volume_context?: Record<string, string>; secrets?: Record<string, string> },
     readOnly: boolean,
-  ): { spec: ServeSpec; parameters: VolumeParameters; record: Pick<StagedVolume, 'rbd'> } {
+  ): { spec: ServeSpec; parameters: VolumeParameters; record: Pick<StagedVolume, 'rbd' | 'claim'> } {
     let volume: RbdVolumeId;
     try {
       volume = parseRbdVolumeId(id);
@@ -60,7 +61,12 @@ export class RbdNodeVolumes {
     const parameters = parseParameters(serving);
     this.files.write(rbdDeviceName(id), this.monitorsOf(volume, context), credentials);
     const record = { image: rbdLocationText(volume.location), user: credentials.user };
-    return { spec: this.specOf(id, record, parameters, readOnly), parameters, record: { rbd: record } };
+    const claim = claimOfContext(context);
+    return {
+      spec: this.specOf(id, record, parameters, readOnly),
+      parameters,
+      record: { rbd: record, ...(claim ? { claim } : {}) },
+    };
   }
 
   specOf(id: string, record: RbdRecord, parameters: VolumeParameters, readOnly: boolean): ServeSpec {
