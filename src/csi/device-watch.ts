@@ -5,7 +5,8 @@ export interface DaemonFacts {
   pid: number;
   startedAtMs: number;
   takeover: { devices: string[]; seconds: number; released: { pid: number; reason: string } | null } | null;
-  devices: Array<{ name: string; path: string; failedRequests: number }>;
+  /** Failed requests of each device; `noSpaceRequests` of them failed for want of space. */
+  devices: Array<{ name: string; path: string; failedRequests: number; noSpaceRequests: number }>;
 }
 
 /** Something an operator should hear of about one device. */
@@ -19,7 +20,11 @@ export type DeviceObservation =
       /** The previous daemon, when it let go on purpose (a hand-over, a stop); null when it died. */
       released: { pid: number; reason: string } | null;
     }
-  | { kind: 'failed-requests'; device: string; path: string; count: number };
+  | { kind: 'failed-requests'; device: string; path: string; count: number }
+  | { kind: 'no-space'; device: string; path: string; count: number };
+
+type Failures = Pick<DaemonFacts['devices'][number], 'failedRequests' | 'noSpaceRequests'>;
+const NO_FAILURES: Failures = { failedRequests: 0, noSpaceRequests: 0 };
 
 /** How often the daemon is asked; failed requests of one interval are one observation. */
 export const DEVICE_WATCH_INTERVAL_MS = 5_000;
@@ -32,7 +37,7 @@ export const DEVICE_WATCH_INTERVAL_MS = 5_000;
 export class DeviceWatch {
   private readonly startedAtMs = Date.now();
   private pid: number | null = null;
-  private readonly failed = new Map<string, number>();
+  private readonly failed = new Map<string, Failures>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -70,15 +75,16 @@ export class DeviceWatch {
     const served = new Set<string>();
     for (const device of facts.devices) {
       served.add(device.name);
-      const seen = this.failed.get(device.name) ?? (newDaemon && !seenFromStart ? device.failedRequests : 0);
-      this.failed.set(device.name, device.failedRequests);
-      if (device.failedRequests > seen)
-        this.observed({
-          kind: 'failed-requests',
-          device: device.name,
-          path: device.path,
-          count: device.failedRequests - seen,
-        });
+      const seen = this.failed.get(device.name) ?? (newDaemon && !seenFromStart ? device : NO_FAILURES);
+      this.failed.set(device.name, {
+        failedRequests: device.failedRequests,
+        noSpaceRequests: device.noSpaceRequests,
+      });
+      const noSpace = device.noSpaceRequests - seen.noSpaceRequests;
+      const others = device.failedRequests - seen.failedRequests - noSpace;
+      const { name, path } = device;
+      if (noSpace > 0) this.observed({ kind: 'no-space', device: name, path, count: noSpace });
+      if (others > 0) this.observed({ kind: 'failed-requests', device: name, path, count: others });
     }
     for (const name of this.failed.keys()) if (!served.has(name)) this.failed.delete(name);
   }
@@ -120,6 +126,7 @@ export function daemonFactsOf(answer: Record<string, unknown>): DaemonFacts {
       name: String(device.name),
       path: String(device.path),
       failedRequests: Number(device.failedRequests ?? 0),
+      noSpaceRequests: Number(device.noSpaceRequests ?? 0),
     })),
   };
 }

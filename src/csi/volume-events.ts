@@ -33,38 +33,47 @@ export function deviceEvent(
   observation: DeviceObservation,
   volume: { volumeId: string; claim: Claim | undefined },
 ): VolumeEvent {
-  const { volumeId, claim } = volume;
-  if (observation.kind === 'failed-requests')
-    return {
-      volumeId,
-      claim,
-      type: 'Warning',
-      reason: 'VolumeIOErrors',
-      message:
-        `${observation.count} request(s) on ${observation.path} failed with an I/O error from the ` +
-        "volume's storage (the device daemon's log names the error)",
-      count: observation.count,
-    };
-  const seconds = observation.seconds.toFixed(1);
-  if (observation.released)
-    return {
-      volumeId,
-      claim,
-      type: 'Normal',
-      reason: 'DeviceHandedOver',
-      message:
-        `device daemon ${observation.pid} took ${observation.path} over in ${seconds} s from daemon ` +
-        `${observation.released.pid}, which let go of it (${observation.released.reason}); I/O waited meanwhile`,
-      count: 1,
-    };
-  return {
-    volumeId,
-    claim,
-    type: 'Warning',
-    reason: 'DeviceTakenOver',
-    message:
-      `the device daemon serving ${observation.path} stopped without letting go (killed or crashed); ` +
-      `device daemon ${observation.pid} took it over in ${seconds} s, I/O waited meanwhile`,
-    count: 1,
-  };
+  const event = (type: VolumeEvent['type'], reason: string, message: string, count = 1): VolumeEvent => ({
+    ...volume,
+    type,
+    reason,
+    message,
+    count,
+  });
+  const { path } = observation;
+  switch (observation.kind) {
+    case 'no-space':
+      return event(
+        'Warning',
+        'VolumeNoSpace',
+        `${observation.count} write(s) on ${path} failed: the volume's storage has no space left (a full ` +
+          "data directory under thin volumes, or a full Ceph pool); the pod's filesystem sees I/O errors",
+        observation.count,
+      );
+    case 'failed-requests':
+      return event(
+        'Warning',
+        'VolumeIOErrors',
+        `${observation.count} request(s) on ${path} failed with an I/O error from the volume's storage ` +
+          "(the device daemon's log names the error)",
+        observation.count,
+      );
+    case 'taken-over': {
+      const { pid, released } = observation;
+      const seconds = observation.seconds.toFixed(1);
+      return released
+        ? event(
+            'Normal',
+            'DeviceHandedOver',
+            `device daemon ${pid} took ${path} over in ${seconds} s from daemon ${released.pid}, which let ` +
+              `go of it (${released.reason}); I/O waited meanwhile`,
+          )
+        : event(
+            'Warning',
+            'DeviceTakenOver',
+            `the device daemon serving ${path} stopped without letting go (killed or crashed); device ` +
+              `daemon ${pid} took it over in ${seconds} s, I/O waited meanwhile`,
+          );
+    }
+  }
 }

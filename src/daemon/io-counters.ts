@@ -22,7 +22,8 @@ const LATENCY = ERRORS + OPS;
 /** Per direction: one count per bucket (+Inf included), then the sum of seconds. */
 const LATENCY_STRIDE = LATENCY_BUCKETS.length + 2;
 const IN_FLIGHT = LATENCY + LATENCY_DIRECTIONS.length * LATENCY_STRIDE;
-const QUEUE_CELLS = IN_FLIGHT + 1;
+const NO_SPACE = IN_FLIGHT + 1;
+const QUEUE_CELLS = NO_SPACE + 1;
 
 export interface LatencyTotals {
   /** Requests at or under each bucket's bound, cumulative, +Inf last. */
@@ -37,6 +38,8 @@ export interface IoTotals {
   errors: Record<IoOp, number>;
   latency: Record<(typeof LATENCY_DIRECTIONS)[number], LatencyTotals>;
   inFlight: number;
+  /** Failed requests (among `errors`) whose storage had no space left (ENOSPC, EDQUOT). */
+  noSpace: number;
 }
 
 /**
@@ -89,6 +92,7 @@ export class IoCounters {
       errors: perOp(ERRORS),
       latency: { read: latency(0), write: latency(1) },
       inFlight: sum(IN_FLIGHT),
+      noSpace: sum(NO_SPACE),
     };
   }
 }
@@ -124,5 +128,10 @@ export class QueueIoCounters implements RequestObserver {
 
   set inFlight(requests: number) {
     this.cells[IN_FLIGHT] = requests;
+  }
+
+  /** A request failed for want of space in the storage (counted in `finished` as an error too). */
+  noSpace(): void {
+    this.cells[NO_SPACE]! += 1;
   }
 }

@@ -149,7 +149,7 @@ export class NodeDaemon {
       capacityBytes: server.capacityBytes,
       storage: describeBackend(server.options.backend),
       readOnly: server.options.readOnly,
-      failedRequests: failedRequests(server.ioCounters.totals()),
+      ...failureCounts(server.ioCounters.totals()),
       pid: process.pid,
       build: buildId(),
       startedAtMs: this.startedAtMs,
@@ -252,8 +252,11 @@ async function openWhenReleased(name: string): Promise<VduseDevice> {
   }
 }
 
-function failedRequests(totals: IoTotals): number {
-  return Object.values(totals.errors).reduce((sum, count) => sum + count, 0);
+function failureCounts(totals: IoTotals): { failedRequests: number; noSpaceRequests: number } {
+  return {
+    failedRequests: Object.values(totals.errors).reduce((sum, count) => sum + count, 0),
+    noSpaceRequests: totals.noSpace,
+  };
 }
 
 /** A start failure as a refusal with the code its kind calls for. */

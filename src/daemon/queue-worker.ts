@@ -3,6 +3,7 @@ import { openQueueBackend } from '../backend/queue-backend';
 import { BlockBackend, FdWatcher } from '../backend/types';
 import { threadLog } from './thread-log';
 import * as libc from '../sys/libc';
+import { isErrno } from '../sys/errors';
 import { VduseDevice } from '../vduse/device';
 import { IotlbMemory } from '../vduse/iotlb';
 import { blkLimits } from '../virtio/blk/config';
@@ -63,8 +64,10 @@ class QueueServer {
       this.backend,
       blkLimits(data.geometry),
       () => this.state.capacityBytes,
-      (head, message) =>
-        threadLog.warn('request failed', { device: data.name, queue: index, head, error: message }),
+      (head, message, cause) => {
+        if (isErrno(cause, 'ENOSPC') || isErrno(cause, 'EDQUOT')) this.counters.noSpace();
+        threadLog.warn('request failed', { device: data.name, queue: index, head, error: message });
+      },
       data.countRequests ? this.counters : undefined,
     );
     this.inflight = InflightLog.open(data.inflightLogPath, index, data.geometry.queueSize);

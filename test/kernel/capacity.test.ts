@@ -4,6 +4,7 @@ import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CsiHarness, MiB, Reply, blockCapability } from '../support/csi-harness';
 import { SmallFilesystem } from '../support/small-filesystem';
+import { daemonStatus } from '../support/daemon-processes';
 import {
   Published,
   assertNothingLeft,
@@ -108,6 +109,14 @@ describe('capacity on the real kernel: a full data directory fails only the writ
         : undefined;
     await waitFor('a log line of the failed write naming ENOSPC', () => enospcLine() !== undefined);
     assert.match(enospcLine()!, new RegExp(filledId), 'the line names the volume');
+    // The daemon tells them apart from other failures: the node plugin's VolumeNoSpace Event.
+    const served = (await daemonStatus(csi!.options.stateDir))!.devices;
+    const counts = (id: string): { failedRequests: number; noSpaceRequests: number } => {
+      const { failedRequests, noSpaceRequests } = served.find((device) => device.name === id)!;
+      return { failedRequests, noSpaceRequests };
+    };
+    assert.ok(counts(filledId).noSpaceRequests > 0, JSON.stringify(counts(filledId)));
+    assert.deepEqual(counts(keptId), { failedRequests: 0, noSpaceRequests: 0 });
 
     // What was written counts no more than it did: it was provisioned already.
     assert.equal(await capacity(overcommit), thinRoom);

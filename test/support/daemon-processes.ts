@@ -5,7 +5,13 @@ import { eventually } from './eventually';
 export interface DaemonStatus {
   pid: number;
   build: string;
-  devices: Array<{ name: string; path: string; capacityBytes: number }>;
+  devices: Array<{
+    name: string;
+    path: string;
+    capacityBytes: number;
+    failedRequests: number;
+    noSpaceRequests: number;
+  }>;
 }
 
 export async function daemonStatus(stateDir: string): Promise<DaemonStatus | null> {

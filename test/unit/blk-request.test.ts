@@ -73,6 +73,8 @@ describe('BlkRequestHandler over SplitQueue and FileBackend', function () {
   let queue: SplitQueue;
   let backend: FileBackend;
   let errors: string[];
+  /** What the backend threw for each failed request (undefined when the request itself was bad). */
+  let causes: unknown[];
   let capacity: number;
 
   function limits(overrides: Partial<BlkLimits> = {}): BlkLimits {
@@ -93,7 +95,10 @@ describe('BlkRequestHandler over SplitQueue and FileBackend', function () {
       store,
       limits(overrides),
       () => capacity,
-      (head, message) => errors.push(`${head}: ${message}`),
+      (head, message, cause) => {
+        errors.push(`${head}: ${message}`);
+        causes.push(cause);
+      },
     );
   }
 
@@ -173,6 +178,7 @@ describe('BlkRequestHandler over SplitQueue and FileBackend', function () {
     ring = new RingBuilder(memory, 64);
     queue = new SplitQueue(memory, ring.layout, { eventIdx: true, indirect: true });
     errors = [];
+    causes = [];
     capacity = CAPACITY;
   });
 
@@ -580,11 +586,13 @@ describe('BlkRequestHandler over SplitQueue and FileBackend', function () {
     it('answers IOERR when the backend rejects', async () => {
       const store = new DeferredBackend();
       const { result, status } = await start(store, [out(header(T_IN, 0)), into(512), into(1)]);
-      store.settle(new Error('connection reset'));
+      const reset = new Error('connection reset');
+      store.settle(reset);
       assert.equal(await result, 1);
       assert.equal(status(), S_IOERR);
       assert.equal(errors.length, 1);
       assert.match(errors[0]!, /connection reset/);
+      assert.deepEqual(causes, [reset], 'the error itself is passed on (its errno tells ENOSPC apart)');
     });
 
     it('passes WRITE_ZEROES with UNMAP through as mayUnmap', async () => {

@@ -23,12 +23,15 @@ describe('device request counters and their metrics', () => {
     second.finished(DISCARD, 0, true, 0.001);
     second.finished(GET_ID, 20, true, 0);
     second.finished(-1, 0, false, 0);
+    second.finished(OUT, 4096, false, 0.001);
+    second.noSpace();
     first.inFlight = 3;
     second.inFlight = 2;
 
     const totals = counters.totals();
-    assert.deepEqual(totals.requests, { read: 3, write: 1, flush: 1, discard: 1, write_zeroes: 0, other: 2 });
-    assert.deepEqual(totals.errors, { read: 1, write: 0, flush: 0, discard: 0, write_zeroes: 0, other: 1 });
+    assert.deepEqual(totals.requests, { read: 3, write: 2, flush: 1, discard: 1, write_zeroes: 0, other: 2 });
+    assert.deepEqual(totals.errors, { read: 1, write: 1, flush: 0, discard: 0, write_zeroes: 0, other: 1 });
+    assert.equal(totals.noSpace, 1);
     assert.equal(totals.bytes.read, 4096 + 8192, 'a failed read moved no data');
     assert.equal(totals.bytes.write, 65536);
     assert.equal(totals.inFlight, 5);
@@ -42,7 +45,8 @@ describe('device request counters and their metrics', () => {
     assert.equal(read.buckets.at(-1), 3);
     assert.ok(Math.abs(read.sum - 20.0032) < 1e-9);
     assert.deepEqual(totals.latency.write.buckets.slice(0, 2), [1, 1]);
-    assert.equal(totals.latency.write.count, 1, 'flush, discard and the others are not timed');
+    assert.equal(totals.latency.write.buckets.at(-1), 2);
+    assert.equal(totals.latency.write.count, 2, 'flush, discard and the others are not timed');
   });
 
   it('keeps the queues apart: a queue view covers its own cells only', () => {

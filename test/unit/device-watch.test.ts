@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { DaemonFacts, DeviceObservation, DeviceWatch, daemonFactsOf } from '../../src/csi/device-watch';
 import { deviceEvent } from '../../src/csi/volume-events';
 
-const device = (name: string, failedRequests = 0): DaemonFacts['devices'][number] => ({
+const device = (name: string, failedRequests = 0, noSpaceRequests = 0): DaemonFacts['devices'][number] => ({
   name,
   path: `/dev/vd-${name}`,
   failedRequests,
+  noSpaceRequests,
 });
 
 /** A watch over a scripted daemon: each call observes the next facts and returns what was reported. */
@@ -51,6 +52,12 @@ describe('DeviceWatch: takeovers and failed requests of the device daemon', () =
     // No daemon answering: nothing to report, and nothing forgotten.
     assert.deepEqual(await next(null), []);
     assert.deepEqual(await next(facts(7, 1)), []);
+    // Writes that found no space are told apart from the other failures.
+    assert.deepEqual(await next({ ...facts(7, 1), devices: [device('a', 12, 4), device('b', 3, 2)] }), [
+      { kind: 'no-space', device: 'a', path: '/dev/vd-a', count: 4 },
+      { kind: 'failed-requests', device: 'a', path: '/dev/vd-a', count: 1 },
+      { kind: 'no-space', device: 'b', path: '/dev/vd-b', count: 2 },
+    ]);
   });
 
   it("reports a new daemon's takeover once per device, crash or hand-over, and counts its failures from zero", async () => {
@@ -90,7 +97,7 @@ describe('DeviceWatch: takeovers and failed requests of the device daemon', () =
       pid: 3,
       startedAtMs: 5,
       takeover: null,
-      devices: [{ name: 'a', path: '/dev/vda', failedRequests: 0 }],
+      devices: [{ name: 'a', path: '/dev/vda', failedRequests: 0, noSpaceRequests: 0 }],
     });
   });
 
@@ -124,5 +131,8 @@ describe('DeviceWatch: takeovers and failed requests of the device daemon', () =
     );
     assert.deepEqual([failures.type, failures.reason, failures.count], ['Warning', 'VolumeIOErrors', 7]);
     assert.match(failures.message, /^7 request\(s\) on \/dev\/vda failed/);
+    const full = deviceEvent({ kind: 'no-space', device: 'a', path: '/dev/vda', count: 2 }, volume);
+    assert.deepEqual([full.type, full.reason, full.count], ['Warning', 'VolumeNoSpace', 2]);
+    assert.match(full.message, /^2 write\(s\) on \/dev\/vda failed: the volume's storage has no space left/);
   });
 });

@@ -46,7 +46,8 @@ export class BlkRequestHandler {
     private readonly backend: BlockBackend,
     private readonly limits: BlkLimits,
     private readonly capacity: CapacitySource,
-    private readonly onError: (head: number, message: string) => void,
+    /** A request failed: its chain's head, what failed, and the error the backend threw, if one did. */
+    private readonly onError: (head: number, message: string, cause: unknown) => void,
     private readonly observer?: RequestObserver,
   ) {}
 
@@ -69,11 +70,11 @@ export class BlkRequestHandler {
       if (result === undefined) return this.succeed(request, written);
       return result.then(
         () => this.succeed(request, written),
-        (error: unknown) => this.fail(request, BlkStatus.IoError, describe(error)),
+        (error: unknown) => this.fail(request, BlkStatus.IoError, describe(error), error),
       );
     } catch (error) {
       const code = error instanceof RequestError ? error.status : BlkStatus.IoError;
-      return this.fail(request, code, describe(error));
+      return this.fail(request, code, describe(error), error);
     }
   }
 
@@ -165,8 +166,8 @@ export class BlkRequestHandler {
     return this.complete(request, BlkStatus.Ok, written);
   }
 
-  private fail(request: RequestFacts, code: BlkStatus, message: string): number {
-    if (code !== BlkStatus.Unsupported) this.onError(request.head, message);
+  private fail(request: RequestFacts, code: BlkStatus, message: string, cause?: unknown): number {
+    if (code !== BlkStatus.Unsupported) this.onError(request.head, message, cause);
     return this.complete(request, code, 1);
   }
 
