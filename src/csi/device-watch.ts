@@ -5,8 +5,17 @@ export interface DaemonFacts {
   pid: number;
   startedAtMs: number;
   takeover: { devices: string[]; seconds: number; released: { pid: number; reason: string } | null } | null;
-  /** Failed requests of each device; `noSpaceRequests` of them failed for want of space. */
-  devices: Array<{ name: string; path: string; failedRequests: number; noSpaceRequests: number }>;
+  /**
+   * Failed requests of each device (`noSpaceRequests` of them for want of space), and how often one
+   * of its queues stopped on a ring the driver broke.
+   */
+  devices: Array<{
+    name: string;
+    path: string;
+    failedRequests: number;
+    noSpaceRequests: number;
+    queueBreaks: number;
+  }>;
 }
 
 /** Something an operator should hear of about one device. */
@@ -21,10 +30,11 @@ export type DeviceObservation =
       released: { pid: number; reason: string } | null;
     }
   | { kind: 'failed-requests'; device: string; path: string; count: number }
-  | { kind: 'no-space'; device: string; path: string; count: number };
+  | { kind: 'no-space'; device: string; path: string; count: number }
+  | { kind: 'queue-broken'; device: string; path: string; count: number };
 
-type Failures = Pick<DaemonFacts['devices'][number], 'failedRequests' | 'noSpaceRequests'>;
-const NO_FAILURES: Failures = { failedRequests: 0, noSpaceRequests: 0 };
+type Failures = Pick<DaemonFacts['devices'][number], 'failedRequests' | 'noSpaceRequests' | 'queueBreaks'>;
+const NO_FAILURES: Failures = { failedRequests: 0, noSpaceRequests: 0, queueBreaks: 0 };
 
 /** How often the daemon is asked; failed requests of one interval are one observation. */
 export const DEVICE_WATCH_INTERVAL_MS = 5_000;
@@ -76,15 +86,16 @@ export class DeviceWatch {
     for (const device of facts.devices) {
       served.add(device.name);
       const seen = this.failed.get(device.name) ?? (newDaemon && !seenFromStart ? device : NO_FAILURES);
-      this.failed.set(device.name, {
-        failedRequests: device.failedRequests,
-        noSpaceRequests: device.noSpaceRequests,
-      });
-      const noSpace = device.noSpaceRequests - seen.noSpaceRequests;
-      const others = device.failedRequests - seen.failedRequests - noSpace;
-      const { name, path } = device;
-      if (noSpace > 0) this.observed({ kind: 'no-space', device: name, path, count: noSpace });
-      if (others > 0) this.observed({ kind: 'failed-requests', device: name, path, count: others });
+      const { name, path, failedRequests, noSpaceRequests, queueBreaks } = device;
+      this.failed.set(name, { failedRequests, noSpaceRequests, queueBreaks });
+      const noSpace = noSpaceRequests - seen.noSpaceRequests;
+      const counts = {
+        'queue-broken': queueBreaks - seen.queueBreaks,
+        'no-space': noSpace,
+        'failed-requests': failedRequests - seen.failedRequests - noSpace,
+      } as const;
+      for (const [kind, count] of Object.entries(counts) as Array<[keyof typeof counts, number]>)
+        if (count > 0) this.observed({ kind, device: name, path, count });
     }
     for (const name of this.failed.keys()) if (!served.has(name)) this.failed.delete(name);
   }
@@ -127,6 +138,7 @@ export function daemonFactsOf(answer: Record<string, unknown>): DaemonFacts {
       path: String(device.path),
       failedRequests: Number(device.failedRequests ?? 0),
       noSpaceRequests: Number(device.noSpaceRequests ?? 0),
+      queueBreaks: Number(device.queueBreaks ?? 0),
     })),
   };
 }

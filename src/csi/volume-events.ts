@@ -50,6 +50,14 @@ export function deviceEvent(
           "data directory under thin volumes, or a full Ceph pool); the pod's filesystem sees I/O errors",
         observation.count,
       );
+    case 'queue-broken':
+      return event(
+        'Warning',
+        'QueueBroken',
+        `a queue of ${path} stopped serving ${observation.count} time(s): the driver put a malformed ` +
+          "request on its ring; its requests wait until the driver resets the device (the device daemon's log names the fault)",
+        observation.count,
+      );
     case 'failed-requests':
       return event(
         'Warning',

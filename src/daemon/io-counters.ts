@@ -23,7 +23,8 @@ const LATENCY = ERRORS + OPS;
 const LATENCY_STRIDE = LATENCY_BUCKETS.length + 2;
 const IN_FLIGHT = LATENCY + LATENCY_DIRECTIONS.length * LATENCY_STRIDE;
 const NO_SPACE = IN_FLIGHT + 1;
-const QUEUE_CELLS = NO_SPACE + 1;
+const QUEUE_BREAKS = NO_SPACE + 1;
+const QUEUE_CELLS = QUEUE_BREAKS + 1;
 
 export interface LatencyTotals {
   /** Requests at or under each bucket's bound, cumulative, +Inf last. */
@@ -40,6 +41,8 @@ export interface IoTotals {
   inFlight: number;
   /** Failed requests (among `errors`) whose storage had no space left (ENOSPC, EDQUOT). */
   noSpace: number;
+  /** Times a queue stopped serving on a ring the driver broke (until the driver resets the device). */
+  queueBreaks: number;
 }
 
 /**
@@ -93,6 +96,7 @@ export class IoCounters {
       latency: { read: latency(0), write: latency(1) },
       inFlight: sum(IN_FLIGHT),
       noSpace: sum(NO_SPACE),
+      queueBreaks: sum(QUEUE_BREAKS),
     };
   }
 }
@@ -133,5 +137,9 @@ export class QueueIoCounters implements RequestObserver {
   /** A request failed for want of space in the storage (counted in `finished` as an error too). */
   noSpace(): void {
     this.cells[NO_SPACE]! += 1;
+  }
+
+  queueBroken(): void {
+    this.cells[QUEUE_BREAKS]! += 1;
   }
 }

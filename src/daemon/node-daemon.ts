@@ -252,10 +252,15 @@ async function openWhenReleased(name: string): Promise<VduseDevice> {
   }
 }
 
-function failureCounts(totals: IoTotals): { failedRequests: number; noSpaceRequests: number } {
+function failureCounts(totals: IoTotals): {
+  failedRequests: number;
+  noSpaceRequests: number;
+  queueBreaks: number;
+} {
   return {
     failedRequests: Object.values(totals.errors).reduce((sum, count) => sum + count, 0),
     noSpaceRequests: totals.noSpace,
+    queueBreaks: totals.queueBreaks,
   };
 }
 

@@ -270,6 +270,7 @@ class QueueServer {
       queue: this.index,
       error: error instanceof Error ? error.message : String(error),
     });
+    this.counters.queueBroken();
     this.queue = null;
   }
 }

@@ -34,7 +34,7 @@ export function registerNodeVolumeMetrics(
   });
   const events = new Counter({
     name: `${METRIC_PREFIX}volume_events_total`,
-    help: 'Events the node plugin reported of a volume, by reason (DeviceTakenOver, DeviceHandedOver, VolumeNoSpace, VolumeIOErrors, StageFailed)',
+    help: 'Events the node plugin reported of a volume, by reason (DeviceTakenOver, DeviceHandedOver, QueueBroken, VolumeNoSpace, VolumeIOErrors, StageFailed)',
     labelNames: ['volume_id', 'reason'] as const,
     registers: [registry],
   });

@@ -111,12 +111,13 @@ describe('capacity on the real kernel: a full data directory fails only the writ
     assert.match(enospcLine()!, new RegExp(filledId), 'the line names the volume');
     // The daemon tells them apart from other failures: the node plugin's VolumeNoSpace Event.
     const served = (await daemonStatus(csi!.options.stateDir))!.devices;
-    const counts = (id: string): { failedRequests: number; noSpaceRequests: number } => {
-      const { failedRequests, noSpaceRequests } = served.find((device) => device.name === id)!;
-      return { failedRequests, noSpaceRequests };
+    const counts = (id: string): { failedRequests: number; noSpaceRequests: number; queueBreaks: number } => {
+      const { failedRequests, noSpaceRequests, queueBreaks } = served.find((device) => device.name === id)!;
+      return { failedRequests, noSpaceRequests, queueBreaks };
     };
     assert.ok(counts(filledId).noSpaceRequests > 0, JSON.stringify(counts(filledId)));
-    assert.deepEqual(counts(keptId), { failedRequests: 0, noSpaceRequests: 0 });
+    assert.equal(counts(filledId).queueBreaks, 0, 'a failed write is answered, its queue goes on');
+    assert.deepEqual(counts(keptId), { failedRequests: 0, noSpaceRequests: 0, queueBreaks: 0 });
 
     // What was written counts no more than it did: it was provisioned already.
     assert.equal(await capacity(overcommit), thinRoom);

@@ -11,6 +11,7 @@ export interface DaemonStatus {
     capacityBytes: number;
     failedRequests: number;
     noSpaceRequests: number;
+    queueBreaks: number;
   }>;
 }
 

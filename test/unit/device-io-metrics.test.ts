@@ -25,6 +25,7 @@ describe('device request counters and their metrics', () => {
     second.finished(-1, 0, false, 0);
     second.finished(OUT, 4096, false, 0.001);
     second.noSpace();
+    first.queueBroken();
     first.inFlight = 3;
     second.inFlight = 2;
 
@@ -32,6 +33,7 @@ describe('device request counters and their metrics', () => {
     assert.deepEqual(totals.requests, { read: 3, write: 2, flush: 1, discard: 1, write_zeroes: 0, other: 2 });
     assert.deepEqual(totals.errors, { read: 1, write: 1, flush: 0, discard: 0, write_zeroes: 0, other: 1 });
     assert.equal(totals.noSpace, 1);
+    assert.equal(totals.queueBreaks, 1);
     assert.equal(totals.bytes.read, 4096 + 8192, 'a failed read moved no data');
     assert.equal(totals.bytes.write, 65536);
     assert.equal(totals.inFlight, 5);

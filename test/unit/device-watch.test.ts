@@ -2,11 +2,17 @@ import assert from 'node:assert/strict';
 import { DaemonFacts, DeviceObservation, DeviceWatch, daemonFactsOf } from '../../src/csi/device-watch';
 import { deviceEvent } from '../../src/csi/volume-events';
 
-const device = (name: string, failedRequests = 0, noSpaceRequests = 0): DaemonFacts['devices'][number] => ({
+const device = (
+  name: string,
+  failedRequests = 0,
+  noSpaceRequests = 0,
+  queueBreaks = 0,
+): DaemonFacts['devices'][number] => ({
   name,
   path: `/dev/vd-${name}`,
   failedRequests,
   noSpaceRequests,
+  queueBreaks,
 });
 
 /** A watch over a scripted daemon: each call observes the next facts and returns what was reported. */
@@ -58,6 +64,10 @@ describe('DeviceWatch: takeovers and failed requests of the device daemon', () =
       { kind: 'failed-requests', device: 'a', path: '/dev/vd-a', count: 1 },
       { kind: 'no-space', device: 'b', path: '/dev/vd-b', count: 2 },
     ]);
+    // A queue stopped on a ring the driver broke.
+    assert.deepEqual(await next({ ...facts(7, 1), devices: [device('a', 12, 4, 1), device('b', 3, 2)] }), [
+      { kind: 'queue-broken', device: 'a', path: '/dev/vd-a', count: 1 },
+    ]);
   });
 
   it("reports a new daemon's takeover once per device, crash or hand-over, and counts its failures from zero", async () => {
@@ -97,7 +107,7 @@ describe('DeviceWatch: takeovers and failed requests of the device daemon', () =
       pid: 3,
       startedAtMs: 5,
       takeover: null,
-      devices: [{ name: 'a', path: '/dev/vda', failedRequests: 0, noSpaceRequests: 0 }],
+      devices: [{ name: 'a', path: '/dev/vda', failedRequests: 0, noSpaceRequests: 0, queueBreaks: 0 }],
     });
   });
 
@@ -134,5 +144,8 @@ describe('DeviceWatch: takeovers and failed requests of the device daemon', () =
     const full = deviceEvent({ kind: 'no-space', device: 'a', path: '/dev/vda', count: 2 }, volume);
     assert.deepEqual([full.type, full.reason, full.count], ['Warning', 'VolumeNoSpace', 2]);
     assert.match(full.message, /^2 write\(s\) on \/dev\/vda failed: the volume's storage has no space left/);
+    const broken = deviceEvent({ kind: 'queue-broken', device: 'a', path: '/dev/vda', count: 1 }, volume);
+    assert.deepEqual([broken.type, broken.reason, broken.count], ['Warning', 'QueueBroken', 1]);
+    assert.match(broken.message, /^a queue of \/dev\/vda stopped serving 1 time\(s\)/);
   });
 });
