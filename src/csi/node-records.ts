@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { Claim } from './claim';
 import { isVolumeId } from './ids';
 import { isRbdDeviceName, isRbdVolumeId, rbdDeviceName } from './rbd/volume-id';
 import { VolumeParameters } from './parameters';
@@ -20,7 +21,7 @@ export interface StagedVolume {
   readOnly: boolean;
   devicePath: string;
   /** The claim the volume was provisioned for, when known: where its Events go. */
-  claim?: { name: string; namespace: string };
+  claim?: Claim;
   /** Publish target path -> whether it is mounted read-only, and published SINGLE_NODE_SINGLE_WRITER. */
   publications: Record<string, { readOnly: boolean; singleWriter?: boolean }>;
 }

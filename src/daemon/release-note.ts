@@ -1,5 +1,6 @@
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../sys/atomic-file';
 
 /** What a daemon that let go of its devices on purpose left for the one that takes them next. */
 export interface ReleaseNote {
@@ -15,9 +16,7 @@ function releaseNotePath(stateDir: string): string {
 
 /** Written (whole, by rename) once the devices are let go, while the lock is still held. */
 export function writeReleaseNote(stateDir: string, note: ReleaseNote): void {
-  const path = releaseNotePath(stateDir);
-  writeFileSync(`${path}.tmp`, JSON.stringify(note), { mode: 0o600 });
-  renameSync(`${path}.tmp`, path);
+  writeFileAtomic(releaseNotePath(stateDir), JSON.stringify(note));
 }
 
 /**
