@@ -101,33 +101,58 @@ export class IoCounters {
   }
 }
 
-/** The op index (in IO_OPS) of each virtio-blk request type counted apart; the rest are "other". */
-const OP_OF_TYPE = new Map<number, number>([
-  [BlkRequestType.In, IO_OPS.indexOf('read')],
-  [BlkRequestType.Out, IO_OPS.indexOf('write')],
-  [BlkRequestType.Flush, IO_OPS.indexOf('flush')],
-  [BlkRequestType.Discard, IO_OPS.indexOf('discard')],
-  [BlkRequestType.WriteZeroes, IO_OPS.indexOf('write_zeroes')],
-]);
+/** The op index (in IO_OPS) of each virtio-blk request type counted apart, by type; the rest are "other". */
 const OTHER = IO_OPS.indexOf('other');
+const OP_OF_TYPE: readonly number[] = (() => {
+  const ops: number[] = [];
+  const counted: Array<[BlkRequestType, IoOp]> = [
+    [BlkRequestType.In, 'read'],
+    [BlkRequestType.Out, 'write'],
+    [BlkRequestType.Flush, 'flush'],
+    [BlkRequestType.Discard, 'discard'],
+    [BlkRequestType.WriteZeroes, 'write_zeroes'],
+  ];
+  for (const [type, op] of counted) ops[type] = IO_OPS.indexOf(op);
+  return Array.from(ops, (op) => op ?? OTHER);
+})();
 
-/** One queue's counters: written by its thread only. */
+/**
+ * One queue's counters: written by its thread only. Requests are counted as they finish; reads and
+ * writes are timed in batches (`timeFinished`), so the clock is read once per batch rather than per
+ * request: a clock read costs about 1.3 us in an emulated guest, as much as the rest of the counting.
+ */
 export class QueueIoCounters implements RequestObserver {
+  /** Reads and writes finished and not yet timed: op and start, in pairs. */
+  private readonly untimed: number[] = [];
+
   constructor(private readonly cells: Float64Array) {}
 
-  finished(type: number, dataBytes: number, ok: boolean, seconds: number): void {
+  finished(type: number, dataBytes: number, ok: boolean, startedAt: number): void {
     const cells = this.cells;
-    const op = OP_OF_TYPE.get(type) ?? OTHER;
+    const op = OP_OF_TYPE[type] ?? OTHER;
     cells[REQUESTS + op]! += 1;
     if (ok) cells[BYTES + op]! += dataBytes;
     else cells[ERRORS + op]! += 1;
     // Reads and writes (the first two ops, as the two latency directions) are timed.
-    if (op >= LATENCY_DIRECTIONS.length) return;
-    const base = LATENCY + op * LATENCY_STRIDE;
-    let bucket = 0;
-    while (bucket < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[bucket]!) bucket++;
-    cells[base + bucket]! += 1;
-    cells[base + LATENCY_BUCKETS.length + 1]! += seconds;
+    if (op < LATENCY_DIRECTIONS.length) this.untimed.push(op, startedAt);
+  }
+
+  /**
+   * Times the reads and writes finished since the last call as completed at `now` (a
+   * performance.now() reading, like their starts): the queue calls it when it has told the driver.
+   */
+  timeFinished(now: number): void {
+    const cells = this.cells;
+    const untimed = this.untimed;
+    for (let i = 0; i < untimed.length; i += 2) {
+      const seconds = (now - untimed[i + 1]!) / 1000;
+      const base = LATENCY + untimed[i]! * LATENCY_STRIDE;
+      let bucket = 0;
+      while (bucket < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[bucket]!) bucket++;
+      cells[base + bucket]! += 1;
+      cells[base + LATENCY_BUCKETS.length + 1]! += seconds;
+    }
+    untimed.length = 0;
   }
 
   set inFlight(requests: number) {

@@ -31,6 +31,8 @@ class QueueServer {
   private readonly inflight: InflightLog;
   private readonly pause: QueuePause;
   private readonly counters: QueueIoCounters;
+  /** The request counters the handler reports to, unless requests go uncounted. */
+  private readonly requestCounters: QueueIoCounters | undefined;
   /** The run a takeover found the queue in: it goes on from the in-flight log. */
   private readonly takeoverEpoch: number | undefined;
   readonly kickFd = libc.createEventFd();
@@ -60,6 +62,7 @@ class QueueServer {
       watcher,
     });
     this.counters = new IoCounters(data.counters, data.geometry.queues).queue(index);
+    this.requestCounters = data.countRequests ? this.counters : undefined;
     this.handler = new BlkRequestHandler(
       this.backend,
       blkLimits(data.geometry),
@@ -68,7 +71,7 @@ class QueueServer {
         if (isErrno(cause, 'ENOSPC') || isErrno(cause, 'EDQUOT')) this.counters.noSpace();
         threadLog.warn('request failed', { device: data.name, queue: index, head, error: message });
       },
-      data.countRequests ? this.counters : undefined,
+      this.requestCounters,
     );
     this.inflight = InflightLog.open(data.inflightLogPath, index, data.geometry.queueSize);
     this.pause = new QueuePause(this.state, index);
@@ -174,9 +177,12 @@ class QueueServer {
         lastAvailIdx,
         inFlight: inFlight.length,
       });
-      for (const head of inFlight) this.complete(queue, head, this.handler.handle(queue.chainAt(head)));
+      const startedAt = this.clock();
+      for (const head of inFlight)
+        this.complete(queue, head, this.handler.handle(queue.chainAt(head), startedAt));
       // The previous server may have died between returning chains and interrupting the driver.
       this.device.injectQueueIrq(this.index);
+      this.timeFinished();
     } catch (error) {
       this.markBroken(error);
     }
@@ -225,12 +231,14 @@ class QueueServer {
       queue.suppressKicks();
       do {
         let chain = queue.pop();
+        const startedAt = chain ? this.clock() : 0;
         while (chain) {
-          this.complete(queue, chain.head, this.handler.handle(chain));
+          this.complete(queue, chain.head, this.handler.handle(chain, startedAt));
           chain = queue.pop();
         }
         this.state.setLastAvailIdx(this.index, queue.lastAvailIdx);
         this.interruptIfWanted(queue);
+        this.timeFinished();
       } while (!queue.armKicks());
     } catch (error) {
       this.markBroken(error);
@@ -255,9 +263,23 @@ class QueueServer {
       })
       .catch((error: unknown) => this.markBroken(error))
       .finally(() => {
+        this.timeFinished();
         this.counters.inFlight = --this.inFlight;
         this.settle();
       });
+  }
+
+  /**
+   * A batch's start, when requests are timed: one clock read for every chain the batch takes, and
+   * one more when the driver has been told (`timeFinished`), so a request's time runs from the
+   * batch taking it to the interrupt that tells the driver.
+   */
+  private clock(): number {
+    return this.requestCounters ? performance.now() : 0;
+  }
+
+  private timeFinished(): void {
+    this.requestCounters?.timeFinished(performance.now());
   }
 
   private interruptIfWanted(queue: SplitQueue): void {

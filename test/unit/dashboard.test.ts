@@ -14,6 +14,7 @@ import { registerNodeVolumeMetrics } from '../../src/metrics/node-volume-metrics
 import { CHART_DIR, KubeObject, NAMESPACE, Values, lint, render } from '../support/chart';
 import { parseSamples } from '../support/prometheus-text';
 import { PromqlNames, promqlNames, tokenize, variableQueryNames } from '../support/promql-names';
+import { countTimedRequest } from '../support/timed-request';
 
 /*
  * The Grafana dashboard the chart ships (charts/vduse-csi/dashboards/vduse-csi.json, also in the
@@ -89,9 +90,9 @@ async function daemonRegistry(): Promise<Registry> {
   const registry = processRegistry();
   const counters = IoCounters.create(1);
   const queue = counters.queue(0);
-  queue.finished(0, 4096, true, 0.0003); // a read
-  queue.finished(1, 8192, true, 0.002); // a write
-  queue.finished(1, 512, false, 0.01); // a failed write
+  countTimedRequest(queue, 0, 4096, true, 0.0003); // a read
+  countTimedRequest(queue, 1, 8192, true, 0.002); // a write
+  countTimedRequest(queue, 1, 512, false, 0.01); // a failed write
   queue.inFlight = 1;
   const metrics = registerDaemonMetrics(registry, {
     role: () => 'serving',

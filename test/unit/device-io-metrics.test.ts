@@ -4,6 +4,7 @@ import { IoCounters, LATENCY_BUCKETS } from '../../src/daemon/io-counters';
 import { registerDeviceIoMetrics } from '../../src/metrics/device-io-metrics';
 import { registerDaemonMetrics } from '../../src/metrics/daemon-metrics';
 import { parseSamples, promtoolProblems, valueOf } from '../support/prometheus-text';
+import { countTimedRequest } from '../support/timed-request';
 
 const IN = 0;
 const OUT = 1;
@@ -15,15 +16,15 @@ describe('device request counters and their metrics', () => {
   it('sums what each queue counted, by op, bytes of data moved, errors and latency', () => {
     const counters = IoCounters.create(2);
     const [first, second] = [counters.queue(0), counters.queue(1)];
-    first.finished(IN, 4096, true, 0.0002);
-    second.finished(IN, 8192, true, 0.003);
-    second.finished(IN, 512, false, 20);
-    first.finished(OUT, 65536, true, 0.00004);
-    first.finished(FLUSH, 0, true, 0.01);
-    second.finished(DISCARD, 0, true, 0.001);
-    second.finished(GET_ID, 20, true, 0);
-    second.finished(-1, 0, false, 0);
-    second.finished(OUT, 4096, false, 0.001);
+    countTimedRequest(first, IN, 4096, true, 0.0002);
+    countTimedRequest(second, IN, 8192, true, 0.003);
+    countTimedRequest(second, IN, 512, false, 20);
+    countTimedRequest(first, OUT, 65536, true, 0.00004);
+    countTimedRequest(first, FLUSH, 0, true, 0.01);
+    countTimedRequest(second, DISCARD, 0, true, 0.001);
+    countTimedRequest(second, GET_ID, 20, true, 0);
+    countTimedRequest(second, -1, 0, false, 0);
+    countTimedRequest(second, OUT, 4096, false, 0.001);
     second.noSpace();
     first.queueBroken();
     first.inFlight = 3;
@@ -51,9 +52,26 @@ describe('device request counters and their metrics', () => {
     assert.equal(totals.latency.write.count, 2, 'flush, discard and the others are not timed');
   });
 
+  it('times a batch of reads and writes with one clock reading: each from its own start to the batch end', () => {
+    const counters = IoCounters.create(1);
+    const queue = counters.queue(0);
+    queue.finished(IN, 4096, true, 1000);
+    queue.finished(FLUSH, 0, true, 1000);
+    queue.finished(OUT, 4096, true, 1000.5);
+    assert.equal(counters.totals().requests.read, 1, 'counted as it finished');
+    assert.equal(counters.totals().latency.read.count, 0, 'not timed before the batch ends');
+    queue.timeFinished(1002);
+    queue.timeFinished(5000);
+    const { read, write } = counters.totals().latency;
+    assert.equal(read.count, 1, 'a request is timed once');
+    assert.ok(Math.abs(read.sum - 0.002) < 1e-12, `${read.sum}`);
+    assert.ok(Math.abs(write.sum - 0.0015) < 1e-12, `${write.sum}`);
+    assert.equal(counters.totals().requests.flush, 1);
+  });
+
   it('keeps the queues apart: a queue view covers its own cells only', () => {
     const counters = IoCounters.create(3);
-    counters.queue(2).finished(OUT, 512, true, 0.001);
+    countTimedRequest(counters.queue(2), OUT, 512, true, 0.001);
     const other = new IoCounters(counters.buffer, 3);
     assert.equal(other.totals().bytes.write, 512, 'another thread sees the same buffer');
     assert.throws(() => counters.queue(3), RangeError);
@@ -63,8 +81,8 @@ describe('device request counters and their metrics', () => {
   it('exports them per device as counters, a gauge and a histogram promtool accepts', async () => {
     const counters = IoCounters.create(1);
     const queue = counters.queue(0);
-    queue.finished(IN, 4096, true, 0.0004);
-    queue.finished(OUT, 1024, false, 0.02);
+    countTimedRequest(queue, IN, 4096, true, 0.0004);
+    countTimedRequest(queue, OUT, 1024, false, 0.02);
     queue.inFlight = 1;
     const registry = new Registry();
     registerDeviceIoMetrics(registry, () => [
@@ -92,7 +110,7 @@ describe('device request counters and their metrics', () => {
 
   it("a daemon's scrape sums the queue counters once, however many families read them, and again next scrape", async () => {
     const counters = IoCounters.create(2);
-    counters.queue(1).finished(IN, 512, true, 0.001);
+    countTimedRequest(counters.queue(1), IN, 512, true, 0.001);
     let reads = 0;
     const registry = new Registry();
     registerDaemonMetrics(registry, {
@@ -106,7 +124,7 @@ describe('device request counters and their metrics', () => {
     assert.equal(reads, 1);
     assert.equal(valueOf(first, 'vduse_csi_device_requests_total', { device: 'vol-a', op: 'read' }), 1);
     assert.equal(valueOf(first, 'vduse_csi_device_capacity_bytes', { device: 'vol-a' }), 1 << 20);
-    counters.queue(0).finished(IN, 512, true, 0.001);
+    countTimedRequest(counters.queue(0), IN, 512, true, 0.001);
     const second = parseSamples(await registry.metrics());
     assert.equal(reads, 2);
     assert.equal(valueOf(second, 'vduse_csi_device_requests_total', { device: 'vol-a', op: 'read' }), 2);

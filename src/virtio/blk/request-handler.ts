@@ -51,10 +51,10 @@ export class BlkRequestHandler {
     private readonly observer?: RequestObserver,
   ) {}
 
-  handle(chain: Chain): Completion {
-    const started = performance.now();
+  /** `startedAt`: when the request was taken (a performance.now() reading, passed on to the observer). */
+  handle(chain: Chain, startedAt: number): Completion {
     const status = this.statusByte(chain);
-    const request: RequestFacts = { head: chain.head, status, type: UNKNOWN_TYPE, dataBytes: 0, started };
+    const request: RequestFacts = { head: chain.head, status, type: UNKNOWN_TYPE, dataBytes: 0, startedAt };
     if (chain.fault !== undefined) return this.fail(request, BlkStatus.IoError, chain.fault);
     try {
       if (copyOut(chain.readable, 0, this.headerBytes) < REQUEST_HEADER_SIZE) {
@@ -174,20 +174,18 @@ export class BlkRequestHandler {
   private complete(request: RequestFacts, code: BlkStatus, written: number): number {
     const status = request.status;
     status.bytes[status.bytes.byteLength - 1] = code;
-    this.observer?.finished(
-      request.type,
-      request.dataBytes,
-      code === BlkStatus.Ok,
-      (performance.now() - request.started) / 1000,
-    );
+    this.observer?.finished(request.type, request.dataBytes, code === BlkStatus.Ok, request.startedAt);
     return written;
   }
 }
 
 /** Told of every request as it completes (metrics); must be cheap: it runs on the queue's thread. */
 export interface RequestObserver {
-  /** `type` is the request's virtio-blk type (-1 when its header could not be read). */
-  finished(type: number, dataBytes: number, ok: boolean, seconds: number): void;
+  /**
+   * `type` is the request's virtio-blk type (-1 when its header could not be read); `startedAt` is
+   * what `handle` was given.
+   */
+  finished(type: number, dataBytes: number, ok: boolean, startedAt: number): void;
 }
 
 const UNKNOWN_TYPE = -1;
@@ -198,7 +196,7 @@ interface RequestFacts {
   status: Segment;
   type: number;
   dataBytes: number;
-  started: number;
+  startedAt: number;
 }
 
 /** Bytes of data a read or write moves (0 for the other requests). */
