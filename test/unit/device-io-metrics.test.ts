@@ -69,6 +69,16 @@ describe('device request counters and their metrics', () => {
     assert.equal(counters.totals().requests.flush, 1);
   });
 
+  it('times a batch longer than it holds in parts, losing no request', () => {
+    const counters = IoCounters.create(1);
+    const queue = counters.queue(0);
+    for (let i = 0; i < 1000; i++) queue.finished(i % 2 === 0 ? IN : OUT, 512, true, performance.now());
+    queue.timeFinished(performance.now());
+    const { read, write } = counters.totals().latency;
+    assert.equal(read.count + write.count, 1000);
+    assert.equal(read.buckets.at(-1), 500);
+  });
+
   it('keeps the queues apart: a queue view covers its own cells only', () => {
     const counters = IoCounters.create(3);
     countTimedRequest(counters.queue(2), OUT, 512, true, 0.001);
