@@ -15,7 +15,7 @@ export interface VolumeRecord {
   nodeId: string;
   createdAtMs: number;
   /** The claim it was provisioned for (external-provisioner's --extra-create-metadata), when known. */
-  claim?: { name: string; namespace: string } | null;
+  claim?: { name: string; namespace: string; /** Its PersistentVolume's name. */ volumeName?: string } | null;
 }
 
 export interface SnapshotRecord {

@@ -352,6 +352,11 @@ export class BlkDeviceServer {
     log.info('device resized', { device: this.options.name, bytes, driverNotified: notified });
   }
 
+  /** How long this server held the device's queues paused (copies, resizes that pause). */
+  get pausedSeconds(): number {
+    return this.pause.pausedSeconds;
+  }
+
   /**
    * Runs `action` while the device takes no request: every queue stops taking chains from the
    * driver and finishes those in flight first; afterwards the queues serve what came meanwhile,

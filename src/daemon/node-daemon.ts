@@ -9,7 +9,7 @@ import { ControlErrorCode, ControlRequest, DeviceSpec, controlError } from './co
 import { copyServedImage } from './copy-target';
 import { readRecord, recordedDeviceNames, removeRecord } from './device-record';
 import { inflightLogPath, removeInflightLog } from './inflight-log';
-import { DeviceIo } from '../metrics/device-io-metrics';
+import type { ServedDeviceFacts } from '../metrics/daemon-metrics';
 import { IoTotals } from './io-counters';
 import { StartFailure } from './start-failure';
 import { VdpaBinder } from './vdpa-binder';
@@ -82,11 +82,12 @@ export class NodeDaemon {
   }
 
   /** The devices served and what their queues counted, for metrics. */
-  devices(): Array<DeviceIo & { capacityBytes: number }> {
+  devices(): ServedDeviceFacts[] {
     return [...this.servers.values()].map((server) => ({
       name: server.options.name,
       capacityBytes: server.capacityBytes,
       io: server.ioCounters.totals(),
+      pausedSeconds: server.pausedSeconds,
     }));
   }
 

@@ -11,6 +11,7 @@ export const PAUSE_DRAIN_TIMEOUT_MS = 10_000;
  */
 export class DevicePause {
   private previous: Promise<unknown> = Promise.resolve();
+  private pausedMs = 0;
 
   constructor(
     private readonly name: string,
@@ -20,6 +21,11 @@ export class DevicePause {
     private readonly timeoutMs = PAUSE_DRAIN_TIMEOUT_MS,
   ) {}
 
+  /** How long the device's queues were held paused so far, drains included. */
+  get pausedSeconds(): number {
+    return this.pausedMs / 1000;
+  }
+
   whilePaused<T>(action: () => Promise<T>): Promise<T> {
     const run = this.previous.then(() => this.pauseAround(action));
     this.previous = run.catch(() => undefined);
@@ -28,6 +34,7 @@ export class DevicePause {
 
   private async pauseAround<T>(action: () => Promise<T>): Promise<T> {
     const generation = this.state.beginPause();
+    const began = performance.now();
     try {
       this.wakeQueues();
       const late = await this.state.awaitPaused(generation, this.timeoutMs);
@@ -40,6 +47,7 @@ export class DevicePause {
       return await action();
     } finally {
       this.state.endPause();
+      this.pausedMs += performance.now() - began;
       this.wakeQueues();
     }
   }

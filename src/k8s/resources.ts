@@ -57,7 +57,7 @@ export interface VolumeSpec {
   /** overcommitRatio and provisioning are missing from objects written before they existed. */
   parameters: Partial<VolumeRecord['parameters']>;
   source?: { kind: 'snapshot' | 'volume'; id: string };
-  pvc?: { name: string; namespace: string };
+  pvc?: { name: string; namespace: string; volumeName?: string };
 }
 
 export interface VolumeStatus {

@@ -5,10 +5,17 @@ import { METRIC_PREFIX } from './registry';
 import { oncePerScrape } from './once-per-scrape';
 import { DAEMON_ROLES, DaemonRole } from '../daemon/daemon-role';
 
+/** A served device, as its daemon's metrics read it. */
+export interface ServedDeviceFacts extends DeviceIo {
+  capacityBytes: number;
+  /** Time its queues were held paused by this process. */
+  pausedSeconds: number;
+}
+
 /** What a device daemon's metrics read when scraped. */
 export interface DaemonMetricsSource {
   role(): DaemonRole;
-  devices(): Array<DeviceIo & { capacityBytes: number }>;
+  devices(): ServedDeviceFacts[];
 }
 
 export interface DaemonMetrics {
@@ -49,6 +56,16 @@ export function registerDaemonMetrics(registry: Registry, source: DaemonMetricsS
     collect() {
       this.reset();
       for (const { name, capacityBytes } of devices()) this.set({ device: name }, capacityBytes);
+    },
+  });
+  new Counter({
+    name: `${METRIC_PREFIX}device_paused_seconds_total`,
+    help: "Time the device's queues were held paused by this daemon (copies, resizes), drains included",
+    labelNames: ['device'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { name, pausedSeconds } of devices()) this.inc({ device: name }, pausedSeconds);
     },
   });
   const takeoverDevices = new Gauge({

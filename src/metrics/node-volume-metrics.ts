@@ -15,8 +15,8 @@ export function registerNodeVolumeMetrics(
 ): (event: VolumeEvent) => void {
   new Gauge({
     name: `${METRIC_PREFIX}volume_info`,
-    help: "A volume staged on this node: its device (the device daemon's device label), volume id and, when known, claim (always 1)",
-    labelNames: ['device', 'volume_id', 'namespace', 'persistentvolumeclaim'] as const,
+    help: "A volume staged on this node: its device (the device daemon's device label), volume id and, when known, claim and PersistentVolume (always 1)",
+    labelNames: ['device', 'volume_id', 'namespace', 'persistentvolumeclaim', 'persistentvolume'] as const,
     registers: [registry],
     collect() {
       this.reset();
@@ -27,6 +27,7 @@ export function registerNodeVolumeMetrics(
             volume_id: volume.volumeId,
             namespace: volume.claim?.namespace ?? '',
             persistentvolumeclaim: volume.claim?.name ?? '',
+            persistentvolume: volume.claim?.volumeName ?? '',
           },
           1,
         );

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { callDaemon } from '../../src/daemon/control-client';
 import { LineRequestError } from '../../src/daemon/json-line-socket';
@@ -201,7 +201,7 @@ describe('one device daemon serves every volume of a node', function () {
     return (await scrape(`http://127.0.0.1:${ports.at(-1)}/metrics`)).samples;
   }
 
-  it("counts each device's requests, bytes and latencies where the daemon's metrics show them", async () => {
+  it("counts each device's requests, bytes, latencies and pauses where the daemon's metrics show them", async () => {
     const name = names[FILESYSTEM_VOLUMES]!;
     const device = paths.get(name)!;
     const counted = (samples: Sample[], metric: string, labels: Record<string, string>): number =>
@@ -228,6 +228,12 @@ describe('one device daemon serves every volume of a node', function () {
       assert.equal(delta('errors_total', { op }), 0);
     }
     assert.equal(counted(after, 'requests_in_flight', {}), 0);
+    assert.equal(counted(after, 'paused_seconds_total', {}), 0, 'never paused yet');
+    const copy = join(root, `${name}-copy.img`);
+    await callDaemon(stateDir, { op: 'copy', name, target: copy });
+    rmSync(copy);
+    const paused = counted(await daemonMetrics(), 'paused_seconds_total', {});
+    assert.ok(paused > 0, `a copy pauses the device: ${paused} s`);
   });
 
   it(`a volume whose storage fails gets I/O errors while the other ${VOLUMES} keep verified I/O without one`, async () => {

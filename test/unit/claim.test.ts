@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import {
+  PV_NAME,
   PVC_NAME,
   PVC_NAMESPACE,
   claimContext,
@@ -13,6 +14,18 @@ describe('the claim a volume is provisioned for', () => {
     assert.deepEqual(claim, { name: 'data-web-0.v2', namespace: 'apps' });
     assert.deepEqual(claimOfContext({ queues: '2', ...claimContext(claim) }), claim);
     assert.deepEqual(claimContext(null), {});
+  });
+
+  it('carries the PersistentVolume name with it when the provisioner gives a well-formed one', () => {
+    const parameters = { [PVC_NAME]: 'data', [PVC_NAMESPACE]: 'apps' };
+    const claim = claimOfParameters({ ...parameters, [PV_NAME]: 'pvc-5c1e0f9a' });
+    assert.deepEqual(claim, { name: 'data', namespace: 'apps', volumeName: 'pvc-5c1e0f9a' });
+    assert.deepEqual(claimOfContext(claimContext(claim)), claim);
+    for (const volumeName of ['../pv', 'PV', 'x'.repeat(254), ''])
+      assert.deepEqual(claimOfParameters({ ...parameters, [PV_NAME]: volumeName }), {
+        name: 'data',
+        namespace: 'apps',
+      });
   });
 
   it('is no claim unless both names are what Kubernetes allows (they end up in API paths)', () => {

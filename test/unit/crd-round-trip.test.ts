@@ -169,6 +169,7 @@ async function writeEverything(kube: FakeKubeCluster): Promise<void> {
       provisioning: 'thin',
       'csi.storage.k8s.io/pvc/name': 'data',
       'csi.storage.k8s.io/pvc/namespace': 'apps',
+      'csi.storage.k8s.io/pv/name': 'pvc-5c1e0f9a',
     },
   });
   await create({ parameters: { provisioning: 'thick' } });

@@ -96,7 +96,7 @@ async function daemonRegistry(): Promise<Registry> {
   queue.inFlight = 1;
   const metrics = registerDaemonMetrics(registry, {
     role: () => 'serving',
-    devices: () => [{ name: VOLUME_ID, capacityBytes: 1 << 30, io: counters.totals() }],
+    devices: () => [{ name: VOLUME_ID, capacityBytes: 1 << 30, io: counters.totals(), pausedSeconds: 1.5 }],
   });
   metrics.request('add', 'ok', 0.02);
   metrics.request('add', 'ALREADY_EXISTS', 0.001);
@@ -111,7 +111,7 @@ async function daemonRegistry(): Promise<Registry> {
 async function pluginRegistry(): Promise<Registry> {
   const registry = processRegistry();
   const countEvent = registerNodeVolumeMetrics(registry, () => [
-    { volumeId: VOLUME_ID, claim: { name: 'data', namespace: 'apps' } },
+    { volumeId: VOLUME_ID, claim: { name: 'data', namespace: 'apps', volumeName: 'pvc-0a1b' } },
   ]);
   countEvent({
     volumeId: VOLUME_ID,

@@ -127,13 +127,14 @@ describe('device request counters and their metrics', () => {
       role: () => 'serving',
       devices: () => {
         reads++;
-        return [{ name: 'vol-a', capacityBytes: 1 << 20, io: counters.totals() }];
+        return [{ name: 'vol-a', capacityBytes: 1 << 20, io: counters.totals(), pausedSeconds: 0.25 }];
       },
     });
     const first = parseSamples(await registry.metrics());
     assert.equal(reads, 1);
     assert.equal(valueOf(first, 'vduse_csi_device_requests_total', { device: 'vol-a', op: 'read' }), 1);
     assert.equal(valueOf(first, 'vduse_csi_device_capacity_bytes', { device: 'vol-a' }), 1 << 20);
+    assert.equal(valueOf(first, 'vduse_csi_device_paused_seconds_total', { device: 'vol-a' }), 0.25);
     countTimedRequest(counters.queue(0), IN, 512, true, 0.001);
     const second = parseSamples(await registry.metrics());
     assert.equal(reads, 2);

@@ -69,7 +69,9 @@ describe('pausing a device', () => {
   it('runs the action once every queue finished its requests, and resumes afterwards', async () => {
     queues[1]!.takeSlow(40);
     const started = Date.now();
-    const result = await devicePause().whilePaused(async () => {
+    const pause = devicePause();
+    assert.equal(pause.pausedSeconds, 0);
+    const result = await pause.whilePaused(async () => {
       assert.equal(queues[1]!.inFlight, 0, 'the slow request completed first');
       assert.ok(Date.now() - started >= 30);
       queues[0]!.kick();
@@ -77,6 +79,7 @@ describe('pausing a device', () => {
       return 'copied';
     });
     assert.equal(result, 'copied');
+    assert.ok(pause.pausedSeconds >= 0.03, `paused ${pause.pausedSeconds} s, the drain included`);
     assert.equal(state.pauseGeneration, 0);
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(queues[0]!.taken, 1, 'the kick that came meanwhile was served on resume');
