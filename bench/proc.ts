@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { run } from '../test/kernel/support';
+import { procFields, readProcFile } from '../src/sys/proc-files';
 
 /** Clock ticks per second, the unit of /proc/PID/stat's CPU times. */
 export const CLOCK_TICKS = Number(run('getconf', ['CLK_TCK']).trim());
@@ -18,13 +19,8 @@ export type Memory = Record<(typeof MEMORY_FIELDS)[number], number>;
 
 /** The memory fields of /proc/PID/status and Pss of /proc/PID/smaps_rollup, in KiB. */
 export function parseMemory(status: string, smapsRollup: string): Memory {
-  const memory = Object.fromEntries(MEMORY_FIELDS.map((field) => [field, 0])) as Memory;
-  for (const line of `${status}\n${smapsRollup}`.split('\n')) {
-    const match = /^(\w+):\s+(\d+) kB$/.exec(line);
-    if (match && (MEMORY_FIELDS as readonly string[]).includes(match[1]!))
-      memory[match[1] as keyof Memory] = Number(match[2]);
-  }
-  return memory;
+  const fields = procFields(`${status}\n${smapsRollup}`);
+  return Object.fromEntries(MEMORY_FIELDS.map((field) => [field, fields.get(field) ?? 0])) as Memory;
 }
 
 /** Completed requests (reads + writes) from /sys/block/DEV/stat. */
@@ -33,20 +29,11 @@ export function parseBlockStat(text: string): number {
   return fields[0]! + fields[4]!;
 }
 
-/** Reads a /proc file of a process that may have exited meanwhile (then undefined). */
-function readProc(pid: number, file: string): string | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/${file}`, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
 /** `root` and its live descendants. */
 export function processTree(root: number): number[] {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
-    const stat = readProc(Number(entry), 'stat');
+    const stat = readProcFile(Number(entry), 'stat');
     if (stat === undefined) continue;
     const { ppid } = parseStat(stat);
     children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
@@ -62,7 +49,7 @@ export function processTree(root: number): number[] {
 
 export function cpuTicks(pids: number[]): number {
   return pids.reduce((sum, pid) => {
-    const stat = readProc(pid, 'stat');
+    const stat = readProcFile(pid, 'stat');
     return sum + (stat === undefined ? 0 : parseStat(stat).cpuTicks);
   }, 0);
 }
@@ -70,7 +57,7 @@ export function cpuTicks(pids: number[]): number {
 export function memoryOf(pids: number[]): Memory {
   const total = parseMemory('', '');
   for (const pid of pids) {
-    const memory = parseMemory(readProc(pid, 'status') ?? '', readProc(pid, 'smaps_rollup') ?? '');
+    const memory = parseMemory(readProcFile(pid, 'status') ?? '', readProcFile(pid, 'smaps_rollup') ?? '');
     for (const field of MEMORY_FIELDS) total[field] += memory[field];
   }
   return total;

@@ -11,6 +11,7 @@ import { writeRoleFile } from '../daemon/role-file';
 import { DEFAULT_STATE_DIR, readRecord, recordedDeviceNames } from '../daemon/device-record';
 import { LineRequestError, listenJsonLines } from '../daemon/json-line-socket';
 import { DaemonMetrics, registerDaemonMetrics } from '../metrics/daemon-metrics';
+import { registerDaemonFootprint } from '../metrics/daemon-footprint';
 import { serveMetricsWhenFree } from '../metrics/metrics-when-free';
 import { processRegistry } from '../metrics/registry';
 import { NodeDaemon, NodeDaemonOptions } from '../daemon/node-daemon';
@@ -155,6 +156,11 @@ async function serveDevices(
         ...(metricsAddress === undefined ? [] : ['--metrics-address', metricsAddress]),
       ])
     : undefined;
+  if (registry)
+    registerDaemonFootprint(registry, () => [
+      { process: 'daemon', pid: process.pid },
+      ...(successor?.pid === undefined ? [] : [{ process: 'standby' as const, pid: successor.pid }]),
+    ]);
   const reason = await Promise.race([handOver, stopped]);
   life.become('stopping');
   serving.abort();

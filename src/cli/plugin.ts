@@ -198,10 +198,15 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
   let agent: NodeAgent | undefined;
   if (withNode) {
     const nodeAgent = cluster?.nodeAgent(options.nodeId, images, localRealizer);
+    const events = cluster?.countedEvents;
     const reportEvent = volumeEventSink(
-      cluster &&
-        ((claim, event) =>
-          cluster.claimEvents.report(claim, event.type, event.reason, event.message, event.count)),
+      events
+        ? {
+            onClaim: (claim, event) =>
+              events.onClaim(claim, event.type, event.reason, event.message, event.count),
+            onPod: (pod, event) => events.onPod(pod, event.type, event.reason, event.message, event.count),
+          }
+        : null,
     );
     const countEvent = metrics && registerNodeVolumeMetrics(metrics, () => node?.stagedVolumes() ?? []);
     node = new NodeService({

@@ -1,3 +1,4 @@
+import { isDnsLabel, isDnsSubdomain } from '../k8s/object-names';
 import { VolumeRecord } from './store';
 
 export type Claim = NonNullable<VolumeRecord['claim']>;
@@ -12,9 +13,6 @@ const CONTEXT_NAME = 'csi.vduse.dev/pvc-name';
 const CONTEXT_NAMESPACE = 'csi.vduse.dev/pvc-namespace';
 const CONTEXT_VOLUME_NAME = 'csi.vduse.dev/pv-name';
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-
 /**
  * A claim only when both names are what Kubernetes allows (they end up in API paths); the name of
  * its PersistentVolume (the claim's spec.volumeName) with it when given and well-formed.
@@ -24,11 +22,8 @@ function validClaim(
   namespace: string | undefined,
   volumeName: string | undefined,
 ): Claim | null {
-  if (name === undefined || namespace === undefined) return null;
-  if (!DNS_SUBDOMAIN.test(name) || !DNS_LABEL.test(namespace)) return null;
-  return volumeName !== undefined && DNS_SUBDOMAIN.test(volumeName)
-    ? { name, namespace, volumeName }
-    : { name, namespace };
+  if (!isDnsSubdomain(name) || !isDnsLabel(namespace)) return null;
+  return isDnsSubdomain(volumeName) ? { name, namespace, volumeName } : { name, namespace };
 }
 
 /** The claim CreateVolume is provisioning for, when the provisioner says. */

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { Claim } from './claim';
+import { Pod } from './pod';
 import { isVolumeId } from './ids';
 import { isRbdDeviceName, isRbdVolumeId, rbdDeviceName } from './rbd/volume-id';
 import { VolumeParameters } from './parameters';
@@ -22,8 +23,22 @@ export interface StagedVolume {
   devicePath: string;
   /** The claim the volume was provisioned for, when known: where its Events go. */
   claim?: Claim;
-  /** Publish target path -> whether it is mounted read-only, and published SINGLE_NODE_SINGLE_WRITER. */
-  publications: Record<string, { readOnly: boolean; singleWriter?: boolean }>;
+  /**
+   * Publish target path -> whether it is mounted read-only, published SINGLE_NODE_SINGLE_WRITER,
+   * and for which pod (when kubelet said: its Events go there too).
+   */
+  publications: Record<string, Publication>;
+}
+
+export interface Publication {
+  readOnly: boolean;
+  singleWriter?: boolean;
+  pod?: Pod;
+}
+
+/** The pods a staged volume is published to, as far as kubelet said. */
+export function podsOf(staged: Pick<StagedVolume, 'publications'>): Pod[] {
+  return Object.values(staged.publications).flatMap(({ pod }) => (pod ? [pod] : []));
 }
 
 /**

@@ -9,7 +9,8 @@ import { status } from '@grpc/grpc-js';
 import { CsiError, alreadyExists, failedPrecondition, internal, notFound, outOfRange } from './errors';
 import { isVolumeId } from './ids';
 import { CapacityRange, VolumeCapability, VolumeCondition } from './messages';
-import { StagedVolume, deviceNameOf, stagedVolumes } from './node-records';
+import { Publication, StagedVolume, deviceNameOf, podsOf, stagedVolumes } from './node-records';
+import { podOfContext } from './pod';
 import { VolumeParameters } from './parameters';
 import { RbdNodeVolumes } from './rbd/rbd-node';
 import { isRbdVolumeId } from './rbd/volume-id';
@@ -75,7 +76,13 @@ export class NodeService {
       (observation) => {
         const staged = this.staged.get(observation.device);
         if (staged)
-          options.events?.(deviceEvent(observation, { volumeId: staged.volumeId, claim: staged.claim }));
+          options.events?.(
+            deviceEvent(observation, {
+              volumeId: staged.volumeId,
+              claim: staged.claim,
+              pods: podsOf(staged),
+            }),
+          );
       },
     );
   }
@@ -183,6 +190,8 @@ export class NodeService {
         this.options.events?.({
           volumeId: id,
           claim,
+          // NodeStageVolume does not say for which pod.
+          pods: [],
           type: 'Warning',
           reason: 'StageFailed',
           message,
@@ -240,10 +249,12 @@ export class NodeService {
     target_path?: string;
     volume_capability?: VolumeCapability | null;
     readonly?: boolean;
+    volume_context?: Record<string, string>;
   }): Promise<object> {
     const id = requireField(request.volume_id, 'volume_id');
     const stagingPath = requirePath(request.staging_target_path, 'staging_target_path');
     const target = requirePath(request.target_path, 'target_path');
+    const pod = podOfContext(request.volume_context);
     const capability = parseCapability(request.volume_capability, 'volume_capability');
     const readOnly = (request.readonly ?? false) || capability.readOnly;
     return this.options.locks.run([id], async () => {
@@ -272,7 +283,11 @@ export class NodeService {
         await ensureFile(target);
         await mount(staged.devicePath, target, { bind: true, readOnly });
       }
-      const publication = singleWriter ? { readOnly, singleWriter } : { readOnly };
+      const publication: Publication = {
+        readOnly,
+        ...(singleWriter ? { singleWriter } : {}),
+        ...(pod ? { pod } : {}),
+      };
       this.staged.put({ ...staged, publications: { ...staged.publications, [target]: publication } });
       log.info('volume published', { volume: id, target, readOnly });
       return {};

@@ -1,12 +1,15 @@
 import { log } from '../log';
 import { DeviceObservation } from './device-watch';
 import { Claim } from './claim';
+import { Pod } from './pod';
 
-/** Something that happened to a volume, for its claim's Events (and the plugin's log). */
+/** Something that happened to a volume, for its claim's and pods' Events (and the plugin's log). */
 export interface VolumeEvent {
   volumeId: string;
   /** The claim it was provisioned for, when known: where the Event goes. */
   claim: Claim | undefined;
+  /** The pods it is published to, when kubelet said: the Event goes to each too. */
+  pods: readonly Pod[];
   type: 'Normal' | 'Warning';
   reason: string;
   message: string;
@@ -16,22 +19,28 @@ export interface VolumeEvent {
 
 export type VolumeEventSink = (event: VolumeEvent) => void;
 
-/** Logs each event; those of a volume whose claim is known also go to `toClaim` (cluster mode). */
-export function volumeEventSink(
-  toClaim: ((claim: Claim, event: VolumeEvent) => Promise<void>) | null,
-): VolumeEventSink {
+/** Where a volume's events go in cluster mode: Events on its claim and on its pods. */
+export interface VolumeEventObjects {
+  onClaim(claim: Claim, event: VolumeEvent): Promise<void>;
+  onPod(pod: Pod, event: VolumeEvent): Promise<void>;
+}
+
+/** Logs each event; in cluster mode it also goes to the volume's claim and pods, where known. */
+export function volumeEventSink(objects: VolumeEventObjects | null): VolumeEventSink {
   return (event) => {
     const fields = { volume: event.volumeId, reason: event.reason, count: event.count };
     if (event.type === 'Warning') log.warn(event.message, fields);
     else log.info(event.message, fields);
-    if (event.claim && toClaim) void toClaim(event.claim, event);
+    if (!objects) return;
+    if (event.claim) void objects.onClaim(event.claim, event);
+    for (const pod of event.pods) void objects.onPod(pod, event);
   };
 }
 
 /** The event a device observation makes for the volume it serves. */
 export function deviceEvent(
   observation: DeviceObservation,
-  volume: { volumeId: string; claim: Claim | undefined },
+  volume: Pick<VolumeEvent, 'volumeId' | 'claim' | 'pods'>,
 ): VolumeEvent {
   const event = (type: VolumeEvent['type'], reason: string, message: string, count = 1): VolumeEvent => ({
     ...volume,

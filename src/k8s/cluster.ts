@@ -2,7 +2,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { VolumeRealizer } from '../csi/realizer';
 import type { ControllerInventory } from '../metrics/inventory';
 import { ImageDirectory } from '../storage/images';
-import { ClaimEvents } from './claim-events';
+import { CountedEvents } from './counted-events';
 import { EventRecorder, InvolvedObject } from './events';
 import { CustomResource } from './custom-resource';
 import { kubeInventory } from './kube-inventory';
@@ -33,8 +33,8 @@ export class Cluster {
   private readonly capacity: NodeCapacity;
   private readonly capacityIntervalMs: number;
   private readonly events: EventRecorder;
-  /** Events on claims; one instance so that each claim's series of one reason is counted once. */
-  readonly claimEvents: ClaimEvents;
+  /** Events on claims and pods; one instance so that each object's series of one reason is counted once. */
+  readonly countedEvents: CountedEvents;
 
   constructor(private readonly options: ClusterOptions) {
     this.volumes = new CustomResource(options.config, VOLUMES);
@@ -42,7 +42,7 @@ export class Cluster {
     this.store = new KubeStore(this.volumes, this.snapshots);
     this.capacityIntervalMs = options.capacityIntervalMs ?? 30_000;
     this.events = new EventRecorder(options.config, options.instance);
-    this.claimEvents = new ClaimEvents(this.events);
+    this.countedEvents = new CountedEvents(this.events);
     // Three missed reports: the agent is gone.
     this.capacity = new NodeCapacity(options.config, options.namespace, 3 * this.capacityIntervalMs);
   }
@@ -58,7 +58,7 @@ export class Cluster {
     return new KubeRealizer({
       volumes: this.volumes,
       snapshots: this.snapshots,
-      events: this.claimEvents,
+      events: this.countedEvents,
       timeoutMs: this.options.waitTimeoutMs ?? 60_000,
     });
   }

@@ -3,7 +3,7 @@ import { CsiError, aborted } from '../csi/errors';
 import { VolumeCondition } from '../csi/messages';
 import { VolumeRealizer } from '../csi/realizer';
 import { SnapshotRecord, VolumeRecord } from '../csi/store';
-import { ClaimEvents } from './claim-events';
+import { CountedEvents } from './counted-events';
 import { IMAGE_HEALTHY, findCondition } from './conditions';
 import { CustomResource } from './custom-resource';
 import { failureError } from './failure';
@@ -13,7 +13,7 @@ import { FINALIZER, KubeObject, SnapshotObject, VolumeObject, isDeleting, snapsh
 export interface KubeRealizerOptions {
   volumes: CustomResource<VolumeObject>;
   snapshots: CustomResource<SnapshotObject>;
-  events: ClaimEvents;
+  events: CountedEvents;
   /** How long to wait for the node agent before answering DEADLINE_EXCEEDED (the CO retries). */
   timeoutMs: number;
 }

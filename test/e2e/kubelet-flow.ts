@@ -43,6 +43,8 @@ export async function stageAndPublish(
   kind: VolumeKind,
   volumeId: string,
   pod: string,
+  /** What kubelet adds to NodePublishVolume's volume_context of a driver with podInfoOnMount. */
+  podInfo: Record<string, string> = {},
 ): Promise<Published> {
   const { staging, target } = paths(csi, volumeId, pod);
   const capability = capabilityOf(kind);
@@ -56,6 +58,7 @@ export async function stageAndPublish(
     staging_target_path: staging,
     target_path: target,
     volume_capability: capability,
+    volume_context: podInfo,
   });
   return { volumeId, staging, target };
 }

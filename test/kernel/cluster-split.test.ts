@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
@@ -7,7 +8,9 @@ import { daemonStatus } from '../support/daemon-processes';
 import { eventually } from '../support/eventually';
 import { HARNESS_NAMESPACE, MiB, Reply, blockCapability, mountCapability } from '../support/csi-harness';
 import { callDaemon } from '../../src/daemon/control-client';
-import { PVC_NAME, PVC_NAMESPACE } from '../../src/csi/claim';
+import { PVC_NAME, PVC_NAMESPACE, PV_NAME } from '../../src/csi/claim';
+import { POD_NAME, POD_NAMESPACE, POD_UID } from '../../src/csi/pod';
+import { stagedVolumes } from '../../src/csi/node-records';
 import { SplitPlugins } from '../support/split-plugins';
 import { CAPACITY_CONFIGMAP } from '../../src/k8s/node-capacity';
 import { TOPOLOGY_KEY } from '../../src/csi/topology';
@@ -71,7 +74,7 @@ describe('cluster mode: controller and node plugins as separate processes', func
     assert.deepEqual(imagesUnder(split.controller.options.dataDir), [], 'the controller made no image');
   });
 
-  it("tells a volume's claim of its device's takeovers: a killed daemon's as a Warning, a hand-over's as Normal", async () => {
+  it("tells a volume's claim and pod of its device's takeovers: a killed daemon's as a Warning, a hand-over's as Normal", async () => {
     const claim = { name: 'data', namespace: 'apps' };
     await split.api
       .kubeConfig()
@@ -85,12 +88,22 @@ describe('cluster mode: controller and node plugins as separate processes', func
       name: 'pvc-events',
       capacity_range: { required_bytes: 64 * MiB },
       volume_capabilities: [blockCapability()],
-      parameters: { [PVC_NAME]: claim.name, [PVC_NAMESPACE]: claim.namespace },
+      parameters: { [PVC_NAME]: claim.name, [PVC_NAMESPACE]: claim.namespace, [PV_NAME]: 'pvc-events' },
     });
-    const published = await stageAndPublish(split, 'block', volume.volume_id, 'events');
+    const pod = { name: 'web-0', namespace: 'shop', uid: randomUUID() };
+    const published = await stageAndPublish(split, 'block', volume.volume_id, 'events', {
+      [POD_NAME]: pod.name,
+      [POD_NAMESPACE]: pod.namespace,
+      [POD_UID]: pod.uid,
+    });
     const stateDir = split.node.options.stateDir;
-    const eventOf = (reason: string): Reply | undefined =>
-      split.api.list('/events').find((event) => event.reason === reason);
+    const staged = stagedVolumes(stateDir).get(volume.volume_id)!;
+    assert.deepEqual(staged.claim, { ...claim, volumeName: 'pvc-events' });
+    assert.deepEqual(Object.values(staged.publications), [{ readOnly: false, pod }]);
+    const eventOf = (reason: string, kind = 'PersistentVolumeClaim'): Reply | undefined =>
+      split.api
+        .list('/events')
+        .find((event) => event.reason === reason && (event.involvedObject as { kind: string }).kind === kind);
     const takenOver = async (reason: string): Promise<Reply> => {
       await eventually(async () => assert.ok(eventOf(reason), `no ${reason} Event yet`), 120_000);
       return eventOf(reason);
@@ -107,6 +120,15 @@ describe('cluster mode: controller and node plugins as separate processes', func
       uid,
     });
     assert.match(warning.message, /\/dev\/vd[a-z]+ stopped without letting go.*took it over in [\d.]+ s/);
+    await eventually(
+      async () => assert.ok(eventOf('DeviceTakenOver', 'Pod'), 'no Event on the pod yet'),
+      60_000,
+    );
+    assert.deepEqual(eventOf('DeviceTakenOver', 'Pod')!.involvedObject, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      ...pod,
+    });
     const successor = (await daemonStatus(stateDir))!.pid;
     assert.notEqual(successor, killed);
 

@@ -17,6 +17,7 @@ import {
 import { RunningDaemon, announced, servingOtherThan, startDaemon } from './daemon-support';
 import { daemonProcesses, daemonStatus } from '../support/daemon-processes';
 import { Sample, scrape, valueOf } from '../support/prometheus-text';
+import { eventually } from '../support/eventually';
 
 const VOLUMES = 16;
 const FILESYSTEM_VOLUMES = 4;
@@ -234,6 +235,14 @@ describe('one device daemon serves every volume of a node', function () {
     rmSync(copy);
     const paused = counted(await daemonMetrics(), 'paused_seconds_total', {});
     assert.ok(paused > 0, `a copy pauses the device: ${paused} s`);
+    // What the daemon and its standby cost, each (a standby is there once it announced itself).
+    await eventually(async () => {
+      const samples = await daemonMetrics();
+      for (const role of ['daemon', 'standby']) {
+        assert.ok(valueOf(samples, 'vduse_csi_daemon_pss_bytes', { process: role }) > 0, role);
+        assert.ok(valueOf(samples, 'vduse_csi_daemon_threads', { process: role }) > 1, role);
+      }
+    }, 120_000);
   });
 
   it(`a volume whose storage fails gets I/O errors while the other ${VOLUMES} keep verified I/O without one`, async () => {

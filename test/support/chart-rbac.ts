@@ -18,8 +18,8 @@
 // rendered roles and checks that each grant is used and nothing is refused:
 // - the controller (custom-resource.ts, kube-store.ts, kube-realizer.ts): creates, gets, lists and
 //   watches both kinds, deletes them, updates a volume (its capacity; snapshots never change);
-//   never writes status. claim-events.ts: creates Events in the claim's namespace, after a get of
-//   the claim for its uid. node-capacity.ts read(): get of the ConfigMap vduse-csi-capacity.
+//   never writes status. counted-events.ts: creates Events in the claim's namespace, after a get of
+//   the claim for its uid (and on a pod, by the uid kubelet gave), patches their counts. node-capacity.ts read(): get of the ConfigMap vduse-csi-capacity.
 // - the node agent (node-agent.ts): gets, lists and watches both kinds, updates their status and
 //   updates the objects themselves to remove its finalizer. node-capacity.ts publish(): a JSON
 //   merge patch of vduse-csi-capacity, or its create when it does not exist yet. readiness-events.ts:

@@ -216,14 +216,23 @@ describe('charts/vduse-csi RBAC against cluster mode', function () {
     );
     // What a node plugin tells of a volume's device lands on the claim, in the claim's namespace.
     const claim = { name: 'data', namespace: 'apps' };
-    await nodeB.claimEvents.report(claim, 'Warning', 'VolumeIOErrors', '3 requests failed', 3);
-    await nodeB.claimEvents.report(claim, 'Warning', 'VolumeIOErrors', '2 requests failed', 2);
+    await nodeB.countedEvents.onClaim(claim, 'Warning', 'VolumeIOErrors', '3 requests failed', 3);
+    await nodeB.countedEvents.onClaim(claim, 'Warning', 'VolumeIOErrors', '2 requests failed', 2);
     const ioErrors = eventsAbout('PersistentVolumeClaim').filter(
       (event) => event.reason === 'VolumeIOErrors',
     );
     assert.deepEqual(
       ioErrors.map((event) => [event.metadata.namespace, event.count, event.message]),
       [['apps', 5, '2 requests failed']],
+    );
+    // ... and on the pod the volume is published to, in the pod's namespace, named as kubelet said.
+    const pod = { name: 'web-0', namespace: 'shop', uid: '0b5f3c2e-7d41-4a9e-9f2b-3c6d8e1a2b4c' };
+    await nodeB.countedEvents.onPod(pod, 'Warning', 'DeviceTakenOver', 'taken over');
+    assert.deepEqual(
+      eventsAbout('Pod')
+        .filter((event) => event.metadata.namespace === pod.namespace)
+        .map((event) => [event.involvedObject, event.reason]),
+      [[{ apiVersion: 'v1', kind: 'Pod', ...pod }, 'DeviceTakenOver']],
     );
 
     await controller.DeleteSnapshot({ snapshot_id: snapshot.snapshot_id });

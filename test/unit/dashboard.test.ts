@@ -9,6 +9,7 @@ import { IoCounters } from '../../src/daemon/io-counters';
 import { registerControllerMetrics } from '../../src/metrics/controller-metrics';
 import { csiCallMetrics } from '../../src/metrics/csi-calls';
 import { registerDaemonMetrics } from '../../src/metrics/daemon-metrics';
+import { registerDaemonFootprint } from '../../src/metrics/daemon-footprint';
 import { processRegistry } from '../../src/metrics/registry';
 import { registerNodeVolumeMetrics } from '../../src/metrics/node-volume-metrics';
 import { CHART_DIR, KubeObject, NAMESPACE, Values, lint, render } from '../support/chart';
@@ -94,6 +95,7 @@ async function daemonRegistry(): Promise<Registry> {
   countTimedRequest(queue, 1, 8192, true, 0.002); // a write
   countTimedRequest(queue, 1, 512, false, 0.01); // a failed write
   queue.inFlight = 1;
+  registerDaemonFootprint(registry, () => [{ process: 'daemon', pid: process.pid }]);
   const metrics = registerDaemonMetrics(registry, {
     role: () => 'serving',
     devices: () => [{ name: VOLUME_ID, capacityBytes: 1 << 30, io: counters.totals(), pausedSeconds: 1.5 }],
@@ -116,6 +118,7 @@ async function pluginRegistry(): Promise<Registry> {
   countEvent({
     volumeId: VOLUME_ID,
     claim: { name: 'data', namespace: 'apps' },
+    pods: [],
     type: 'Warning',
     reason: 'DeviceTakenOver',
     message: 'taken over',

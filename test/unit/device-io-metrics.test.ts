@@ -93,6 +93,9 @@ describe('device request counters and their metrics', () => {
     const queue = counters.queue(0);
     countTimedRequest(queue, IN, 4096, true, 0.0004);
     countTimedRequest(queue, OUT, 1024, false, 0.02);
+    queue.noSpace();
+    queue.queueBroken();
+    queue.queueBroken();
     queue.inFlight = 1;
     const registry = new Registry();
     registerDeviceIoMetrics(registry, () => [
@@ -108,6 +111,9 @@ describe('device request counters and their metrics', () => {
     assert.equal(valueOf(samples, 'vduse_csi_device_bytes_total', { ...device, op: 'read' }), 4096);
     assert.equal(valueOf(samples, 'vduse_csi_device_bytes_total', { ...device, op: 'write' }), 0);
     assert.equal(valueOf(samples, 'vduse_csi_device_requests_in_flight', device), 1);
+    assert.equal(valueOf(samples, 'vduse_csi_device_no_space_errors_total', device), 1);
+    assert.equal(valueOf(samples, 'vduse_csi_device_queue_breaks_total', device), 2);
+    assert.equal(valueOf(samples, 'vduse_csi_device_queue_breaks_total', { device: 'vol-b' }), 0);
     const histogram = 'vduse_csi_device_request_duration_seconds';
     const read = { ...device, direction: 'read' };
     assert.equal(valueOf(samples, `${histogram}_bucket`, { ...read, le: '0.00025' }), 0);

@@ -112,7 +112,7 @@ describe('DeviceWatch: takeovers and failed requests of the device daemon', () =
   });
 
   it('makes Warning events of crashes and failures, a Normal one of a hand-over, for the claim', () => {
-    const volume = { volumeId: 'vol-1', claim: { name: 'data', namespace: 'apps' } };
+    const volume = { volumeId: 'vol-1', claim: { name: 'data', namespace: 'apps' }, pods: [] };
     const crash = deviceEvent(
       { kind: 'taken-over', device: 'a', path: '/dev/vda', pid: 11, seconds: 3.25, released: null },
       volume,

@@ -14,7 +14,13 @@ describe("the node plugin's volume metrics", () => {
       { volumeId: WITH_CLAIM, claim: { name: 'data', namespace: 'apps', volumeName: 'pvc-5c1e' } },
       { volumeId: WITHOUT_CLAIM },
     ]);
-    const event = { type: 'Warning', reason: 'VolumeIOErrors', message: '3 failed', count: 3 } as const;
+    const event = {
+      type: 'Warning',
+      reason: 'VolumeIOErrors',
+      message: '3 failed',
+      count: 3,
+      pods: [],
+    } as const;
     countEvent({ ...event, volumeId: WITH_CLAIM, claim: undefined });
     countEvent({ ...event, volumeId: WITH_CLAIM, claim: undefined });
     const text = await registry.metrics();
