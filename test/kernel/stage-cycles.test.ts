@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CsiHarness, MiB, blockCapability } from '../support/csi-harness';
+import { assertNothingLeft } from '../e2e/kubelet-flow';
+import { daemonStatus } from '../support/daemon-processes';
+import { CLI, requireVduse, scratchDir, vdpaDevices, vduseDevices } from './support';
+
+/** Stage/unstage cycles counted for leaks (VDUSE_CSI_STAGE_CYCLES; each takes about half a second under emulation). */
+const CYCLES = Number(process.env.VDUSE_CSI_STAGE_CYCLES ?? 1000);
+const WARM_UP_CYCLES = 10;
+/**
+ * Resident memory either process may gain over all cycles: V8 grows its heap in steps and keeps
+ * what it grew to, so some growth is no leak; a device's worth of anything kept per cycle (its
+ * rings' mappings, its threads' buffers, a record) would be far more over a thousand cycles.
+ */
+const RSS_GROWTH_LIMIT_MIB = 48;
+
+function statusField(pid: number, field: string): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match![1]);
+}
+
+function median(samples: number[]): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return Math.round(sorted[Math.floor(sorted.length / 2)]!);
+}
+
+describe('stage/unstage cycles through the CSI plugin', function () {
+  this.timeout(3_600_000);
+  let csi: CsiHarness;
+
+  before(async () => {
+    requireVduse();
+    csi = await CsiHarness.start({ cli: [process.execPath, CLI], root: scratchDir('cycles'), mode: 'all' });
+  });
+  after(async () => {
+    await csi?.stop();
+  });
+
+  it(`${CYCLES} NodeStageVolume/NodeUnstageVolume cycles beside a staged volume leave no fd, thread, device, mount, record or memory growth behind`, async () => {
+    const capability = blockCapability();
+    const staged = async (name: string): Promise<{ id: string; staging: string }> => {
+      const { volume } = await csi.call('controller', 'CreateVolume', {
+        name,
+        capacity_range: { required_bytes: 16 * MiB },
+        volume_capabilities: [capability],
+      });
+      const staging = join(csi.root, `${name}-staging`);
+      mkdirSync(staging);
+      return { id: volume.volume_id, staging };
+    };
+    const stage = ({ id, staging }: { id: string; staging: string }): Promise<unknown> =>
+      csi.call('node', 'NodeStageVolume', {
+        volume_id: id,
+        staging_target_path: staging,
+        volume_capability: capability,
+      });
+    const unstage = ({ id, staging }: { id: string; staging: string }): Promise<unknown> =>
+      csi.call('node', 'NodeUnstageVolume', { volume_id: id, staging_target_path: staging });
+
+    const neighbour = await staged('neighbour');
+    await stage(neighbour);
+    const cycling = await staged('cycling');
+    const stageMs: number[] = [];
+    const unstageMs: number[] = [];
+    const cycle = async (): Promise<void> => {
+      const staging = performance.now();
+      await stage(cycling);
+      stageMs.push(performance.now() - staging);
+      const unstaging = performance.now();
+      await unstage(cycling);
+      unstageMs.push(performance.now() - unstaging);
+    };
+    const daemonPid = (await daemonStatus(csi.options.stateDir))!.pid;
+    const pluginPid = csi.pid!;
+    const listing = (path: string): number => (existsSync(path) ? readdirSync(path).length : 0);
+    const counts = (): Record<string, number> => ({
+      pluginFds: listing(`/proc/${pluginPid}/fd`),
+      pluginThreads: statusField(pluginPid, 'Threads'),
+      daemonFds: listing(`/proc/${daemonPid}/fd`),
+      daemonThreads: statusField(daemonPid, 'Threads'),
+      vduseDevices: vduseDevices().length,
+      vdpaDevices: vdpaDevices().length,
+      mounts: readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length,
+      stagedRecords: listing(join(csi.options.stateDir, 'node')),
+      deviceRecords: listing(join(csi.options.stateDir, 'devices')),
+      inflightLogs: listing(join(csi.options.stateDir, 'inflight')),
+    });
+    const rssMiB = (): { plugin: number; daemon: number } => ({
+      plugin: statusField(pluginPid, 'VmRSS') / 1024,
+      daemon: statusField(daemonPid, 'VmRSS') / 1024,
+    });
+
+    // The first cycles load what any stage needs once (modules, buffers, V8's code).
+    for (let warm = 0; warm < WARM_UP_CYCLES; warm++) await cycle();
+    const before = counts();
+    const rssBefore = rssMiB();
+    assert.equal(before.vduseDevices, 1, 'the neighbour alone is served');
+    for (let done = 0; done < CYCLES; done++) await cycle();
+    const after = counts();
+    const rssAfter = rssMiB();
+    assert.deepEqual(after, before);
+    assert.equal((await daemonStatus(csi.options.stateDir))!.pid, daemonPid, 'one daemon served every cycle');
+    const growth = {
+      plugin: Math.round((rssAfter.plugin - rssBefore.plugin) * 10) / 10,
+      daemon: Math.round((rssAfter.daemon - rssBefore.daemon) * 10) / 10,
+    };
+    if (process.env.VDUSE_CSI_OUT)
+      writeFileSync(
+        join(process.env.VDUSE_CSI_OUT, 'stage-cycles-figures.json'),
+        JSON.stringify(
+          {
+            cycles: CYCLES,
+            ...before,
+            rssBeforeMiB: rssBefore,
+            rssGrowthMiB: growth,
+            stageMedianMs: median(stageMs.slice(WARM_UP_CYCLES)),
+            unstageMedianMs: median(unstageMs.slice(WARM_UP_CYCLES)),
+          },
+          null,
+          2,
+        ),
+      );
+    assert.ok(growth.plugin < RSS_GROWTH_LIMIT_MIB, `the plugin grew by ${growth.plugin} MiB`);
+    assert.ok(growth.daemon < RSS_GROWTH_LIMIT_MIB, `the daemon grew by ${growth.daemon} MiB`);
+
+    await unstage(neighbour);
+    for (const { id } of [neighbour, cycling])
+      await csi.call('controller', 'DeleteVolume', { volume_id: id });
+    assertNothingLeft(csi);
+  });
+});
