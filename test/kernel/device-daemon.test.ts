@@ -322,6 +322,13 @@ describe('one device daemon serves every volume of a node', function () {
       phasesMs,
     };
     for (const name of names) assert.ok(existsSync(`/dev/vduse/${name}`));
+    // What the daemon serving now says of its start: every device taken over, and how long it took.
+    await eventually(async () => {
+      const samples = await daemonMetrics();
+      assert.equal(valueOf(samples, 'vduse_csi_daemon_takeover_devices'), VOLUMES);
+      assert.ok(valueOf(samples, 'vduse_csi_daemon_takeover_seconds') > 0);
+      assert.equal(valueOf(samples, 'vduse_csi_daemon_role', { role: 'serving' }), 1);
+    }, TAKEOVER_TIMEOUT_MS);
   });
 
   it('hands every device over to a daemon of a newer build waiting beside it, under verified I/O', async () => {
