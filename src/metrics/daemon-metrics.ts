@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { DURATION_BUCKETS } from './csi-calls';
-import { DeviceIo, registerDeviceIoMetrics } from './device-io-metrics';
+import { DeviceIo, perDeviceCounter, registerDeviceIoMetrics } from './device-io-metrics';
 import { METRIC_PREFIX } from './registry';
 import { oncePerScrape } from './once-per-scrape';
 import { DAEMON_ROLES, DaemonRole } from '../daemon/daemon-role';
@@ -58,16 +58,13 @@ export function registerDaemonMetrics(registry: Registry, source: DaemonMetricsS
       for (const { name, capacityBytes } of devices()) this.set({ device: name }, capacityBytes);
     },
   });
-  new Counter({
-    name: `${METRIC_PREFIX}device_paused_seconds_total`,
-    help: "Time the device's queues were held paused by this daemon (copies, resizes), drains included",
-    labelNames: ['device'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const { name, pausedSeconds } of devices()) this.inc({ device: name }, pausedSeconds);
-    },
-  });
+  perDeviceCounter(
+    registry,
+    devices,
+    'device_paused_seconds_total',
+    "Time the device's queues were held paused by this daemon (copies, resizes), drains included",
+    (device) => device.pausedSeconds,
+  );
   const takeoverDevices = new Gauge({
     name: `${METRIC_PREFIX}daemon_takeover_devices`,
     help: 'Devices this daemon took over from a previous one when it started serving',

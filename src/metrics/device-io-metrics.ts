@@ -43,27 +43,19 @@ export function registerDeviceIoMetrics(registry: Registry, devices: () => Devic
     (io) => io.errors,
   );
   counter('device_bytes_total', 'Bytes read from and written to the device', DATA_OPS, (io) => io.bytes);
-  const perDevice = (name: string, help: string, pick: (io: IoTotals) => number): void => {
-    new Counter({
-      name: `${METRIC_PREFIX}${name}`,
-      help,
-      labelNames: ['device'] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const { name: device, io } of devices()) this.inc({ device }, pick(io));
-      },
-    });
-  };
-  perDevice(
+  perDeviceCounter(
+    registry,
+    devices,
     'device_no_space_errors_total',
     'Failed requests (among device_errors_total) whose storage had no space left: ENOSPC, EDQUOT',
-    (io) => io.noSpace,
+    ({ io }) => io.noSpace,
   );
-  perDevice(
+  perDeviceCounter(
+    registry,
+    devices,
     'device_queue_breaks_total',
     'Times a queue of the device stopped serving on a ring the driver broke (until the driver resets the device)',
-    (io) => io.queueBreaks,
+    ({ io }) => io.queueBreaks,
   );
   new Gauge({
     name: `${METRIC_PREFIX}device_requests_in_flight`,
@@ -76,6 +68,26 @@ export function registerDeviceIoMetrics(registry: Registry, devices: () => Devic
     },
   });
   registry.registerMetric(sharedCountsHistogram(devices));
+}
+
+/** A counter with one series per served device (label `device`), read from `devices` when scraped. */
+export function perDeviceCounter<Device extends { name: string }>(
+  registry: Registry,
+  devices: () => Device[],
+  name: string,
+  help: string,
+  pick: (device: Device) => number,
+): void {
+  new Counter({
+    name: `${METRIC_PREFIX}${name}`,
+    help,
+    labelNames: ['device'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const device of devices()) this.inc({ device: device.name }, pick(device));
+    },
+  });
 }
 
 /**
