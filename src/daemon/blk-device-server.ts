@@ -3,7 +3,7 @@ import { BackendDescriptor, describeBackend, sameStorage } from '../backend/desc
 import { openBackend } from '../backend/open-backend';
 import { BackendProvider } from '../backend/types';
 import { log } from '../log';
-import { VdpaClient, virtioProbeFailed, waitForBlockDevice, waitForBlockDeviceGone } from '../vdpa';
+import { virtioProbeFailed, waitForBlockDevice, waitForBlockDeviceGone } from '../vdpa';
 import { VduseControl } from '../vduse/control';
 import { VduseDevice, devicePath } from '../vduse/device';
 import { BlkGeometry, blkFeatures, encodeBlkConfig } from '../virtio/blk/config';
@@ -420,12 +420,7 @@ export class BlkDeviceServer {
   /** Removes the vdpa device, if there is one, and waits until its block device is gone. */
   private async unbind(): Promise<void> {
     if (!this.vdpaBound) return;
-    const vdpa = await VdpaClient.open();
-    try {
-      await vdpa.removeDevice(this.options.name);
-    } finally {
-      await vdpa.close();
-    }
+    await this.throughBinder((binder) => binder.unbind(this.options.name));
     this.vdpaBound = false;
     await waitForBlockDeviceGone(this.options.name, { timeoutMs: STOP_TIMEOUT_MS });
   }
@@ -441,7 +436,7 @@ export class BlkDeviceServer {
     await steps.run(
       `binding device ${name} to virtio-vdpa through the vdpa generic netlink family`,
       async () => {
-        await (this.options.binder ? this.options.binder.bind(name) : VdpaBinder.bindOnce(name));
+        await this.throughBinder((binder) => binder.bind(name));
         this.vdpaBound = true;
       },
       'environment',
@@ -451,6 +446,11 @@ export class BlkDeviceServer {
       () => waitForBlockDevice(name),
       'environment',
     );
+  }
+
+  /** The daemon's binder, or (a process serving this device alone) one started for the call. */
+  private throughBinder(call: (binder: VdpaBinder) => Promise<void>): Promise<void> {
+    return this.options.binder ? call(this.options.binder) : VdpaBinder.once(call);
   }
 }
 

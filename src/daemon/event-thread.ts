@@ -3,6 +3,8 @@ import * as libc from '../sys/libc';
 import { ThreadCommand, ThreadReply } from './worker-data';
 
 const IDLE_POLL_MS = 1000;
+/** While asynchronous work is in flight, the longest the event loop waits for a turn. */
+const BUSY_POLL_MS = 10;
 
 /**
  * The loop of a device thread: sleeps in poll(2) on a wake eventfd and the descriptors its
@@ -45,10 +47,12 @@ export class EventThread {
   async run(): Promise<void> {
     while (this.running) {
       const poller = this.poller;
-      const events =
-        this.busy() || this.deferredReplies > 0
-          ? await poller.waitAsync(IDLE_POLL_MS)
-          : poller.wait(IDLE_POLL_MS);
+      const busy = this.busy() || this.deferredReplies > 0;
+      const events = poller.wait(busy ? BUSY_POLL_MS : IDLE_POLL_MS);
+      // Work in flight settles on this thread's event loop: give it a turn. Never a poll on the
+      // libuv threadpool: that pool is the whole process's, and a pool taken by other callers
+      // would stop this thread from serving any request.
+      if (busy) await new Promise((resolve) => setImmediate(resolve));
       if (events[0]) libc.drainEventFd(this.wakeFd);
       this.runCommands();
       this.onWake();

@@ -8,10 +8,16 @@ export interface RunningDaemon {
   output: () => string;
 }
 
-export function startDaemon(cli: string, stateDir: string, extra: string[]): RunningDaemon {
+export function startDaemon(
+  cli: string,
+  stateDir: string,
+  extra: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): RunningDaemon {
   const child = spawn(process.execPath, [cli, 'daemon', 'run', '--state-dir', stateDir, ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
+    env,
   });
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
