@@ -32,7 +32,8 @@ import { parseBytes, parseInteger } from './units';
 
 export const PLUGIN_USAGE = `  vduse-csi plugin --mode controller|node|all --endpoint unix:///PATH --node-id ID
                    --data-dir DIR --state-dir DIR [--max-volumes N] [--max-volume-size BYTES]
-                   [--log-level LEVEL] [--no-standby | --external-daemon] [--store local|kubernetes]
+                   [--log-level LEVEL] [--no-standby | --external-daemon] [--daemon-log-max-size BYTES]
+                   [--store local|kubernetes]
                    [--kube-namespace NS]
                    [--health-address HOST:PORT] [--metrics-address HOST:PORT]
                    [--pod-name NAME --pod-uid UID]
@@ -41,6 +42,8 @@ export const PLUGIN_USAGE = `  vduse-csi plugin --mode controller|node|all --end
        volumes are served by the node's device daemon (vduse-csi daemon run on --state-dir), which the
        plugin starts when none answers, with a warm standby unless --no-standby; --external-daemon:
        the daemon runs on its own (the chart's device-daemon pods), never started or upgraded here;
+       a daemon the plugin starts logs to <state-dir>/logs/daemon.log, moved to daemon.log.1 past
+       --daemon-log-max-size (default 32M, at least 64K);
        --health-address serves GET /healthz (alive) and /readyz (ready) for kubelet's probes;
        --metrics-address serves GET /metrics (Prometheus text format);
        --pod-name/--pod-uid: with --store kubernetes, Events on that Pod when not ready;
@@ -61,6 +64,8 @@ export interface PluginOptions {
   standby: boolean;
   /** The device daemon runs on its own (--external-daemon): the plugin never starts or upgrades it. */
   externalDaemon: boolean;
+  /** The log of the daemon the plugin starts is rotated past this size (--daemon-log-max-size). */
+  daemonLogMaxBytes?: number;
   /** Records in <state-dir> (single host, the default) or as Kubernetes custom resources (cluster). */
   store?: 'local' | 'kubernetes';
   /** The driver's namespace, for the node capacity ConfigMap (--store kubernetes). */
@@ -73,6 +78,16 @@ export interface PluginOptions {
   pod?: { name: string; uid?: string };
   /** The Ceph clusters RBD StorageClasses name by clusterID (read afresh on each use). */
   cephClusters?: string;
+}
+
+/** Below this, a rotation every second could not keep up with a chatty daemon. */
+const DAEMON_LOG_MIN_BYTES = 64 * 1024;
+
+function parseDaemonLogMaxBytes(text: string): number {
+  const bytes = parseBytes(text);
+  if (bytes < DAEMON_LOG_MIN_BYTES)
+    throw new Error(`--daemon-log-max-size must be at least 64K, got ${text}`);
+  return bytes;
 }
 
 export function parsePluginOptions(argv: string[]): PluginOptions {
@@ -90,6 +105,7 @@ export function parsePluginOptions(argv: string[]): PluginOptions {
       'log-level': { type: 'string', default: 'info' },
       'no-standby': { type: 'boolean', default: false },
       'external-daemon': { type: 'boolean', default: false },
+      'daemon-log-max-size': { type: 'string', default: '32M' },
       store: { type: 'string', default: 'local' },
       'kube-namespace': { type: 'string', default: 'default' },
       'health-address': { type: 'string' },
@@ -127,6 +143,7 @@ export function parsePluginOptions(argv: string[]): PluginOptions {
     logLevel: values['log-level']!,
     standby: !values['no-standby'],
     externalDaemon: values['external-daemon']!,
+    daemonLogMaxBytes: parseDaemonLogMaxBytes(values['daemon-log-max-size']!),
     store,
     kubeNamespace: values['kube-namespace']!,
     healthAddress: values['health-address'],
@@ -155,6 +172,7 @@ export async function startPlugin(options: PluginOptions, cliCommand: string[]):
     logLevel: options.logLevel,
     standby: options.standby,
     external: options.externalDaemon,
+    daemonLogMaxBytes: options.daemonLogMaxBytes,
     copyDirs: images.directories(),
   });
   const localRealizer = new LocalRealizer(images, servers);

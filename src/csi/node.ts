@@ -396,6 +396,9 @@ export class NodeService {
    * locked only for a restart, so the CO's own calls are not turned away by routine checks.
    */
   private async superviseOnce(): Promise<void> {
+    await this.options.servers
+      .rotateDaemonLog()
+      .catch((error: unknown) => log.warn('rotating the device daemon log failed', { error: String(error) }));
     for (const staged of this.staged.list()) {
       const restart = this.restarts.get(staged.volumeId);
       if (restart && Date.now() < restart.notBefore) continue;

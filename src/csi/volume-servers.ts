@@ -1,6 +1,6 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BackendDescriptor } from '../backend/descriptor';
 import { buildId } from '../cli/build-id';
@@ -11,6 +11,7 @@ import { LineRequestError } from '../daemon/json-line-socket';
 import { log } from '../log';
 import { Serial } from '../sys/serial';
 import { devicePath } from '../vduse/device';
+import { DaemonLog, LogPosition } from './daemon-log';
 import { DaemonFacts, daemonFactsOf } from './device-watch';
 import { CsiError } from './errors';
 import { VolumeParameters } from './parameters';
@@ -46,6 +47,8 @@ export interface VolumeServersOptions {
   /** Where the daemon may write point-in-time copies of images (the data directory's image directories). */
   copyDirs: string[];
   startTimeoutMs?: number;
+  /** The log of the daemons this plugin starts is rotated past this size (default DAEMON_LOG_MAX_BYTES). */
+  daemonLogMaxBytes?: number;
 }
 
 const STATUS_TIMEOUT_MS = 10_000;
@@ -73,7 +76,17 @@ export class VolumeServers {
   /** One daemon start at a time: two would leave the loser standing by for nothing. */
   private readonly starting = new Serial();
 
-  constructor(private readonly options: VolumeServersOptions) {}
+  private readonly daemonLog: DaemonLog;
+
+  constructor(private readonly options: VolumeServersOptions) {
+    this.daemonLog = new DaemonLog(join(options.stateDir, 'logs', 'daemon.log'), options.daemonLogMaxBytes);
+  }
+
+  /** Keeps the log of the daemons this plugin starts bounded (see DaemonLog). */
+  async rotateDaemonLog(): Promise<void> {
+    if (this.managesDaemon && (await this.daemonLog.rotateIfFull()))
+      log.info('device daemon log rotated', { path: this.daemonLog.path });
+  }
 
   /** The daemon's answer for a device, or null when no daemon answers or it does not serve the device. */
   async status(deviceName: string): Promise<ServerStatus | null> {
@@ -137,7 +150,7 @@ export class VolumeServers {
     if (existsSync(devicePath(spec.deviceName)))
       throw new CsiError(
         grpcStatus.INTERNAL,
-        `the device daemon removed ${spec.deviceName} but the device is still there: ${lastLines(this.logPath)}`,
+        `the device daemon removed ${spec.deviceName} but the device is still there: ${this.daemonLog.lastLines()}`,
       );
     log.info('volume device removed', { device: spec.deviceName });
   }
@@ -151,10 +164,6 @@ export class VolumeServers {
     if (!(await this.status(deviceName))) return false;
     await this.call({ op: 'copy', name: deviceName, target }, COPY_TIMEOUT_MS);
     return true;
-  }
-
-  private get logPath(): string {
-    return join(this.options.stateDir, 'logs', 'daemon.log');
   }
 
   /** What the daemon answering on the control socket says of itself and its devices, or null. */
@@ -198,9 +207,7 @@ export class VolumeServers {
   }
 
   private spawnDaemon(): SpawnedDaemon {
-    mkdirSync(join(this.options.stateDir, 'logs'), { recursive: true, mode: 0o700 });
-    const logFd = openSync(this.logPath, 'a', 0o600);
-    const logOffset = fstatSync(logFd).size;
+    const { fd: logFd, start: logStart } = this.daemonLog.openForDaemon();
     const [executable, ...prefix] = this.options.command;
     const { stateDir, logLevel, copyDirs, standby } = this.options;
     const child = spawn(
@@ -219,7 +226,7 @@ export class VolumeServers {
     child.once('exit', (code, signal) => (exited = signal ?? `exit code ${code}`));
     child.once('error', (error) => (exited = error.message));
     log.info('device daemon started', { pid: child.pid, stateDir });
-    return { child, logPath: this.logPath, logOffset, exited: () => exited };
+    return { child, log: this.daemonLog, logStart, exited: () => exited };
   }
 
   /**
@@ -235,7 +242,7 @@ export class VolumeServers {
       error: () =>
         new CsiError(
           grpcStatus.UNAVAILABLE,
-          `the device daemon did not ${what} in time: ${lastLines(this.logPath)}`,
+          `the device daemon did not ${what} in time: ${this.daemonLog.lastLines()}`,
         ),
     },
   ): Promise<void> {
@@ -246,7 +253,7 @@ export class VolumeServers {
       if (exited !== null)
         throw new CsiError(
           grpcStatus.INTERNAL,
-          `the device daemon ${daemon!.child.pid} exited (${exited}) before it could ${what}: ${lastLines(this.logPath)}`,
+          `the device daemon ${daemon!.child.pid} exited (${exited}) before it could ${what}: ${this.daemonLog.lastLines()}`,
         );
       if (Date.now() > deadline) {
         daemon?.child.kill('SIGKILL');
@@ -275,9 +282,9 @@ export class VolumeServers {
 
 interface SpawnedDaemon {
   child: ChildProcess;
-  logPath: string;
+  log: DaemonLog;
   /** Where its lines start in the shared daemon log. */
-  logOffset: number;
+  logStart: LogPosition;
   /** Why it exited, or null while it runs. */
   exited: () => string | null;
 }
@@ -285,20 +292,7 @@ interface SpawnedDaemon {
 /** Whether a daemon started beside a serving one has said it stands by, warm. */
 function standingBy(daemon: SpawnedDaemon): boolean {
   const announcement = JSON.stringify({ standby: 'daemon', pid: daemon.child.pid });
-  return logSince(daemon.logPath, daemon.logOffset).split('\n').includes(announcement);
-}
-
-/** What was written to a log from `offset` on (the log is shared: only that part is read). */
-function logSince(path: string, offset: number): string {
-  const fd = openSync(path, 'r');
-  try {
-    const length = Math.max(0, fstatSync(fd).size - offset);
-    const text = Buffer.alloc(length);
-    const read = readSync(fd, text, 0, length, offset);
-    return text.subarray(0, read).toString('utf8');
-  } finally {
-    closeSync(fd);
-  }
+  return daemon.log.since(daemon.logStart).split('\n').includes(announcement);
 }
 
 function deviceSpecOf(spec: ServeSpec): DeviceSpec {
@@ -323,13 +317,4 @@ function statusOf(answer: Record<string, unknown>): ServerStatus {
     build: String(answer.build),
     startedAtMs: Number(answer.startedAtMs),
   };
-}
-
-/** The daemon log's last lines on one line, for an error message. */
-function lastLines(path: string, count = 5): string {
-  try {
-    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-count).join(' | ');
-  } catch {
-    return '(no log)';
-  }
 }

@@ -37,6 +37,8 @@ export interface HarnessOptions {
   cephClusters?: string;
   /** --metrics-address (an in-process plugin: the port may be 0, see metricsUrl). */
   metricsAddress?: string;
+  /** --daemon-log-max-size, in bytes. */
+  daemonLogMaxBytes?: number;
 }
 
 /** The driver namespace of a harness in cluster mode (--kube-namespace). */
@@ -74,6 +76,7 @@ export class CsiHarness {
       ...(options.store === 'kubernetes' ? { kubeNamespace: HARNESS_NAMESPACE } : {}),
       ...(options.cephClusters === undefined ? {} : { cephClusters: options.cephClusters }),
       metricsAddress: options.metricsAddress,
+      daemonLogMaxBytes: options.daemonLogMaxBytes,
     };
   }
 
@@ -129,6 +132,9 @@ export class CsiHarness {
           ...(this.kube ? ['--store', 'kubernetes', '--kube-namespace', o.kubeNamespace!] : []),
           ...(o.cephClusters === undefined ? [] : ['--ceph-clusters', o.cephClusters]),
           ...(o.metricsAddress === undefined ? [] : ['--metrics-address', o.metricsAddress]),
+          ...(o.daemonLogMaxBytes === undefined
+            ? []
+            : ['--daemon-log-max-size', String(o.daemonLogMaxBytes)]),
         ],
         {
           stdio: ['ignore', 'inherit', 'inherit'],
