@@ -1,4 +1,4 @@
-import { renameSync, writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../sys/atomic-file';
 import { DaemonRole } from './daemon-role';
 
 /**
@@ -6,7 +6,5 @@ import { DaemonRole } from './daemon-role';
  * a file: a pod's exec readiness probe asks whether its own container's daemon serves or stands by.
  */
 export function writeRoleFile(path: string, role: DaemonRole | 'stopped'): void {
-  const temporary = `${path}.tmp`;
-  writeFileSync(temporary, `${role}\n`, { mode: 0o644 });
-  renameSync(temporary, path);
+  writeFileAtomic(path, `${role}\n`, 0o644);
 }
