@@ -13,6 +13,7 @@ esbuild.buildSync({
     'queue-worker': path.join(root, 'src/daemon/queue-worker.ts'),
     'control-worker': path.join(root, 'src/daemon/control-worker.ts'),
     'vdpa-bind': path.join(root, 'src/daemon/vdpa-bind.ts'),
+    'large-io-worker': path.join(root, 'src/backend/large-io-worker.ts'),
   },
   outdir: path.join(root, 'dist/bundle'),
   bundle: true,

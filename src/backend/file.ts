@@ -2,51 +2,14 @@ import { existsSync, rmSync, statSync } from 'node:fs';
 import { SysError } from '../sys/errors';
 import * as libc from '../sys/libc';
 import { Segment } from '../virtio/memory';
-import { BackendProvider, BlockBackend, QueueBackendSpec } from './types';
+import { JobKind } from './large-io-layout';
+import { LARGE_IO_BYTES, LargeIoPool } from './large-io-pool';
+import { BackendProvider, BlockBackend, IoResult, QueueBackendSpec } from './types';
+import { IovecTable, VectorCall, transferSpans } from './vector-io';
 
 const EOPNOTSUPP = 95;
-const EINTR = 4;
-/** iovec entries one preadv/pwritev may take (IOV_MAX). */
-const IOV_MAX = 1024;
 /** Bytes of zeroes one iovec entry of writeZeroBytes points at. */
 const ZERO_CHUNK = 1 << 20;
-type VectorCall = (fd: number, iov: number, count: number, offset: number) => number;
-
-/** A table of struct iovec in memory with a stable address, for preadv/pwritev. */
-class IovecTable {
-  private readonly memory = libc.mapAnonymous(IOV_MAX * 16);
-  private readonly words = new Uint32Array(
-    this.memory.bytes.buffer,
-    this.memory.bytes.byteOffset,
-    IOV_MAX * 4,
-  );
-
-  get address(): number {
-    return this.memory.address;
-  }
-
-  /** Describes segments from `first` (skipping `skip` bytes of it); returns the entries and bytes used. */
-  fill(segments: readonly Segment[], first: number, skip: number): { count: number; bytes: number } {
-    let count = 0;
-    let bytes = 0;
-    for (let i = first; i < segments.length && count < IOV_MAX; i++, count++) {
-      const segment = segments[i]!;
-      const start = i === first ? skip : 0;
-      const length = segment.bytes.byteLength - start;
-      const address = segment.address + start;
-      this.words[count * 4] = address >>> 0;
-      this.words[count * 4 + 1] = Math.floor(address / 0x100000000);
-      this.words[count * 4 + 2] = length;
-      this.words[count * 4 + 3] = 0;
-      bytes += length;
-    }
-    return { count, bytes };
-  }
-
-  free(): void {
-    this.memory.unmap();
-  }
-}
 
 /**
  * A sparse image file: reads of holes return zeroes, DISCARD punches holes. With `keepAllocation`
@@ -62,21 +25,25 @@ export class FileBackend implements BlockBackend {
     readonly path: string,
     private readonly fd: number,
     private readonly keepAllocation = false,
+    /** Helpers that take large reads and writes off the queue thread (none: all are done inline). */
+    private readonly largeIo?: LargeIoPool,
   ) {}
 
-  static open(path: string, readOnly: boolean, keepAllocation = false): FileBackend {
-    return new FileBackend(path, libc.openPath(path, readOnly ? libc.O_RDONLY : libc.O_RDWR), keepAllocation);
+  static open(path: string, readOnly: boolean, keepAllocation = false, largeIo?: LargeIoPool): FileBackend {
+    const fd = libc.openPath(path, readOnly ? libc.O_RDONLY : libc.O_RDWR);
+    return new FileBackend(path, fd, keepAllocation, largeIo);
   }
 
-  read(offset: number, segments: readonly Segment[]): void {
-    const done = this.transfer(offset, segments, libc.raw.preadvAddr, 'preadv');
-    // Past the end of the file (a file shorter than the device): holes read as zeroes.
-    if (done >= 0) zeroFrom(segments, done);
+  read(offset: number, segments: readonly Segment[]): IoResult {
+    const helped = this.helped(JobKind.Read, offset, segments);
+    if (helped) return helped.then((done) => readEnded(segments, done));
+    readEnded(segments, this.transfer(offset, segments, libc.raw.preadvAddr, 'preadv'));
   }
 
-  write(offset: number, segments: readonly Segment[]): void {
-    const total = this.transfer(offset, segments, libc.raw.pwritevAddr, 'pwritev');
-    if (total >= 0) throw new Error(`short write at ${offset}`);
+  write(offset: number, segments: readonly Segment[]): IoResult {
+    const helped = this.helped(JobKind.Write, offset, segments);
+    if (helped) return helped.then((done) => writeEnded(offset, done));
+    this.writeInline(offset, segments);
   }
 
   flush(): void {
@@ -128,40 +95,25 @@ export class FileBackend implements BlockBackend {
       const bytes = Math.min(ZERO_CHUNK, length - at);
       segments.push({ bytes: zeroes.bytes.subarray(0, bytes), address: zeroes.address });
     }
-    this.write(offset, segments);
+    this.writeInline(offset, segments);
   }
 
-  /**
-   * Moves all segments with as few system calls as possible. Returns -1 when everything moved,
-   * otherwise how many bytes moved before the file ended.
-   */
+  private writeInline(offset: number, segments: readonly Segment[]): void {
+    writeEnded(offset, this.transfer(offset, segments, libc.raw.pwritevAddr, 'pwritev'));
+  }
+
+  /** A large transfer handed to a helper thread, or null when it is done here. */
+  private helped(kind: JobKind, offset: number, segments: readonly Segment[]): Promise<number> | null {
+    if (!this.largeIo) return null;
+    let bytes = 0;
+    for (const segment of segments) bytes += segment.bytes.byteLength;
+    if (bytes < LARGE_IO_BYTES) return null;
+    const what = `${kind === JobKind.Read ? 'preadv' : 'pwritev'} ${this.path}`;
+    return this.largeIo.submit(kind, this.fd, offset, segments, what);
+  }
+
   private transfer(offset: number, segments: readonly Segment[], call: VectorCall, what: string): number {
-    let moved = 0;
-    let first = 0;
-    let skip = 0;
-    while (first < segments.length) {
-      const { count, bytes: batch } = this.table.fill(segments, first, skip);
-      const result = call(this.fd, this.table.address, count, offset + moved);
-      if (result < 0) {
-        if (libc.errno() === EINTR) continue;
-        throw new SysError(`${what} ${this.path} at ${offset + moved}`, libc.errno());
-      }
-      if (result === 0 && batch > 0) return moved;
-      moved += result;
-      // Advance past what moved; a short transfer resumes inside a segment.
-      let advance = result;
-      while (first < segments.length) {
-        const remaining = segments[first]!.bytes.byteLength - skip;
-        if (advance < remaining) {
-          skip += advance;
-          break;
-        }
-        advance -= remaining;
-        first++;
-        skip = 0;
-      }
-    }
-    return -1;
+    return transferSpans(this.fd, this.table, segments, offset, call, `${what} ${this.path}`);
   }
 
   private fallocate(mode: number, offset: number, length: number, what: string): void {
@@ -170,6 +122,15 @@ export class FileBackend implements BlockBackend {
       `${what} ${this.path} [${offset}, +${length})`,
     );
   }
+}
+
+/** After a read: past the end of the file (a file shorter than the device), holes read as zeroes. */
+function readEnded(segments: readonly Segment[], done: number): void {
+  if (done >= 0) zeroFrom(segments, done);
+}
+
+function writeEnded(offset: number, done: number): void {
+  if (done >= 0) throw new Error(`short write at ${offset}`);
 }
 
 function zeroFrom(segments: readonly Segment[], from: number): void {

@@ -1,4 +1,5 @@
 import { Segment } from '../virtio/memory';
+import type { LargeIoPool } from './large-io-pool';
 
 /** Completion of a backend operation: synchronous (void) or later (a Promise). Failures throw or reject. */
 export type IoResult = void | Promise<void>;
@@ -38,6 +39,8 @@ export interface QueueBackendOptions {
   /** DISCARD and WRITE_ZEROES never release space (a thick volume's reservation). */
   keepAllocation: boolean;
   watcher: FdWatcher;
+  /** The thread's helpers for large transfers of image files. */
+  largeIo?: LargeIoPool;
 }
 
 /**

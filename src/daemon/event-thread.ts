@@ -34,6 +34,10 @@ export class EventThread {
     this.poller = new libc.PollSet([wakeFd]);
   }
 
+  private isBusy(): boolean {
+    return this.busy() || this.deferredReplies > 0;
+  }
+
   watch(fd: number, onReady: () => void): void {
     this.handlers.set(fd, onReady);
     this.poller = new libc.PollSet([this.wakeFd, ...this.handlers.keys()]);
@@ -46,13 +50,12 @@ export class EventThread {
 
   async run(): Promise<void> {
     while (this.running) {
+      // Work in flight settles on this thread's event loop: give it a turn before sleeping, then
+      // sleep briefly. Never a poll on the libuv threadpool: that pool is the whole process's, and
+      // a pool taken by other callers would stop this thread from serving any request.
+      if (this.isBusy()) await new Promise((resolve) => setImmediate(resolve));
       const poller = this.poller;
-      const busy = this.busy() || this.deferredReplies > 0;
-      const events = poller.wait(busy ? BUSY_POLL_MS : IDLE_POLL_MS);
-      // Work in flight settles on this thread's event loop: give it a turn. Never a poll on the
-      // libuv threadpool: that pool is the whole process's, and a pool taken by other callers
-      // would stop this thread from serving any request.
-      if (busy) await new Promise((resolve) => setImmediate(resolve));
+      const events = poller.wait(this.isBusy() ? BUSY_POLL_MS : IDLE_POLL_MS);
       if (events[0]) libc.drainEventFd(this.wakeFd);
       this.runCommands();
       this.onWake();

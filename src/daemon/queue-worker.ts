@@ -1,4 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
+import { LargeIoPool } from '../backend/large-io-pool';
 import { openQueueBackend } from '../backend/queue-backend';
 import { BlockBackend, FdWatcher } from '../backend/types';
 import { threadLog } from './thread-log';
@@ -52,6 +53,7 @@ class QueueServer {
     private readonly data: DeviceRegistration,
     private readonly index: number,
     watcher: FdWatcher,
+    largeIo: LargeIoPool,
   ) {
     this.state = new SharedDeviceState(data.state, data.geometry.queues);
     this.device = VduseDevice.attach(data.deviceFd);
@@ -60,6 +62,7 @@ class QueueServer {
       readOnly: data.geometry.readOnly,
       keepAllocation: data.geometry.keepAllocation,
       watcher,
+      largeIo,
     });
     this.counters = new IoCounters(data.counters, data.geometry.queues).queue(index);
     this.requestCounters = data.countRequests ? this.counters : undefined;
@@ -307,7 +310,7 @@ const thread: EventThread = new EventThread(
   data.commands,
   (command) => {
     if (command.type === 'attach') {
-      const server = new QueueServer(command.device, command.queue, thread);
+      const server = new QueueServer(command.device, command.queue, thread, largeIo);
       const list = servers.get(command.device.name) ?? [];
       list.push(server);
       servers.set(command.device.name, list);
@@ -336,8 +339,13 @@ const thread: EventThread = new EventThread(
     return false;
   },
 );
+/** Its helpers start at the first large request of any of this thread's file-backed queues. */
+const largeIo = new LargeIoPool(thread);
 parentPort!.postMessage({ type: 'ready' });
-thread.run().catch((error: unknown) => {
-  threadLog.error('queue thread failed', { error: String(error) });
-  process.exitCode = 1;
-});
+thread
+  .run()
+  .catch((error: unknown) => {
+    threadLog.error('queue thread failed', { error: String(error) });
+    process.exitCode = 1;
+  })
+  .finally(() => largeIo.close());
