@@ -22,6 +22,13 @@ export const uncountedDaemonLayout = daemonLayoutWith(
   ['--no-request-counters'],
 );
 
+/** The same daemon with no helper threads for large requests: what those bring. */
+export const inlineIoDaemonLayout = daemonLayoutWith(
+  'daemon-inline-io',
+  'the daemon layout with --inline-io (large requests transferred by the queue threads themselves)',
+  ['--inline-io'],
+);
+
 function daemonLayoutWith(name: string, description: string, flags: string[]): Layout {
   return {
     name,

@@ -22,7 +22,7 @@ import { stopRequests } from './stop-requests';
 export const DAEMON_USAGE = `usage:
   vduse-csi daemon run [--state-dir DIR] [--log-level LEVEL] [--copy-dir DIR ...] [--keep-standby]
                        [--health-address HOST:PORT] [--metrics-address HOST:PORT] [--role-file FILE]
-                       [--no-request-counters]
+                       [--no-request-counters] [--inline-io]
       (serves every device of the node from one process; devices are added and removed through
        DIR/daemon.sock. While another daemon holds DIR, waits warm and takes every device over when
        it is gone. SIGTERM/SIGINT let go of the devices without removing them, for the next daemon;
@@ -31,7 +31,9 @@ export const DAEMON_USAGE = `usage:
        --metrics-address serves Prometheus metrics on /metrics while this daemon serves;
        --role-file keeps this process's role in FILE: starting, standby, taking-over, serving,
        stopping, stopped; --no-request-counters: the queue threads count no request (no
-       per-device request metrics, no failed-request Events), to measure what counting costs)
+       per-device request metrics, no failed-request Events), to measure what counting costs;
+       --inline-io: queue threads transfer large requests themselves, one after another (no helper
+       threads for requests of 128 KiB or more), to measure what the helpers bring)
   vduse-csi daemon status [--state-dir DIR]
   vduse-csi daemon handover [--state-dir DIR]
       (the running daemon lets go of its devices and exits, for the daemon waiting beside it)`;
@@ -62,6 +64,7 @@ async function runDaemon(argv: string[]): Promise<void> {
       'metrics-address': { type: 'string' },
       'role-file': { type: 'string' },
       'no-request-counters': { type: 'boolean', default: false },
+      'inline-io': { type: 'boolean', default: false },
     },
   });
   const stateDir = resolve(values['state-dir']!);
@@ -89,6 +92,7 @@ async function runDaemon(argv: string[]): Promise<void> {
       logLevel,
       copyDirs,
       countRequests: !values['no-request-counters']!,
+      inlineIo: values['inline-io']!,
       keepStandby: values['keep-standby']!,
     };
     await serveDevices(options, lock, stop.reason, life, values['metrics-address']);
@@ -121,10 +125,10 @@ async function serveDevices(
   life: DaemonLife,
   metricsAddress: string | undefined,
 ): Promise<void> {
-  const { stateDir, logLevel, copyDirs, countRequests } = options;
+  const { stateDir, logLevel, copyDirs, countRequests, inlineIo } = options;
   life.become('taking-over');
   const lockedAt = performance.now();
-  const daemon = (life.daemon = new NodeDaemon({ stateDir, logLevel, copyDirs, countRequests }));
+  const daemon = (life.daemon = new NodeDaemon({ stateDir, logLevel, copyDirs, countRequests, inlineIo }));
   const registry = metricsAddress === undefined ? undefined : processRegistry();
   const metrics =
     registry && registerDaemonMetrics(registry, { role: () => life.role, devices: () => daemon.devices() });
@@ -153,6 +157,7 @@ async function serveDevices(
         ...['daemon', 'run', '--state-dir', stateDir, '--log-level', logLevel, '--keep-standby'],
         ...copyDirs.flatMap((dir) => ['--copy-dir', dir]),
         ...(countRequests ? [] : ['--no-request-counters']),
+        ...(inlineIo ? ['--inline-io'] : []),
         ...(metricsAddress === undefined ? [] : ['--metrics-address', metricsAddress]),
       ])
     : undefined;

@@ -31,6 +31,8 @@ export interface NodeDaemonOptions {
   copyDirs: string[];
   /** The queue threads count each request (per-device metrics, failed requests in `status`). */
   countRequests: boolean;
+  /** Queue threads transfer large requests themselves (no helper threads). */
+  inlineIo: boolean;
 }
 
 /** How long a device whose previous daemon just died may stay held by that dying process. */

@@ -53,7 +53,7 @@ class QueueServer {
     private readonly data: DeviceRegistration,
     private readonly index: number,
     watcher: FdWatcher,
-    largeIo: LargeIoPool,
+    largeIo: LargeIoPool | undefined,
   ) {
     this.state = new SharedDeviceState(data.state, data.geometry.queues);
     this.device = VduseDevice.attach(data.deviceFd);
@@ -310,7 +310,12 @@ const thread: EventThread = new EventThread(
   data.commands,
   (command) => {
     if (command.type === 'attach') {
-      const server = new QueueServer(command.device, command.queue, thread, largeIo);
+      const server = new QueueServer(
+        command.device,
+        command.queue,
+        thread,
+        command.device.largeIoHelpers ? largeIo : undefined,
+      );
       const list = servers.get(command.device.name) ?? [];
       list.push(server);
       servers.set(command.device.name, list);

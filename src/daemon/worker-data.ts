@@ -14,6 +14,8 @@ export interface DeviceRegistration {
   counters: SharedArrayBuffer;
   /** Whether the queue threads count each request in `counters` (requests in flight are always counted). */
   countRequests: boolean;
+  /** Large transfers of an image file go to the queue thread's helpers (large-io-pool.ts). */
+  largeIoHelpers: boolean;
   /** The device's in-flight log (one region per queue). */
   inflightLogPath: string;
   /** A previous server left the device running: queues go on from the in-flight log. */
