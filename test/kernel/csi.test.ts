@@ -11,9 +11,10 @@ import {
   removePublished,
   writeData,
 } from '../e2e/kubelet-flow';
-import { CLI, requireVduse, scratchDir, sh, waitFor } from './support';
+import { CLI, requireVduse, scratchDir, sh, shAsync, waitFor } from './support';
 import { fioLoop, readPasses } from './fio-loop';
 import { daemonStatus } from '../support/daemon-processes';
+import { waitForBlockDevice } from '../../src/vdpa';
 
 /**
  * The reference flow for NodeStageVolume latency: per volume, qemu-storage-daemon's vduse-blk
@@ -30,7 +31,7 @@ async function qemuReferenceStages(
     const image = join(root, `${name}.img`);
     const mountPoint = join(root, `${name}-mnt`);
     mkdirSync(mountPoint);
-    sh(`truncate -s 64M ${image}`);
+    await shAsync(`truncate -s 64M ${image}`);
     const started = performance.now();
     const daemon = spawn(
       'qemu-storage-daemon',
@@ -43,15 +44,10 @@ async function qemuReferenceStages(
       { stdio: 'ignore' },
     );
     await waitFor(`/dev/vduse/${name}`, () => existsSync(`/dev/vduse/${name}`), 120_000);
-    sh(`vdpa dev add name ${name} mgmtdev vduse`);
-    await waitFor(
-      `the block device of ${name}`,
-      () => sh(`ls /sys/bus/vdpa/devices/${name}/virtio*/block 2>/dev/null || true`).trim() !== '',
-      120_000,
-    );
-    const device = `/dev/${sh(`ls /sys/bus/vdpa/devices/${name}/virtio*/block`).trim()}`;
-    await waitFor(device, () => existsSync(device), 60_000);
-    sh(
+    // Each step without blocking this process: at once, the 16 flows overlap as the 16 stages do.
+    await shAsync(`vdpa dev add name ${name} mgmtdev vduse`);
+    const device = await waitForBlockDevice(name, { timeoutMs: 120_000 });
+    await shAsync(
       `mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1,nodiscard ${device} && mount ${device} ${mountPoint}`,
     );
     return { ms: performance.now() - started, daemon, mountPoint };

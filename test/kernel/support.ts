@@ -1,6 +1,7 @@
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 
 export const CLI = resolve(__dirname, '../../bundle/vduse-csi.js');
 /** The blk-only bundle device servers run: it starts much faster than the whole CLI. */
@@ -29,6 +30,14 @@ export function run(command: string, args: string[], input?: string): string {
 
 export function sh(script: string): string {
   return run('bash', ['-euo', 'pipefail', '-c', script]);
+}
+
+/** sh without blocking this process: commands of several flows run at once. */
+export async function shAsync(script: string): Promise<string> {
+  const { stdout } = await promisify(execFile)('bash', ['-euo', 'pipefail', '-c', script], {
+    encoding: 'utf8',
+  });
+  return stdout;
 }
 
 /**
