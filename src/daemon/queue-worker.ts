@@ -41,6 +41,7 @@ class QueueServer {
   private epoch = 0;
   private iotlbGeneration = 0;
   inFlight = 0;
+  private interruptQueued = false;
   private kickedWhilePaused = false;
   private kickFdInstalled = false;
   private closing = false;
@@ -262,7 +263,7 @@ class QueueServer {
         const current = this.queue;
         if (this.epoch !== epoch || !current) return;
         current.pushUsed(head, written);
-        this.interruptIfWanted(current);
+        this.interruptOnceSettled(current);
       })
       .catch((error: unknown) => this.markBroken(error))
       .finally(() => {
@@ -283,6 +284,19 @@ class QueueServer {
 
   private timeFinished(): void {
     this.requestCounters?.timeFinished(performance.now());
+  }
+
+  /**
+   * One interrupt for every completion that settles in the same turn (a wake-up often collects
+   * several): queued behind their callbacks, so the driver is told once, not once per request.
+   */
+  private interruptOnceSettled(queue: SplitQueue): void {
+    if (this.interruptQueued) return;
+    this.interruptQueued = true;
+    queueMicrotask(() => {
+      this.interruptQueued = false;
+      if (this.queue === queue) this.interruptIfWanted(queue);
+    });
   }
 
   private interruptIfWanted(queue: SplitQueue): void {
