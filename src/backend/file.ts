@@ -113,7 +113,15 @@ export class FileBackend implements BlockBackend {
   }
 
   private transfer(offset: number, segments: readonly Segment[], call: VectorCall, what: string): number {
-    return transferSpans(this.fd, this.table, segments, offset, call, `${what} ${this.path}`);
+    return transferSpans(
+      this.fd,
+      this.table,
+      segments,
+      segments.length,
+      offset,
+      call,
+      `${what} ${this.path}`,
+    );
   }
 
   private fallocate(mode: number, offset: number, length: number, what: string): void {

@@ -2,7 +2,7 @@
  * The shared memory between a queue thread and its large-I/O helpers (large-io-pool.ts,
  * large-io-worker.ts): job slots, each free, submitted, running or done.
  *
- * cells (Int32Array): [0] submissions so far (helpers wait on it), [1] stop, then per slot its
+ * cells (Int32Array): [0] submissions so far (helpers wait on it), [1] stop, [2] helpers asleep, then per slot its
  * state, operation, file descriptor, span count and errno. numbers (Float64Array): per slot its
  * offset and result (bytes moved), then per slot MAX_SPANS (address, length) pairs.
  */
@@ -12,7 +12,9 @@ export const MAX_SPANS = 256;
 
 export const SUBMISSIONS = 0;
 export const STOP = 1;
-const SLOT_BASE = 2;
+/** Helpers asleep (or about to be) on SUBMISSIONS: a submission wakes one only when there is one. */
+export const SLEEPERS = 2;
+const SLOT_BASE = 3;
 const SLOT_CELLS = 5;
 
 export const enum SlotState {

@@ -8,6 +8,7 @@ import {
   LargeIoWorkerData,
   MAX_SPANS,
   NUMBERS_BYTES,
+  SLEEPERS,
   SLOTS,
   STOP,
   SUBMISSIONS,
@@ -73,7 +74,8 @@ export class LargeIoPool {
     const done = new Promise<number>((resolve, reject) => this.waiters.set(slot, { resolve, reject, what }));
     Atomics.store(cells, slotCell.state(slot), SlotState.Submitted);
     Atomics.add(cells, SUBMISSIONS, 1);
-    Atomics.notify(cells, SUBMISSIONS, 1);
+    // A helper awake takes the job when it looks again (it sees SUBMISSIONS changed): no wake-up.
+    if (Atomics.load(cells, SLEEPERS) > 0) Atomics.notify(cells, SUBMISSIONS, 1);
     return done;
   }
 

@@ -3,6 +3,8 @@ import * as libc from '../sys/libc';
 import {
   JobKind,
   LargeIoWorkerData,
+  MAX_SPANS,
+  SLEEPERS,
   SLOTS,
   STOP,
   SUBMISSIONS,
@@ -10,7 +12,7 @@ import {
   slotCell,
   slotNumber,
 } from './large-io-layout';
-import { IovecTable, Span, transferSpans } from './vector-io';
+import { IovecTable, transferSpans } from './vector-io';
 
 /*
  * A large-I/O helper thread: takes submitted jobs (a read or write of a file at an offset, from
@@ -22,14 +24,19 @@ const { cells: cellsBuffer, numbers: numbersBuffer, doneFd } = workerData as Lar
 const cells = new Int32Array(cellsBuffer);
 const numbers = new Float64Array(numbersBuffer);
 const table = new IovecTable();
+/** Reused for every job: a job's spans are the first of these. */
+const spans = Array.from({ length: MAX_SPANS }, () => ({ address: 0, bytes: { byteLength: 0 } }));
 
-function spansOf(slot: number): Span[] {
-  const spans: Span[] = [];
-  for (let index = 0; index < cells[slotCell.spans(slot)]!; index++) {
+/** The job's spans, copied out of shared memory; returns how many. */
+function loadSpans(slot: number): number {
+  const count = cells[slotCell.spans(slot)]!;
+  for (let index = 0; index < count; index++) {
     const at = slotNumber.span(slot, index);
-    spans.push({ address: numbers[at]!, bytes: { byteLength: numbers[at + 1]! } });
+    const span = spans[index]!;
+    span.address = numbers[at]!;
+    span.bytes.byteLength = numbers[at + 1]!;
   }
-  return spans;
+  return count;
 }
 
 function run(slot: number): void {
@@ -38,7 +45,8 @@ function run(slot: number): void {
     const moved = transferSpans(
       cells[slotCell.fd(slot)]!,
       table,
-      spansOf(slot),
+      spans,
+      loadSpans(slot),
       numbers[slotNumber.offset(slot)]!,
       read ? libc.raw.preadvAddr : libc.raw.pwritevAddr,
       read ? 'preadv' : 'pwritev',
@@ -63,6 +71,9 @@ for (;;) {
     run(slot);
     ran = true;
   }
-  if (!ran) Atomics.wait(cells, SUBMISSIONS, seen);
+  if (ran) continue;
+  Atomics.add(cells, SLEEPERS, 1);
+  Atomics.wait(cells, SUBMISSIONS, seen);
+  Atomics.sub(cells, SLEEPERS, 1);
 }
 table.free();

@@ -27,11 +27,14 @@ export class IovecTable {
     return this.memory.address;
   }
 
-  /** Describes spans from `first` (skipping `skip` bytes of it); returns the entries and bytes used. */
-  fill(spans: readonly Span[], first: number, skip: number): { count: number; bytes: number } {
+  /**
+   * Describes spans[first, end) (skipping `skip` bytes of the first); returns the entries and bytes
+   * used.
+   */
+  fill(spans: readonly Span[], first: number, end: number, skip: number): { count: number; bytes: number } {
     let count = 0;
     let bytes = 0;
-    for (let i = first; i < spans.length && count < IOV_MAX; i++, count++) {
+    for (let i = first; i < end && count < IOV_MAX; i++, count++) {
       const span = spans[i]!;
       const start = i === first ? skip : 0;
       const length = span.bytes.byteLength - start;
@@ -51,13 +54,14 @@ export class IovecTable {
 }
 
 /**
- * Moves all spans between memory and the file at `offset` with as few system calls as possible.
- * Returns -1 when everything moved, otherwise how many bytes moved before the file ended.
+ * Moves the first `count` spans between memory and the file at `offset` with as few system calls as
+ * possible. Returns -1 when everything moved, otherwise how many bytes moved before the file ended.
  */
 export function transferSpans(
   fd: number,
   table: IovecTable,
   spans: readonly Span[],
+  count: number,
   offset: number,
   call: VectorCall,
   what: string,
@@ -65,9 +69,9 @@ export function transferSpans(
   let moved = 0;
   let first = 0;
   let skip = 0;
-  while (first < spans.length) {
-    const { count, bytes: batch } = table.fill(spans, first, skip);
-    const result = call(fd, table.address, count, offset + moved);
+  while (first < count) {
+    const { count: entries, bytes: batch } = table.fill(spans, first, count, skip);
+    const result = call(fd, table.address, entries, offset + moved);
     if (result < 0) {
       if (libc.errno() === EINTR) continue;
       throw new SysError(`${what} at ${offset + moved}`, libc.errno());
@@ -76,7 +80,7 @@ export function transferSpans(
     moved += result;
     // Advance past what moved; a short transfer resumes inside a span.
     let advance = result;
-    while (first < spans.length) {
+    while (first < count) {
       const remaining = spans[first]!.bytes.byteLength - skip;
       if (advance < remaining) {
         skip += advance;
