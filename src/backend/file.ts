@@ -1,7 +1,7 @@
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { SysError } from '../sys/errors';
 import * as libc from '../sys/libc';
-import { Segment } from '../virtio/memory';
+import { Segment, segmentOf } from '../virtio/memory';
 import { JobKind } from './large-io-layout';
 import { LARGE_IO_BYTES, LargeIoPool } from './large-io-pool';
 import { BackendProvider, BlockBackend, IoResult, QueueBackendSpec } from './types';
@@ -93,7 +93,7 @@ export class FileBackend implements BlockBackend {
     const segments: Segment[] = [];
     for (let at = 0; at < length; at += ZERO_CHUNK) {
       const bytes = Math.min(ZERO_CHUNK, length - at);
-      segments.push({ bytes: zeroes.bytes.subarray(0, bytes), address: zeroes.address });
+      segments.push(segmentOf(zeroes.bytes, zeroes.address, 0, bytes));
     }
     this.writeInline(offset, segments);
   }
@@ -106,7 +106,7 @@ export class FileBackend implements BlockBackend {
   private helped(kind: JobKind, offset: number, segments: readonly Segment[]): Promise<number> | null {
     if (!this.largeIo) return null;
     let bytes = 0;
-    for (const segment of segments) bytes += segment.bytes.byteLength;
+    for (const segment of segments) bytes += segment.length;
     if (bytes < LARGE_IO_BYTES) return null;
     const what = `${kind === JobKind.Read ? 'preadv' : 'pwritev'} ${this.path}`;
     return this.largeIo.submit(kind, this.fd, offset, segments, what);
@@ -144,7 +144,7 @@ function writeEnded(offset: number, done: number): void {
 function zeroFrom(segments: readonly Segment[], from: number): void {
   let position = 0;
   for (const segment of segments) {
-    const end = position + segment.bytes.byteLength;
+    const end = position + segment.length;
     if (end > from) segment.bytes.fill(0, Math.max(0, from - position));
     position = end;
   }

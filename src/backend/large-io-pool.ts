@@ -69,7 +69,7 @@ export class LargeIoPool {
     spans.forEach((span, index) => {
       const at = slotNumber.span(slot, index);
       numbers[at] = span.address;
-      numbers[at + 1] = span.bytes.byteLength;
+      numbers[at + 1] = span.length;
     });
     const done = new Promise<number>((resolve, reject) => this.waiters.set(slot, { resolve, reject, what }));
     Atomics.store(cells, slotCell.state(slot), SlotState.Submitted);

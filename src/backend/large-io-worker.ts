@@ -25,7 +25,7 @@ const cells = new Int32Array(cellsBuffer);
 const numbers = new Float64Array(numbersBuffer);
 const table = new IovecTable();
 /** Reused for every job: a job's spans are the first of these. */
-const spans = Array.from({ length: MAX_SPANS }, () => ({ address: 0, bytes: { byteLength: 0 } }));
+const spans = Array.from({ length: MAX_SPANS }, () => ({ address: 0, length: 0 }));
 
 /** The job's spans, copied out of shared memory; returns how many. */
 function loadSpans(slot: number): number {
@@ -34,7 +34,7 @@ function loadSpans(slot: number): number {
     const at = slotNumber.span(slot, index);
     const span = spans[index]!;
     span.address = numbers[at]!;
-    span.bytes.byteLength = numbers[at + 1]!;
+    span.length = numbers[at + 1]!;
   }
   return count;
 }

@@ -24,7 +24,7 @@ class IovecTable {
   describe(segments: readonly Segment[]): number {
     let total = 0;
     segments.forEach((segment, i) => {
-      const length = segment.bytes.byteLength;
+      const length = segment.length;
       this.words[i * 4] = segment.address >>> 0;
       this.words[i * 4 + 1] = Math.floor(segment.address / 0x100000000);
       this.words[i * 4 + 2] = length;

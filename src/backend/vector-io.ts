@@ -8,7 +8,7 @@ const EINTR = 4;
 /** A run of process memory by address: a guest buffer (Segment) is one. */
 export interface Span {
   readonly address: number;
-  readonly bytes: { readonly byteLength: number };
+  readonly length: number;
 }
 
 /** preadv or pwritev through the process's libc, taking the iovec table's address. */
@@ -37,7 +37,7 @@ export class IovecTable {
     for (let i = first; i < end && count < IOV_MAX; i++, count++) {
       const span = spans[i]!;
       const start = i === first ? skip : 0;
-      const length = span.bytes.byteLength - start;
+      const length = span.length - start;
       const address = span.address + start;
       this.words[count * 4] = address >>> 0;
       this.words[count * 4 + 1] = Math.floor(address / 0x100000000);
@@ -81,7 +81,7 @@ export function transferSpans(
     // Advance past what moved; a short transfer resumes inside a span.
     let advance = result;
     while (first < count) {
-      const remaining = spans[first]!.bytes.byteLength - skip;
+      const remaining = spans[first]!.length - skip;
       if (advance < remaining) {
         skip += advance;
         break;

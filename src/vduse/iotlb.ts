@@ -1,5 +1,5 @@
 import * as libc from '../sys/libc';
-import { Access, GuestMemory, Segment } from '../virtio/memory';
+import { Access, GuestMemory, Segment, segmentOf } from '../virtio/memory';
 import { VduseDevice } from './device';
 import { ACCESS_RO, ACCESS_WO } from './uapi';
 
@@ -29,10 +29,7 @@ export class IotlbMemory implements GuestMemory {
     if (access === Access.Write && region.perm === ACCESS_RO) return null;
     if (access === Access.Read && region.perm === ACCESS_WO) return null;
     const offset = iova - region.start;
-    return {
-      bytes: region.mapping.bytes.subarray(offset, offset + length),
-      address: region.mapping.address + offset,
-    };
+    return segmentOf(region.mapping.bytes, region.mapping.address, offset, length);
   }
 
   /**

@@ -1,5 +1,5 @@
 import * as libc from '../../src/sys/libc';
-import { Access, GuestMemory, Segment } from '../../src/virtio/memory';
+import { Access, GuestMemory, Segment, segmentOf } from '../../src/virtio/memory';
 
 /** What the device may do with a region, as an IOTLB entry's perm says (VDUSE_ACCESS_*). */
 export type RegionAccess = 'ro' | 'wo' | 'rw';
@@ -41,10 +41,7 @@ export class TestMemory implements GuestMemory {
     if (access === Access.Read && region.access === 'wo') return null;
     if (access === Access.Write && region.access === 'ro') return null;
     const offset = iova - region.iova;
-    return {
-      bytes: region.mapping.bytes.subarray(offset, offset + length),
-      address: region.mapping.address + offset,
-    };
+    return segmentOf(region.mapping.bytes, region.mapping.address, offset, length);
   }
 
   /** The region holding all of [iova, iova + length), ignoring access. */

@@ -1,12 +1,12 @@
 import * as libc from '../../src/sys/libc';
-import { Segment } from '../../src/virtio/memory';
+import { Segment, segmentOf } from '../../src/virtio/memory';
 
 /** Segments of the given lengths laid end to end in `mapping`, starting at `offset`. */
 export function carve(mapping: libc.Mapping, lengths: readonly number[], offset = 0): Segment[] {
   const segments: Segment[] = [];
   let at = offset;
   for (const length of lengths) {
-    segments.push({ bytes: mapping.bytes.subarray(at, at + length), address: mapping.address + at });
+    segments.push(segmentOf(mapping.bytes, mapping.address, at, length));
     at += length;
   }
   if (at > mapping.length) throw new Error('test bug: segments overflow the mapping');

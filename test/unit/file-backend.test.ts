@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FileBackend, FileBackendProvider } from '../../src/backend/file';
+import { segmentOf } from '../../src/virtio/memory';
 import { openQueueBackend } from '../../src/backend/queue-backend';
 import { FdWatcher } from '../../src/backend/types';
 import { SysError } from '../../src/sys/errors';
@@ -119,10 +120,7 @@ describe('FileBackend', () => {
       const fd = fs.openSync(file, 'r+');
       fs.writeSync(fd, marker, 0, marker.length, fillerTotal);
       fs.closeSync(fd);
-      const fillers = fillerLengths.map((length) => ({
-        bytes: scratch.bytes.subarray(0, length),
-        address: scratch.address,
-      }));
+      const fillers = fillerLengths.map((length) => segmentOf(scratch.bytes, scratch.address, 0, length));
       const [probe, tail] = carve(mapping, [8192, 8192]);
       open().read(0, [...fillers, probe!, tail!]);
       assert.deepEqual(Buffer.from(probe!.bytes), marker.subarray(0, 8192));

@@ -127,7 +127,8 @@ describe('large reads and writes of image files on helper threads', function () 
     const deadline = Date.now() + 60_000;
     while (threads() > threadsBefore && Date.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.equal(threads(), threadsBefore, 'helpers ended');
-    assert.equal(openFds(), fdsBefore, 'no descriptor left');
+    // At most as many as before: threads and descriptors of earlier tests may end meanwhile.
+    assert.ok(threads() <= threadsBefore, `helpers ended: ${threads()} threads, ${threadsBefore} before`);
+    assert.ok(openFds() <= fdsBefore, `no descriptor left: ${openFds()} open, ${fdsBefore} before`);
   });
 });

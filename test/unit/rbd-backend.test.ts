@@ -6,7 +6,7 @@ import { RbdBackend, RbdBackendProvider } from '../../src/backend/rbd';
 import { RbdLocation } from '../../src/backend/descriptor';
 import { RbdImage } from '../../src/backend/rbd-image';
 import * as libc from '../../src/sys/libc';
-import { Segment } from '../../src/virtio/memory';
+import { Segment, segmentOf } from '../../src/virtio/memory';
 import { useCephCluster } from '../support/ceph-cluster';
 import { TestPollLoop } from '../support/poll-loop';
 
@@ -31,10 +31,7 @@ class GuestBuffers {
       const offset = this.used;
       this.used += length;
       if (this.used > this.mapping.length) throw new Error('test bug: guest buffers exhausted');
-      return {
-        bytes: this.mapping.bytes.subarray(offset, offset + length),
-        address: this.mapping.address + offset,
-      };
+      return segmentOf(this.mapping.bytes, this.mapping.address, offset, length);
     });
   }
 

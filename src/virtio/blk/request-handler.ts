@@ -1,6 +1,6 @@
 import { BlockBackend, IoResult } from '../../backend/types';
 import { Chain, QueueBrokenError } from '../split-queue';
-import { Segment } from '../memory';
+import { Segment, segmentOf } from '../memory';
 import {
   BlkRequestType,
   BlkStatus,
@@ -222,7 +222,7 @@ function runInOrder(operations: Array<() => IoResult>): IoResult {
 
 export function totalLength(segments: readonly Segment[]): number {
   let total = 0;
-  for (const segment of segments) total += segment.bytes.byteLength;
+  for (const segment of segments) total += segment.length;
   return total;
 }
 
@@ -231,14 +231,12 @@ export function sliceSegments(segments: readonly Segment[], start: number, end: 
   const result: Segment[] = [];
   let position = 0;
   for (const segment of segments) {
-    const length = segment.bytes.byteLength;
+    const length = segment.length;
     const from = Math.max(start - position, 0);
     const to = Math.min(end - position, length);
     if (to > from) {
       result.push(
-        from === 0 && to === length
-          ? segment
-          : { bytes: segment.bytes.subarray(from, to), address: segment.address + from },
+        from === 0 && to === length ? segment : segmentOf(segment.bytes, segment.address, from, to - from),
       );
     }
     position += length;
