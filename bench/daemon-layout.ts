@@ -22,11 +22,11 @@ export const uncountedDaemonLayout = daemonLayoutWith(
   ['--no-request-counters'],
 );
 
-/** The same daemon with no helper threads for large requests: what those bring. */
-export const inlineIoDaemonLayout = daemonLayoutWith(
-  'daemon-inline-io',
-  'the daemon layout with --inline-io (large requests transferred by the queue threads themselves)',
-  ['--inline-io'],
+/** The same daemon with helper threads for large requests: what those bring. */
+export const largeIoDaemonLayout = daemonLayoutWith(
+  'daemon-large-io',
+  'the daemon layout with --large-io-helpers (requests of 128 KiB or more on helper threads)',
+  ['--large-io-helpers'],
 );
 
 function daemonLayoutWith(name: string, description: string, flags: string[]): Layout {

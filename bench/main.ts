@@ -4,7 +4,7 @@ import { readConfig } from './config';
 import { benchInfo, checkEnvironment, prefill } from './environment';
 import { log } from './log';
 import { memoryCase } from './memory-case';
-import { daemonLayout, inlineIoDaemonLayout, uncountedDaemonLayout } from './daemon-layout';
+import { daemonLayout, largeIoDaemonLayout, uncountedDaemonLayout } from './daemon-layout';
 import { oursLayout } from './ours-layout';
 import { qemuLayout } from './qemu-layout';
 import { BenchResults, renderMemory, renderTable, summarise, writeResults } from './report';
@@ -17,7 +17,7 @@ import { throughputCase } from './throughput';
  * Writes results.json, results.md and raw/ (fio reports, server logs) into $VDUSE_CSI_OUT.
  */
 
-const LAYOUTS = [qemuLayout, oursLayout, daemonLayout, uncountedDaemonLayout, inlineIoDaemonLayout];
+const LAYOUTS = [qemuLayout, oursLayout, daemonLayout, uncountedDaemonLayout, largeIoDaemonLayout];
 const BASELINE = qemuLayout.name;
 
 async function main(): Promise<number> {

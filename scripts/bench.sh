@@ -11,7 +11,7 @@
 #   VDUSE_CSI_BENCH_RUNTIME  seconds per fio run (10)     VDUSE_CSI_BENCH_RAMP     ramp seconds (2)
 #   VDUSE_CSI_BENCH_REPEATS  repeats (3)                  VDUSE_CSI_BENCH_QUEUES   queue counts ("1 2")
 #   VDUSE_CSI_BENCH_JOBS     subset of the fio jobs (all) VDUSE_CSI_BENCH_SIZE_MIB image MiB (1024)
-#   VDUSE_CSI_BENCH_DAEMONS  layouts ("qemu ours daemon daemon-uncounted daemon-inline-io")
+#   VDUSE_CSI_BENCH_DAEMONS  layouts ("qemu ours daemon daemon-uncounted daemon-large-io")
 #   VDUSE_CSI_BENCH_MEMORY   1/0 memory case (1)
 #   VDUSE_CSI_BENCH_MEM_DEVICES volumes in the memory case (16), VDUSE_CSI_BENCH_MEM_SIZE_MIB their MiB (64)
 #   VDUSE_CSI_BENCH_READY_TIMEOUT seconds a layout may take to serve its volumes (400)

@@ -20,6 +20,7 @@ export const BLK_USAGE = `usage:
                       [--queues N] [--queue-size N] [--block-size 512|4096] [--read-only]
                       [--bounce-size BYTES] [--state-dir DIR] [--log-level LEVEL]
                       [--keep-standby] [--standby] [--keep-allocation] [--copy-dir DIR ...]
+                      [--large-io-helpers]
   vduse-csi blk serve --rbd POOL[/NAMESPACE]/IMAGE [--name NAME] [--ceph-conf FILE] [--id USER]
                       [--keyring FILE] [...the options above]
       (--rbd serves a Ceph RBD image through librbd, holding its exclusive lock; a missing image
@@ -28,7 +29,9 @@ export const BLK_USAGE = `usage:
        --keep-standby keeps a warm standby server that takes over within milliseconds if this one
        dies; --standby waits for the live server of the device to go, then takes over;
        --keep-allocation: DISCARD and WRITE_ZEROES never free the image's blocks (thick volumes);
-       --copy-dir: where the admin op copy may write, default the directory of each image)
+       --copy-dir: where the admin op copy may write, default the directory of each image;
+       --large-io-helpers: image-file requests of 128 KiB or more go to helper threads, as with
+       daemon run)
   vduse-csi blk resize --name NAME --size BYTES [--state-dir DIR]
   vduse-csi blk handover --name NAME [--state-dir DIR]
       (the live server lets go of the device without removing it, for a standby to take over)`;
@@ -66,6 +69,7 @@ export function parseServeOptions(argv: string[]): ServeCommand {
       'keep-standby': { type: 'boolean', default: false },
       'keep-allocation': { type: 'boolean', default: false },
       'copy-dir': { type: 'string', multiple: true },
+      'large-io-helpers': { type: 'boolean', default: false },
     },
   });
   const client = { conf: values['ceph-conf'], user: values.id, keyring: values.keyring };
@@ -99,6 +103,7 @@ export function parseServeOptions(argv: string[]): ServeCommand {
     ...shape,
     readOnly: values['read-only']!,
     keepAllocation: values['keep-allocation']!,
+    largeIoHelpers: values['large-io-helpers']!,
     logLevel: values['log-level']!,
     stateDir: values['state-dir']!,
   };

@@ -22,7 +22,7 @@ import { stopRequests } from './stop-requests';
 export const DAEMON_USAGE = `usage:
   vduse-csi daemon run [--state-dir DIR] [--log-level LEVEL] [--copy-dir DIR ...] [--keep-standby]
                        [--health-address HOST:PORT] [--metrics-address HOST:PORT] [--role-file FILE]
-                       [--no-request-counters] [--inline-io]
+                       [--no-request-counters] [--large-io-helpers]
       (serves every device of the node from one process; devices are added and removed through
        DIR/daemon.sock. While another daemon holds DIR, waits warm and takes every device over when
        it is gone. SIGTERM/SIGINT let go of the devices without removing them, for the next daemon;
@@ -32,8 +32,9 @@ export const DAEMON_USAGE = `usage:
        --role-file keeps this process's role in FILE: starting, standby, taking-over, serving,
        stopping, stopped; --no-request-counters: the queue threads count no request (no
        per-device request metrics, no failed-request Events), to measure what counting costs;
-       --inline-io: queue threads transfer large requests themselves, one after another (no helper
-       threads for requests of 128 KiB or more), to measure what the helpers bring)
+       --large-io-helpers: image-file requests of 128 KiB or more go to two helper threads per
+       queue thread, so several move at once (for data directories on disks that make each read
+       wait; under emulation on tmpfs they cost CPU and memory and gained nothing: docs/bench.md))
   vduse-csi daemon status [--state-dir DIR]
   vduse-csi daemon handover [--state-dir DIR]
       (the running daemon lets go of its devices and exits, for the daemon waiting beside it)`;
@@ -64,7 +65,7 @@ async function runDaemon(argv: string[]): Promise<void> {
       'metrics-address': { type: 'string' },
       'role-file': { type: 'string' },
       'no-request-counters': { type: 'boolean', default: false },
-      'inline-io': { type: 'boolean', default: false },
+      'large-io-helpers': { type: 'boolean', default: false },
     },
   });
   const stateDir = resolve(values['state-dir']!);
@@ -92,7 +93,7 @@ async function runDaemon(argv: string[]): Promise<void> {
       logLevel,
       copyDirs,
       countRequests: !values['no-request-counters']!,
-      inlineIo: values['inline-io']!,
+      largeIoHelpers: values['large-io-helpers']!,
       keepStandby: values['keep-standby']!,
     };
     await serveDevices(options, lock, stop.reason, life, values['metrics-address']);
@@ -125,10 +126,16 @@ async function serveDevices(
   life: DaemonLife,
   metricsAddress: string | undefined,
 ): Promise<void> {
-  const { stateDir, logLevel, copyDirs, countRequests, inlineIo } = options;
+  const { stateDir, logLevel, copyDirs, countRequests, largeIoHelpers } = options;
   life.become('taking-over');
   const lockedAt = performance.now();
-  const daemon = (life.daemon = new NodeDaemon({ stateDir, logLevel, copyDirs, countRequests, inlineIo }));
+  const daemon = (life.daemon = new NodeDaemon({
+    stateDir,
+    logLevel,
+    copyDirs,
+    countRequests,
+    largeIoHelpers,
+  }));
   const registry = metricsAddress === undefined ? undefined : processRegistry();
   const metrics =
     registry && registerDaemonMetrics(registry, { role: () => life.role, devices: () => daemon.devices() });
@@ -157,7 +164,7 @@ async function serveDevices(
         ...['daemon', 'run', '--state-dir', stateDir, '--log-level', logLevel, '--keep-standby'],
         ...copyDirs.flatMap((dir) => ['--copy-dir', dir]),
         ...(countRequests ? [] : ['--no-request-counters']),
-        ...(inlineIo ? ['--inline-io'] : []),
+        ...(largeIoHelpers ? ['--large-io-helpers'] : []),
         ...(metricsAddress === undefined ? [] : ['--metrics-address', metricsAddress]),
       ])
     : undefined;

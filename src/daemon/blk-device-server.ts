@@ -49,8 +49,8 @@ export interface BlkServeOptions {
   binder?: VdpaBinder;
   /** The queue threads count requests, bytes, errors and latency (false: to measure what that costs). */
   countRequests?: boolean;
-  /** Queue threads transfer large requests themselves, not through helper threads (to measure those). */
-  inlineIo?: boolean;
+  /** Large transfers of image files go to helper threads (large-io-pool.ts); off by default. */
+  largeIoHelpers?: boolean;
 }
 
 const STOP_TIMEOUT_MS = 10_000;
@@ -411,7 +411,7 @@ export class BlkDeviceServer {
           state: this.state.buffer,
           counters: this.ioCounters.buffer,
           countRequests: this.options.countRequests ?? true,
-          largeIoHelpers: !(this.options.inlineIo ?? false),
+          largeIoHelpers: this.options.largeIoHelpers ?? false,
           inflightLogPath: inflightLogPath(this.options.stateDir, name),
           takeover,
         },

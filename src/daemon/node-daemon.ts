@@ -31,8 +31,8 @@ export interface NodeDaemonOptions {
   copyDirs: string[];
   /** The queue threads count each request (per-device metrics, failed requests in `status`). */
   countRequests: boolean;
-  /** Queue threads transfer large requests themselves (no helper threads). */
-  inlineIo: boolean;
+  /** Large transfers of image files go to helper threads (large-io-pool.ts) instead of inline. */
+  largeIoHelpers: boolean;
 }
 
 /** How long a device whose previous daemon just died may stay held by that dying process. */

@@ -69,17 +69,25 @@ describe('vduse-csi blk serve on the real kernel', function () {
     });
   }
 
-  for (const bs of ['4k', '64k', '1m']) {
-    it(`passes fio crc32c verification of ${bs} random writes at iodepth 32 on 2 queues`, async () => {
+  const verifyCases: Array<{ bs: string; helpers: boolean }> = [
+    { bs: '4k', helpers: false },
+    { bs: '64k', helpers: false },
+    { bs: '1m', helpers: false },
+    { bs: '1m', helpers: true },
+  ];
+  for (const { bs, helpers } of verifyCases) {
+    const how = helpers ? ', large requests on helper threads' : '';
+    it(`passes fio crc32c verification of ${bs} random writes at iodepth 32 on 2 queues${how}`, async () => {
       served = await serve([
         '--file',
         join(dir, 'fio.img'),
         '--size',
         '128M',
         '--name',
-        `fio-${bs}`,
+        `fio-${bs}${helpers ? '-helped' : ''}`,
         '--queues',
         '2',
+        ...(helpers ? ['--large-io-helpers'] : []),
       ]);
       assert.deepEqual(readdirSync(`/sys/block/${served.path.slice(5)}/mq`).sort(), ['0', '1']);
       const report = fioJson(

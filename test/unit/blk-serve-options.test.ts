@@ -53,6 +53,15 @@ describe('blk serve options', () => {
     );
   });
 
+  it('puts large requests on helper threads only with --large-io-helpers', () => {
+    assert.equal(parseServeOptions(['--file', '/d/a.img']).devices[0]!.largeIoHelpers, false);
+    const helped = parseServeOptions(['--file', '/d/a.img', '--file', '/d/b.img', '--large-io-helpers']);
+    assert.deepEqual(
+      helped.devices.map((device) => device.largeIoHelpers),
+      [true, true],
+    );
+  });
+
   it('needs storage, one name per device and distinct names', () => {
     assert.throws(() => parseServeOptions([]), /--file or --rbd is required/);
     assert.throws(
