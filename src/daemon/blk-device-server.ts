@@ -3,7 +3,7 @@ import { BackendDescriptor, describeBackend, sameStorage } from '../backend/desc
 import { openBackend } from '../backend/open-backend';
 import { BackendProvider } from '../backend/types';
 import { log } from '../log';
-import { virtioProbeFailed, waitForBlockDevice, waitForBlockDeviceGone } from '../vdpa';
+import { VdpaClient, virtioProbeFailed, waitForBlockDevice, waitForBlockDeviceGone } from '../vdpa';
 import { VduseControl } from '../vduse/control';
 import { VduseDevice, devicePath } from '../vduse/device';
 import { BlkGeometry, blkFeatures, encodeBlkConfig } from '../virtio/blk/config';
@@ -423,7 +423,12 @@ export class BlkDeviceServer {
   /** Removes the vdpa device, if there is one, and waits until its block device is gone. */
   private async unbind(): Promise<void> {
     if (!this.vdpaBound) return;
-    await this.throughBinder((binder) => binder.unbind(this.options.name));
+    const vdpa = await VdpaClient.open();
+    try {
+      await vdpa.removeDevice(this.options.name);
+    } finally {
+      await vdpa.close();
+    }
     this.vdpaBound = false;
     await waitForBlockDeviceGone(this.options.name, { timeoutMs: STOP_TIMEOUT_MS });
   }
@@ -439,7 +444,7 @@ export class BlkDeviceServer {
     await steps.run(
       `binding device ${name} to virtio-vdpa through the vdpa generic netlink family`,
       async () => {
-        await this.throughBinder((binder) => binder.bind(name));
+        await (this.options.binder ? this.options.binder.bind(name) : VdpaBinder.bindOnce(name));
         this.vdpaBound = true;
       },
       'environment',
@@ -449,11 +454,6 @@ export class BlkDeviceServer {
       () => waitForBlockDevice(name),
       'environment',
     );
-  }
-
-  /** The daemon's binder, or (a process serving this device alone) one started for the call. */
-  private throughBinder(call: (binder: VdpaBinder) => Promise<void>): Promise<void> {
-    return this.options.binder ? call(this.options.binder) : VdpaBinder.once(call);
   }
 }
 

@@ -13,39 +13,31 @@ interface BindProcess {
   closed: () => boolean;
 }
 
-type Operation = 'add' | 'del';
-
 /**
- * vdpa DEV_NEW and DEV_DEL through a bind process of its own (dist/bundle/vdpa-bind.js; see
- * vdpa-bind.ts for why), started at the first call and kept for the next ones until `close`: a
- * device added to or removed from a running daemon costs no process start. One call at a time, as
- * the kernel runs them. A bind process that died is replaced at the next call.
+ * vdpa DEV_NEW through a bind process of its own (dist/bundle/vdpa-bind.js; see vdpa-bind.ts for
+ * why), started at the first bind and kept for the next ones until `close`: a device added to a
+ * running daemon costs no process start. One bind at a time, as the kernel runs them. A bind process
+ * that died is replaced at the next bind.
  */
 export class VdpaBinder {
   private process: BindProcess | undefined;
   private readonly turns = new Serial();
 
-  /** DEV_NEW: virtio-vdpa probes the device, so its block device appears. */
   bind(name: string): Promise<void> {
-    return this.turns.run(() => this.request('add', name));
+    return this.turns.run(() => this.request(name));
   }
 
-  /** DEV_DEL: the block device goes away and the device is reset. */
-  unbind(name: string): Promise<void> {
-    return this.turns.run(() => this.request('del', name));
-  }
-
-  /** One call through a bind process started for it alone (a process serving one device, say). */
-  static async once(operation: (binder: VdpaBinder) => Promise<void>): Promise<void> {
+  /** One bind through a bind process started for it alone (a process serving one device, say). */
+  static async bindOnce(name: string): Promise<void> {
     const binder = new VdpaBinder();
     try {
-      await operation(binder);
+      await binder.bind(name);
     } finally {
       await binder.close();
     }
   }
 
-  /** Ends the bind process once its calls are answered. */
+  /** Ends the bind process once its binds are answered. */
   close(): Promise<void> {
     return this.turns.run(async () => {
       const running = this.process;
@@ -57,7 +49,7 @@ export class VdpaBinder {
     });
   }
 
-  private request(operation: Operation, name: string): Promise<void> {
+  private request(name: string): Promise<void> {
     if (this.process?.closed()) this.process = undefined;
     const running = (this.process ??= startBindProcess());
     return new Promise((resolve, reject) => {
@@ -81,7 +73,7 @@ export class VdpaBinder {
       running.answers.once('line', answered);
       running.child.once('close', died);
       running.child.once('error', failed);
-      running.child.stdin.write(`${operation} ${name}\n`);
+      running.child.stdin.write(`${name}\n`);
     });
   }
 }

@@ -26,7 +26,7 @@ function openFds(): number {
 
 // No VDUSE device of these names exists (nor, on most hosts, the vdpa family): every bind is
 // refused by the kernel, which is what these cases need of it.
-describe('VdpaBinder (one bind process for many binds and removes)', function () {
+describe('VdpaBinder (one bind process for many binds)', function () {
   this.timeout(120_000);
 
   it('answers each bind from the same process, keeps it between binds, and ends it on close', async () => {
@@ -37,8 +37,6 @@ describe('VdpaBinder (one bind process for many binds and removes)', function ()
     assert.ok(first !== undefined && others.length === 0, 'one bind process');
     await assert.rejects(binder.bind('no-such-device-2'));
     assert.deepEqual(bindProcesses(), [first], 'the same process answers the next bind');
-    await assert.rejects(binder.unbind('no-such-device-3'), /vdpa|no-such-device-3|ENODEV|family/i);
-    assert.deepEqual(bindProcesses(), [first], 'and the removes');
     await binder.close();
     assert.deepEqual(bindProcesses(), []);
     assert.equal(openFds(), fdsBefore, 'its pipes are closed');
