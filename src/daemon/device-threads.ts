@@ -85,6 +85,8 @@ export class DeviceThreads {
   private control: DeviceThread | undefined;
   private readonly queueThreads: DeviceThread[] = [];
   private readonly placement = new Map<string, DeviceThread[]>();
+  /** Detaches under way: the threads they talk to must outlive them. */
+  private detaching = 0;
 
   constructor(
     private readonly logLevel: string,
@@ -120,14 +122,22 @@ export class DeviceThreads {
     await Promise.all([this.control, ...this.queueThreads].map((thread) => thread.ready));
   }
 
-  /** Stops serving a device; afterwards no thread touches its fd, rings or image. */
+  /**
+   * Stops serving a device; afterwards no thread touches its fd, rings or image. The threads end
+   * with the last device, once no other detach still talks to them.
+   */
   async detach(name: string): Promise<void> {
     const hosts = this.placement.get(name) ?? [];
     this.placement.delete(name);
-    await this.control?.call({ type: 'detach', name });
-    await Promise.all([...new Set(hosts)].map((host) => host.call({ type: 'detach', name })));
-    for (const host of hosts) host.load--;
-    if (this.placement.size === 0) await this.shutdown();
+    this.detaching++;
+    try {
+      await this.control?.call({ type: 'detach', name });
+      await Promise.all([...new Set(hosts)].map((host) => host.call({ type: 'detach', name })));
+      for (const host of hosts) host.load--;
+    } finally {
+      this.detaching--;
+    }
+    if (this.placement.size === 0 && this.detaching === 0) await this.shutdown();
   }
 
   /** Makes the threads serving `name`'s queues look at its shared state now. */
