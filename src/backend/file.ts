@@ -1,7 +1,7 @@
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { SysError } from '../sys/errors';
 import * as libc from '../sys/libc';
-import { Segment, segmentOf } from '../virtio/memory';
+import { Segment, segmentOf, totalLength } from '../virtio/memory';
 import { JobKind } from './large-io-layout';
 import { LARGE_IO_BYTES, LargeIoPool } from './large-io-pool';
 import { BackendProvider, BlockBackend, IoResult, QueueBackendSpec } from './types';
@@ -104,10 +104,7 @@ export class FileBackend implements BlockBackend {
 
   /** A large transfer handed to a helper thread, or null when it is done here. */
   private helped(kind: JobKind, offset: number, segments: readonly Segment[]): Promise<number> | null {
-    if (!this.largeIo) return null;
-    let bytes = 0;
-    for (const segment of segments) bytes += segment.length;
-    if (bytes < LARGE_IO_BYTES) return null;
+    if (!this.largeIo || totalLength(segments) < LARGE_IO_BYTES) return null;
     const what = `${kind === JobKind.Read ? 'preadv' : 'pwritev'} ${this.path}`;
     return this.largeIo.submit(kind, this.fd, offset, segments, what);
   }

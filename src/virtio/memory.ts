@@ -34,6 +34,13 @@ class LazySegment implements Segment {
   }
 }
 
+/** The bytes of all the segments together. */
+export function totalLength(segments: readonly Segment[]): number {
+  let total = 0;
+  for (const segment of segments) total += segment.length;
+  return total;
+}
+
 /** The `length` bytes at `offset` of `whole`, which starts at process address `wholeAddress`. */
 export function segmentOf(whole: Uint8Array, wholeAddress: number, offset: number, length: number): Segment {
   return new LazySegment(whole, offset, length, wholeAddress + offset);

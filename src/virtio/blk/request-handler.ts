@@ -1,6 +1,6 @@
 import { BlockBackend, IoResult } from '../../backend/types';
 import { Chain, QueueBrokenError } from '../split-queue';
-import { Segment, segmentOf } from '../memory';
+import { Segment, segmentOf, totalLength } from '../memory';
 import {
   BlkRequestType,
   BlkStatus,
@@ -218,12 +218,6 @@ function runInOrder(operations: Array<() => IoResult>): IoResult {
     if (pending) return pending.then(() => runInOrder(operations.slice(i + 1)));
   }
   return undefined;
-}
-
-export function totalLength(segments: readonly Segment[]): number {
-  let total = 0;
-  for (const segment of segments) total += segment.length;
-  return total;
 }
 
 /** The bytes [start, end) of a segment list, as segments, without copying. */
