@@ -42,6 +42,8 @@ export class LargeIoPool {
   private readonly waiters = new Map<number, Waiter>();
   private doneFd = -1;
   private helpersAlive = 0;
+  /** Settle as the helpers end. */
+  private readonly helperExits: Array<Promise<void>> = [];
 
   constructor(private readonly watcher: FdWatcher) {}
 
@@ -79,8 +81,11 @@ export class LargeIoPool {
     return done;
   }
 
-  /** Ends the helpers once the jobs under way are done (the caller waits for its requests first). */
-  close(): void {
+  /**
+   * Ends the helpers once the jobs under way are done (the caller waits for its requests first);
+   * settles when they have ended.
+   */
+  async close(): Promise<void> {
     if (this.doneFd < 0) return;
     Atomics.store(this.cells, STOP, 1);
     Atomics.add(this.cells, SUBMISSIONS, 1);
@@ -88,6 +93,7 @@ export class LargeIoPool {
     this.watcher.unwatch(this.doneFd);
     libc.closeFd(this.doneFd);
     this.doneFd = -1;
+    await Promise.all(this.helperExits);
   }
 
   private freeSlot(): number {
@@ -114,6 +120,7 @@ export class LargeIoPool {
       helper.unref();
       helper.on('error', () => undefined);
       helper.once('exit', () => this.helperExited());
+      this.helperExits.push(new Promise((resolve) => helper.once('exit', () => resolve())));
       this.helpersAlive++;
     }
     this.watcher.watch(this.doneFd, () => this.collect());

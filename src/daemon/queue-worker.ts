@@ -367,4 +367,4 @@ thread
     threadLog.error('queue thread failed', { error: String(error) });
     process.exitCode = 1;
   })
-  .finally(() => largeIo.close());
+  .finally(() => void largeIo.close());

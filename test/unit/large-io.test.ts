@@ -41,7 +41,8 @@ describe('large reads and writes of image files on helper threads', function () 
   afterEach(async () => {
     backend?.close();
     backend = undefined;
-    pool.close();
+    // Its helpers gone, the next test counts threads from a settled process.
+    await pool.close();
     await loop.stopped();
     mapping.unmap();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -123,7 +124,7 @@ describe('large reads and writes of image files on helper threads', function () 
     assert.ok(threads() > threadsBefore, 'helpers started');
     reader.close();
     backend = undefined;
-    pool.close();
+    await pool.close();
     const deadline = Date.now() + 60_000;
     while (threads() > threadsBefore && Date.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, 50));
