@@ -121,11 +121,20 @@ export async function makeFilesystem(
   fsType: FilesystemType,
   options: { label?: string } = {},
 ): Promise<void> {
+  const found = await detectFilesystem(device);
+  if (found !== null) throw new DeviceNotBlankError(device, found);
+  await formatProbedBlank(device, fsType, options);
+}
+
+/** makeFilesystem on a device its caller has just probed blank (one blkid, not two, per stage). */
+async function formatProbedBlank(
+  device: string,
+  fsType: FilesystemType,
+  options: { label?: string },
+): Promise<void> {
   if (options.label !== undefined && options.label.length > MAX_LABEL_LENGTH[fsType]) {
     throw new Error(`label ${JSON.stringify(options.label)} is longer than ${fsType} allows`);
   }
-  const found = await detectFilesystem(device);
-  if (found !== null) throw new DeviceNotBlankError(device, found);
   const label = options.label !== undefined ? ['-L', options.label] : [];
   switch (fsType) {
     case 'ext4':
@@ -232,7 +241,7 @@ export async function safeFormatAndMount(
     if (options.readOnly) {
       throw new Error(`cannot mount blank device ${device} read-only: it has no filesystem`);
     }
-    await makeFilesystem(device, fsType, options.label !== undefined ? { label: options.label } : {});
+    await formatProbedBlank(device, fsType, options.label !== undefined ? { label: options.label } : {});
   } else if (found !== fsType) {
     throw new FilesystemMismatchError(device, found, fsType);
   } else if (!options.readOnly) {
