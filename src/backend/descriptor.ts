@@ -19,9 +19,29 @@ export interface CephClientOptions {
   keyring?: string;
 }
 
+/**
+ * How an RBD image is shared with servers on other nodes; absent: it is not, and the server holds
+ * the exclusive lock for as long as it serves. 'read-only': the image is opened read-only and never
+ * locked. 'multi-writer': no lock is taken explicitly, so librbd hands it between the writers on
+ * every node as their writes need it.
+ */
+export type RbdSharing = 'read-only' | 'multi-writer';
+export const RBD_SHARINGS: readonly RbdSharing[] = ['read-only', 'multi-writer'];
+
 /** The storage a device serves, as the CLI, the device record and a successor server name it. */
 export type BackendDescriptor =
-  { kind: 'file'; path: string } | { kind: 'rbd'; location: RbdLocation; client: CephClientOptions };
+  | { kind: 'file'; path: string }
+  | { kind: 'rbd'; location: RbdLocation; client: CephClientOptions; sharing?: RbdSharing };
+
+export function isRbdSharing(value: unknown): value is RbdSharing {
+  return (RBD_SHARINGS as readonly unknown[]).includes(value);
+}
+
+/** `value` as an RbdSharing (undefined stays undefined: not shared); anything else throws. */
+export function checkRbdSharing(value: unknown): RbdSharing | undefined {
+  if (value === undefined || isRbdSharing(value)) return value;
+  throw new Error(`RBD sharing must be ${RBD_SHARINGS.join(' or ')}, not ${JSON.stringify(value)}`);
+}
 
 /**
  * Pool, namespace and image names as this driver accepts them: what Ceph allows is wider, but these
@@ -65,4 +85,19 @@ export function sameStorage(a: BackendDescriptor, b: BackendDescriptor): boolean
   if (a.kind === 'rbd' && b.kind === 'rbd')
     return rbdLocationText(a.location) === rbdLocationText(b.location);
   return false;
+}
+
+/**
+ * Why a device serving `served` cannot serve `wanted` ("<served>, not <wanted>": other storage, or
+ * the same shared otherwise), or undefined when it can.
+ */
+export function servingMismatch(served: BackendDescriptor, wanted: BackendDescriptor): string | undefined {
+  if (!sameStorage(served, wanted)) return `${describeBackend(served)}, not ${describeBackend(wanted)}`;
+  const [was, asked] = [sharingText(served), sharingText(wanted)];
+  if (was !== asked) return `${describeBackend(served)} ${was}, not ${asked}`;
+  return undefined;
+}
+
+function sharingText(backend: BackendDescriptor): string {
+  return backend.kind === 'rbd' && backend.sharing !== undefined ? `shared ${backend.sharing}` : 'unshared';
 }

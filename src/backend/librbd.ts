@@ -69,6 +69,9 @@ function bind() {
     rbdCreate4: rbd.func('int rbd_create4(void *ioctx, const char *name, uint64_t size, void *options)'),
     rbdRemove: rbd.func('int rbd_remove(void *ioctx, const char *name)'),
     rbdOpen: rbd.func('int rbd_open(void *ioctx, const char *name, _Out_ void **image, const char *snap)'),
+    rbdOpenReadOnly: rbd.func(
+      'int rbd_open_read_only(void *ioctx, const char *name, _Out_ void **image, const char *snap)',
+    ),
     rbdClose: rbd.func('int rbd_close(void *image)'),
     rbdGetSize: rbd.func('int rbd_get_size(void *image, _Out_ uint64_t *size)'),
     rbdResize2: rbd.func(

@@ -30,6 +30,8 @@ export interface RadosConnectOptions {
   /** The user's secret itself (kept out of errors and logs), in place of a keyring. */
   key?: string;
   timeouts?: Partial<CephTimeouts>;
+  /** false: librbd caches nothing, so a read sees what another node's writer just wrote. */
+  rbdCache?: boolean;
 }
 
 /** One connection to a cluster (rados_t). Breaking a lock fences a whole connection. */
@@ -113,6 +115,7 @@ export class RadosClient {
       ['rados_osd_op_timeout', String(timeouts.osdOpSeconds)],
       // Whatever ceph.conf says: breaking a lock must fence its owner, or both would write.
       ['rbd_blocklist_on_break_lock', 'true'],
+      ['rbd_cache', options.rbdCache === false ? 'false' : undefined],
     ];
     for (const [option, value] of settings) {
       if (value !== undefined)

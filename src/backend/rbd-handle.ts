@@ -31,9 +31,22 @@ const IMAGE_ID_BYTES = 64;
 /** rbd_list2 asks again with the count it needs when this is too few. */
 const LIST_START = 64;
 
-/** The image's handle, or undefined when there is no such image. */
-export async function openRbdHandle(pool: RadosPool, image: string): Promise<Pointer | undefined> {
-  return openBy(ceph().rbdOpen, pool, image, `open RBD image ${pool.name}/${image}`);
+/**
+ * The image's handle, or undefined when there is no such image. A read-only handle never takes the
+ * exclusive lock, so it reads beside the image's writer and other readers.
+ */
+export async function openRbdHandle(
+  pool: RadosPool,
+  image: string,
+  mode: { readOnly: boolean } = { readOnly: false },
+): Promise<Pointer | undefined> {
+  const lib = ceph();
+  return openBy(
+    mode.readOnly ? lib.rbdOpenReadOnly : lib.rbdOpen,
+    pool,
+    image,
+    `open RBD image ${pool.name}/${image}${mode.readOnly ? ' read-only' : ''}`,
+  );
 }
 
 async function openBy(

@@ -94,25 +94,30 @@ export class RbdImage {
     private readonly pool: RadosPool,
     /** open() made the image. */
     readonly created: boolean,
+    /** Opened read-only: never locked, never resized. */
+    readonly readOnly: boolean,
   ) {
     this.name = rbdLocationText(location);
   }
 
   /**
    * Connects and opens the image; a missing pool or image fails with kind 'not-found', unless
-   * `create` is given: then a missing image is created first (`created` says so).
+   * `create` is given: then a missing image is created first (`created` says so). A read-only
+   * image is never created.
    */
   static async open(
     options: RadosConnectOptions,
     location: RbdLocation,
     create?: { sizeBytes: number },
+    mode: { readOnly: boolean } = { readOnly: false },
   ): Promise<RbdImage> {
+    if (create && mode.readOnly) throw new Error('a read-only RBD image is never created or grown');
     const name = rbdLocationText(location);
     const client = await RadosClient.connect(options);
     let pool: RadosPool | undefined;
     try {
       pool = await client.openPool(location.pool, location.namespace);
-      let handle = await openRbdHandle(pool, location.image);
+      let handle = await openRbdHandle(pool, location.image, mode);
       let created = false;
       if (handle === undefined && create) {
         created = await createUnlessExists(pool, location.image, create.sizeBytes);
@@ -123,7 +128,7 @@ export class RbdImage {
           kind: 'not-found',
           meaning: `no image ${location.image} in ${pool.name}`,
         });
-      return new RbdImage(location, handle, client, pool, created);
+      return new RbdImage(location, handle, client, pool, created, mode.readOnly);
     } catch (error) {
       pool?.close();
       client.shutdown();
@@ -156,11 +161,20 @@ export class RbdImage {
     return Number(size[0]);
   }
 
-  /** Grows the image to `bytes`; shrinking is refused. */
+  /**
+   * Grows the image to `bytes`; shrinking is refused. A read-only image is grown by another client
+   * (the controller): it only has to have that size already.
+   */
   async resize(bytes: number): Promise<void> {
     const current = this.size();
     if (bytes < current)
       throw new RangeError(`refusing to shrink RBD image ${this.name} from ${current} to ${bytes} bytes`);
+    if (this.readOnly && bytes > current)
+      throw new CephError(`resize RBD image ${this.name} to ${bytes} bytes`, 30, {
+        kind: 'other',
+        meaning: `it is open read-only and has ${current} bytes`,
+      });
+    if (this.readOnly) return;
     const result = await callOffThread(ceph().rbdResize2, this.handle, bytes, false, null, null);
     if (result < 0) throw new CephError(`resize RBD image ${this.name} to ${bytes} bytes`, -result);
   }

@@ -3,7 +3,7 @@ import { RBD_WRITE_ZEROES_FLAG_THICK_PROVISION, Pointer, ceph } from './librbd';
 import { CephError } from './ceph-error';
 import { RadosConnectOptions } from './rados-client';
 import { ImageCompletions } from './rbd-completions';
-import { RbdLocation } from './descriptor';
+import { RbdLocation, RbdSharing } from './descriptor';
 import { RbdImage, removeRbdImage } from './rbd-image';
 import { BackendProvider, BlockBackend, FdWatcher, QueueBackendSpec } from './types';
 
@@ -88,25 +88,30 @@ export class RbdBackendProvider implements BackendProvider {
   private constructor(
     readonly image: RbdImage,
     private readonly client: RadosConnectOptions,
+    private readonly sharing: RbdSharing | undefined,
   ) {}
 
   /**
-   * Opens the image. With `sizeBytes`, a missing image is created and a smaller one grows;
-   * without it, a missing image is an error.
+   * Opens the image, shared with other nodes' servers as `sharing` says (not at all: undefined).
+   * With `sizeBytes`, a missing image is created and a smaller one grows; without it, a missing
+   * image is an error.
    */
   static async open(
     client: RadosConnectOptions,
     location: RbdLocation,
     sizeBytes: number | undefined,
+    sharing?: RbdSharing,
   ): Promise<RbdBackendProvider> {
-    const image = await RbdImage.open(client, location, sizeBytes === undefined ? undefined : { sizeBytes });
+    const image = await RbdImage.open(client, location, sizeBytes === undefined ? undefined : { sizeBytes }, {
+      readOnly: sharing === 'read-only',
+    });
     try {
       if (sizeBytes !== undefined && sizeBytes > image.size()) await image.resize(sizeBytes);
     } catch (error) {
       await image.close();
       throw error;
     }
-    return new RbdBackendProvider(image, client);
+    return new RbdBackendProvider(image, client, sharing);
   }
 
   /** The image handle is a BigInt, which a worker thread receives as is (structured clone). */
@@ -114,15 +119,20 @@ export class RbdBackendProvider implements BackendProvider {
     return { kind: 'rbd', image: this.image.handle };
   }
 
-  get lockHolder(): string {
-    return this.image.myLockOwnerName();
+  /** A read-only image is never locked, so there is nobody to fence after its server. */
+  get lockHolder(): string | undefined {
+    return this.sharing === 'read-only' ? undefined : this.image.myLockOwnerName();
   }
 
   /**
    * Fences the predecessors that still hold the lock, then acquires it: a live holder refuses at
-   * once, one that stopped answering is broken by librbd once its watch expires.
+   * once, one that stopped answering is broken by librbd once its watch expires. A multi-writer
+   * image is not locked here: librbd takes the lock for each write and hands it to the other
+   * writers on request, which it would refuse after an explicit acquire. Holders that are not
+   * predecessors (the other nodes' writers) are never fenced.
    */
   async lock(predecessors: readonly string[]): Promise<void> {
+    if (this.sharing === 'read-only') return;
     for (const owner of await this.image.lockOwners()) {
       if (!predecessors.includes(owner)) continue;
       try {
@@ -132,7 +142,7 @@ export class RbdBackendProvider implements BackendProvider {
         if (!(error instanceof CephError && error.kind === 'not-found')) throw error;
       }
     }
-    await this.image.acquireExclusiveLock();
+    if (this.sharing !== 'multi-writer') await this.image.acquireExclusiveLock();
   }
 
   size(): number {

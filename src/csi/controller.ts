@@ -101,7 +101,7 @@ export class ControllerService {
   async CreateVolume(request: CreateVolumeRequest): Promise<{ volume: Volume }> {
     if (wantsRbd(request.parameters)) return this.rbd().createVolume(request);
     const name = requireName(request.name, 'name');
-    const capabilities = requireCapabilities(request.volume_capabilities);
+    const capabilities = requireCapabilities(request.volume_capabilities, 'file');
     const parameters = parseParameters(fileParameters(request.parameters));
     if (Object.keys(request.mutable_parameters ?? {}).length > 0)
       throw invalidArgument('mutable_parameters are not supported');
@@ -198,7 +198,7 @@ export class ControllerService {
     const capabilities = request.volume_capabilities ?? [];
     if (capabilities.length === 0) throw invalidArgument('volume_capabilities are required');
     const volume = await this.requireVolume(id);
-    const problems = capabilityProblems(capabilities);
+    const problems = capabilityProblems(capabilities, 'file');
     const context = parametersContext(volume.parameters);
     for (const [key, value] of Object.entries(request.volume_context ?? {})) {
       if (context[key] !== value) problems.push(`volume_context ${key}=${value} does not match the volume's`);
@@ -245,7 +245,7 @@ export class ControllerService {
       minimum_volume_size: { value: MINIMUM_VOLUME_BYTES },
     };
     const unsupported = (request.volume_capabilities ?? []).some(
-      (capability) => capabilityProblem(capability) !== null,
+      (capability) => capabilityProblem(capability, 'file') !== null,
     );
     if (unsupported) return { available_capacity: 0, ...maximum };
     const space = await ProvisionedSpace.read(this.options.store, parameters.overcommitRatio);

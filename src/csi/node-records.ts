@@ -6,14 +6,18 @@ import { isRbdDeviceName, isRbdVolumeId, rbdDeviceName } from './rbd/volume-id';
 import { VolumeParameters } from './parameters';
 import { RecordDirectory } from './record-directory';
 import { FilesystemType } from '../node/filesystem';
+import { RbdSharing } from '../backend/descriptor';
 
 /** What this node did with a staged volume, so a restarted plugin knows what it runs and mounts. */
 export interface StagedVolume {
   volumeId: string;
   /** An image-file volume's image (every record of a build before RBD volumes has it). */
   imagePath?: string;
-  /** An RBD volume's image (pool[/namespace]/image) and cephx user; files from NodeCephFiles. */
-  rbd?: { image: string; user: string };
+  /**
+   * An RBD volume's image (pool[/namespace]/image), cephx user (files from NodeCephFiles), and how
+   * it is shared with other nodes (staged with a multi-node access mode; absent: not at all).
+   */
+  rbd?: { image: string; user: string; sharing?: RbdSharing };
   parameters: VolumeParameters;
   stagingPath: string;
   accessType: 'mount' | 'block';

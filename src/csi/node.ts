@@ -13,7 +13,7 @@ import { Publication, StagedVolume, deviceNameOf, podsOf, stagedVolumes } from '
 import { podOfContext } from './pod';
 import { VolumeParameters } from './parameters';
 import { RbdNodeVolumes } from './rbd/rbd-node';
-import { isRbdVolumeId } from './rbd/volume-id';
+import { isRbdVolumeId, volumeKindOf } from './rbd/volume-id';
 import { OperationLocks } from './operation-locks';
 import { RecordDirectory } from './record-directory';
 import { VolumeRecord, VolumeStore } from './store';
@@ -126,14 +126,14 @@ export class NodeService {
   }): Promise<object> {
     const id = requireField(request.volume_id, 'volume_id');
     const stagingPath = requirePath(request.staging_target_path, 'staging_target_path');
-    const capability = parseCapability(request.volume_capability, 'volume_capability');
+    const capability = parseCapability(request.volume_capability, 'volume_capability', volumeKindOf(id));
     let claim: StagedVolume['claim'];
     return this.options.locks
       .run([id], async () => {
         const deviceName = deviceNameOf(id);
         const existing = this.staged.get(deviceName);
         const { spec, parameters, record } = isRbdVolumeId(id)
-          ? this.rbd().prepare(id, request, capability.readOnly)
+          ? this.rbd().prepare(id, request, capability)
           : await this.fileStage(id, capability.readOnly);
         claim = record.claim;
         if (existing) checkSameStaging(existing, stagingPath, capability);
@@ -255,7 +255,7 @@ export class NodeService {
     const stagingPath = requirePath(request.staging_target_path, 'staging_target_path');
     const target = requirePath(request.target_path, 'target_path');
     const pod = podOfContext(request.volume_context);
-    const capability = parseCapability(request.volume_capability, 'volume_capability');
+    const capability = parseCapability(request.volume_capability, 'volume_capability', volumeKindOf(id));
     const readOnly = (request.readonly ?? false) || capability.readOnly;
     return this.options.locks.run([id], async () => {
       await this.requireVolume(id);
@@ -583,6 +583,7 @@ function checkSameStaging(existing: StagedVolume, stagingPath: string, capabilit
   const same =
     existing.accessType === capability.accessType &&
     existing.readOnly === capability.readOnly &&
+    (existing.rbd?.sharing !== undefined) === capability.multiNode &&
     (capability.accessType === 'block' || existing.fsType === capability.fsType);
   if (!same)
     throw alreadyExists(`volume ${existing.volumeId} is staged at ${stagingPath} with another capability`);

@@ -1,13 +1,27 @@
 import { FilesystemType, SUPPORTED_FILESYSTEMS } from '../node/filesystem';
-import { invalidArgument, outOfRange } from './errors';
+import { failedPrecondition, invalidArgument, outOfRange } from './errors';
 import { AccessModeName, CapacityRange, VolumeCapability } from './messages';
 
-export const SUPPORTED_ACCESS_MODES: readonly AccessModeName[] = [
+/** Where a volume's data lives, which decides the access modes it has. */
+export type VolumeKind = 'file' | 'rbd';
+
+const SINGLE_NODE_MODES: readonly AccessModeName[] = [
   'SINGLE_NODE_WRITER',
   'SINGLE_NODE_SINGLE_WRITER',
   'SINGLE_NODE_MULTI_WRITER',
   'SINGLE_NODE_READER_ONLY',
 ];
+/**
+ * An image file is on one node. An RBD image may be served by several nodes: read-only, or for
+ * Block read-write (two writers of a non-cluster filesystem corrupt it). MULTI_NODE_SINGLE_WRITER
+ * is refused: a node stages before it knows whether it publishes read-only, so no node could stage
+ * it either way, and Kubernetes never asks for it.
+ */
+export const ACCESS_MODES: Readonly<Record<VolumeKind, readonly AccessModeName[]>> = {
+  file: SINGLE_NODE_MODES,
+  rbd: [...SINGLE_NODE_MODES, 'MULTI_NODE_READER_ONLY', 'MULTI_NODE_MULTI_WRITER'],
+};
+const READ_ONLY_MODES: readonly AccessModeName[] = ['SINGLE_NODE_READER_ONLY', 'MULTI_NODE_READER_ONLY'];
 export const DEFAULT_FS_TYPE: FilesystemType = 'ext4';
 /** xfsprogs refuses to make filesystems smaller than this. */
 export const XFS_MINIMUM_BYTES = 300 * 1024 * 1024;
@@ -46,16 +60,22 @@ export interface ParsedCapability {
   fsType: FilesystemType;
   mountFlags: string[];
   readOnly: boolean;
+  /** Other nodes may use the volume at the same time (read-only, or Block read-write). */
+  multiNode: boolean;
 }
 
 /** Why the plugin cannot serve a capability, or null when it can. */
-export function capabilityProblem(capability: VolumeCapability | null | undefined): string | null {
+export function capabilityProblem(
+  capability: VolumeCapability | null | undefined,
+  kind: VolumeKind,
+): string | null {
   if (!capability) return 'a volume capability is empty';
   const mode = capability.access_mode?.mode;
   if (!mode || mode === 'UNKNOWN') return 'access_mode is required';
-  if (!SUPPORTED_ACCESS_MODES.includes(mode))
-    return `access mode ${mode} is not supported: volumes are local to one node`;
+  if (!ACCESS_MODES[kind].includes(mode)) return accessModeProblem(mode, kind);
   if (capability.access_type === 'mount') {
+    if (mode === 'MULTI_NODE_MULTI_WRITER')
+      return 'access mode MULTI_NODE_MULTI_WRITER is for Block volumes only: a filesystem mounted on two nodes at once is corrupted';
     const fsType = capability.mount?.fs_type ?? '';
     if (fsType !== '' && !(SUPPORTED_FILESYSTEMS as readonly string[]).includes(fsType))
       return `fs_type ${fsType} is not supported (use ${SUPPORTED_FILESYSTEMS.join(' or ')})`;
@@ -68,6 +88,22 @@ export function capabilityProblem(capability: VolumeCapability | null | undefine
   return 'access_type (mount or block) is required';
 }
 
+function accessModeProblem(mode: AccessModeName, kind: VolumeKind): string {
+  if (kind === 'file' && ACCESS_MODES.rbd.includes(mode))
+    return `access mode ${mode} is not supported: an image-file volume is local to one node (RBD volumes have it)`;
+  if (mode === 'MULTI_NODE_SINGLE_WRITER')
+    return (
+      'access mode MULTI_NODE_SINGLE_WRITER is not supported: a node stages a volume before it knows ' +
+      'whether it will write (use MULTI_NODE_READER_ONLY, or MULTI_NODE_MULTI_WRITER for Block)'
+    );
+  return `access mode ${mode} is not supported (supported: ${ACCESS_MODES[kind].join(', ')})`;
+}
+
+/** Whether a mode has one node write while others read, or several nodes use the volume at once. */
+function isMultiNode(mode: AccessModeName): boolean {
+  return mode.startsWith('MULTI_NODE_');
+}
+
 /** What ValidateVolumeCapabilities is asked to confirm. */
 export interface ValidationRequest {
   volume_context?: Record<string, string>;
@@ -77,8 +113,10 @@ export interface ValidationRequest {
 }
 
 /** Why the plugin cannot serve each of these capabilities (none: []). */
-export function capabilityProblems(capabilities: readonly VolumeCapability[]): string[] {
-  return capabilities.map(capabilityProblem).filter((problem): problem is string => problem !== null);
+export function capabilityProblems(capabilities: readonly VolumeCapability[], kind: VolumeKind): string[] {
+  return capabilities
+    .map((capability) => capabilityProblem(capability, kind))
+    .filter((problem): problem is string => problem !== null);
 }
 
 /** ValidateVolumeCapabilities' answer: everything asked for confirmed, or the problems found. */
@@ -94,29 +132,40 @@ export function validationAnswer(request: ValidationRequest, problems: readonly 
   };
 }
 
-export function requireCapabilities(capabilities: VolumeCapability[] | undefined): VolumeCapability[] {
+export function requireCapabilities(
+  capabilities: VolumeCapability[] | undefined,
+  kind: VolumeKind,
+): VolumeCapability[] {
   if (!capabilities || capabilities.length === 0) throw invalidArgument('volume_capabilities are required');
   for (const capability of capabilities) {
-    const problem = capabilityProblem(capability);
+    const problem = capabilityProblem(capability, kind);
     if (problem) throw invalidArgument(problem);
   }
   return capabilities;
 }
 
+/**
+ * A node call's capability. A multi-node mode on a volume that has none is FAILED_PRECONDITION, as
+ * CSI says for a CO that exceeds the volume's capabilities; anything else unusable INVALID_ARGUMENT.
+ */
 export function parseCapability(
   capability: VolumeCapability | null | undefined,
   field: string,
+  kind: VolumeKind,
 ): ParsedCapability {
   if (!capability) throw invalidArgument(`${field} is required`);
-  const problem = capabilityProblem(capability);
-  if (problem) throw invalidArgument(`${field}: ${problem}`);
-  const accessMode = capability.access_mode!.mode!;
+  const problem = capabilityProblem(capability, kind);
+  const accessMode = capability.access_mode?.mode;
+  if (problem && accessMode && isMultiNode(accessMode) && !ACCESS_MODES[kind].includes(accessMode))
+    throw failedPrecondition(`${field}: ${problem}`);
+  if (problem || !accessMode) throw invalidArgument(`${field}: ${problem}`);
   return {
     accessType: capability.access_type!,
     accessMode,
     fsType: (capability.mount?.fs_type || DEFAULT_FS_TYPE) as FilesystemType,
     mountFlags: capability.mount?.mount_flags ?? [],
-    readOnly: accessMode === 'SINGLE_NODE_READER_ONLY',
+    readOnly: READ_ONLY_MODES.includes(accessMode),
+    multiNode: isMultiNode(accessMode),
   };
 }
 

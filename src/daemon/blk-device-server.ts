@@ -1,5 +1,5 @@
 import { existsSync, writeFileSync } from 'node:fs';
-import { BackendDescriptor, describeBackend, sameStorage } from '../backend/descriptor';
+import { BackendDescriptor, describeBackend, servingMismatch } from '../backend/descriptor';
 import { openBackend } from '../backend/open-backend';
 import { BackendProvider } from '../backend/types';
 import { log } from '../log';
@@ -10,7 +10,7 @@ import { BlkGeometry, blkFeatures, encodeBlkConfig } from '../virtio/blk/config'
 import { VIRTIO_ID_BLOCK, VIRTIO_VENDOR_ID } from '../virtio/features';
 import { DeviceThreads } from './device-threads';
 import { isErrno } from '../sys/errors';
-import { DeviceRecord, readRecord, removeRecord, writeRecord } from './device-record';
+import { DeviceRecord, readRecord, recordVersionOf, removeRecord, writeRecord } from './device-record';
 import {
   createEmptyInflightLog,
   createInflightLog,
@@ -472,7 +472,7 @@ function deviceRecord(
 ): DeviceRecord {
   const holder = provider.lockHolder;
   return {
-    version: 1,
+    version: recordVersionOf(options.backend),
     name: options.name,
     backend: options.backend,
     geometry,
@@ -482,8 +482,8 @@ function deviceRecord(
 
 /** Why a server of `options` may not take over the device `record` describes, if it may not. */
 function storageMismatch(record: DeviceRecord, options: BlkServeOptions): string | undefined {
-  if (sameStorage(record.backend, options.backend)) return undefined;
-  return `VDUSE device ${options.name} serves ${describeBackend(record.backend)}, not ${describeBackend(options.backend)}`;
+  const mismatch = servingMismatch(record.backend, options.backend);
+  return mismatch && `VDUSE device ${options.name} serves ${mismatch}`;
 }
 
 function vdpaDeviceExists(name: string): boolean {

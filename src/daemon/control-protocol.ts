@@ -2,6 +2,7 @@ import { isAbsolute } from 'node:path';
 import {
   BackendDescriptor,
   CephClientOptions,
+  checkRbdSharing,
   parseRbdLocation,
   rbdLocationText,
 } from '../backend/descriptor';
@@ -113,6 +114,14 @@ function checkDeviceSpec(value: unknown): DeviceSpec {
   const backend = checkBackend(spec.backend);
   if (backend.kind === 'rbd' && spec.keepAllocation)
     throw new Error('keepAllocation is for image files (an RBD image is thin; its pool sets the space)');
+  if (
+    backend.kind === 'rbd' &&
+    backend.sharing === 'read-only' &&
+    (!spec.readOnly || spec.sizeBytes !== undefined)
+  )
+    throw new Error(
+      'an RBD image shared read-only is served read-only, and never created or grown (no sizeBytes)',
+    );
   const shape = checkDeviceShape(
     {
       queues: spec.queues as number,
@@ -139,7 +148,7 @@ function checkBackend(value: unknown): BackendDescriptor {
   }
   if (backend.kind !== 'rbd')
     throw new Error(`backend kind must be file or rbd, not ${JSON.stringify(backend.kind)}`);
-  onlyFields(backend, ['kind', 'location', 'client']);
+  onlyFields(backend, ['kind', 'location', 'client', 'sharing']);
   const location = objectOf(backend.location, 'backend location');
   onlyFields(location, ['pool', 'namespace', 'image']);
   const names = [location.pool, location.namespace ?? 'x', location.image];
@@ -155,12 +164,14 @@ function checkBackend(value: unknown): BackendDescriptor {
       throw new Error('backend client user must be 1-128 of [A-Za-z0-9._-], without "client."');
     checked.user = client.user;
   }
+  const sharing = checkRbdSharing(backend.sharing);
   return {
     kind: 'rbd',
     location: parseRbdLocation(
       rbdLocationText(location as { pool: string; namespace?: string; image: string }),
     ),
     client: checked,
+    ...(sharing === undefined ? {} : { sharing }),
   };
 }
 

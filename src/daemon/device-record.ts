@@ -2,14 +2,25 @@ import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../sys/atomic-file';
 import { join } from 'node:path';
 import { BlkGeometry } from '../virtio/blk/config';
-import { BackendDescriptor } from '../backend/descriptor';
+import { BackendDescriptor, isRbdSharing } from '../backend/descriptor';
+
+/**
+ * Version 2 is a record of an RBD image shared with other nodes (`backend.sharing`): builds before
+ * sharing refuse it, rather than take the image's exclusive lock for themselves.
+ */
+export type RecordVersion = 1 | 2;
+
+/** The version a record of `backend` has. */
+export function recordVersionOf(backend: BackendDescriptor): RecordVersion {
+  return backend.kind === 'rbd' && backend.sharing !== undefined ? 2 : 1;
+}
 
 /**
  * What a server needs to take over a live device it did not create: written when the device is
  * created, removed when it is destroyed. Kept under /run: devices do not outlive a reboot either.
  */
 export interface DeviceRecord {
-  version: 1;
+  version: RecordVersion;
   name: string;
   backend: BackendDescriptor;
   geometry: BlkGeometry;
@@ -26,7 +37,7 @@ export interface DeviceRecord {
  * those before keep-allocation have no such field (false).
  */
 interface StoredRecord {
-  version: 1;
+  version: RecordVersion;
   name: string;
   backend?: BackendDescriptor;
   imagePath?: string;
@@ -41,6 +52,8 @@ function recordPath(stateDir: string, name: string): string {
 }
 
 export function writeRecord(stateDir: string, record: DeviceRecord): void {
+  if (record.version !== recordVersionOf(record.backend))
+    throw new Error(`a record of ${record.name} must be version ${recordVersionOf(record.backend)}`);
   const stored: StoredRecord =
     record.backend.kind === 'file' ? { ...record, imagePath: record.backend.path } : record;
   writeFileAtomic(recordPath(stateDir, record.name), `${JSON.stringify(stored)}\n`);
@@ -57,15 +70,24 @@ export function readRecord(stateDir: string, name: string): DeviceRecord | null 
   const record = JSON.parse(text) as StoredRecord;
   const backend =
     record.backend ?? (record.imagePath === undefined ? undefined : { kind: 'file', path: record.imagePath });
-  if (record.version !== 1 || record.name !== name || !backend)
+  if (
+    !backend ||
+    record.name !== name ||
+    record.version !== recordVersionOf(backend) ||
+    !knownSharing(backend)
+  )
     throw new Error(`unusable device record for ${name}`);
   return {
-    version: 1,
+    version: record.version,
     name,
     backend,
     geometry: { ...record.geometry, keepAllocation: record.geometry.keepAllocation ?? false },
     ...(record.lockHolders === undefined ? {} : { lockHolders: record.lockHolders }),
   };
+}
+
+function knownSharing(backend: BackendDescriptor): boolean {
+  return backend.kind === 'file' || backend.sharing === undefined || isRbdSharing(backend.sharing);
 }
 
 export function removeRecord(stateDir: string, name: string): void {

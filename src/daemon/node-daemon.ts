@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { describeBackend, sameStorage } from '../backend/descriptor';
+import { describeBackend, servingMismatch } from '../backend/descriptor';
 import { buildId } from '../cli/build-id';
 import { Serial } from '../sys/serial';
 import { log } from '../log';
@@ -168,11 +168,8 @@ export class NodeDaemon {
   private async add(spec: DeviceSpec): Promise<Record<string, unknown>> {
     const running = this.servers.get(spec.name);
     if (running) {
-      if (!sameStorage(running.options.backend, spec.backend))
-        throw controlError(
-          'in-use',
-          `device ${spec.name} serves ${describeBackend(running.options.backend)}, not ${describeBackend(spec.backend)}`,
-        );
+      const mismatch = servingMismatch(running.options.backend, spec.backend);
+      if (mismatch) throw controlError('in-use', `device ${spec.name} serves ${mismatch}`);
       return this.deviceStatus(running);
     }
     const server = await BlkDeviceServer.start(this.serveOptions(spec)).catch((error: unknown) => {

@@ -164,6 +164,7 @@ function describeController(store: NonNullable<HarnessOptions['store']>): void {
           { ...base, volume_capabilities: [] },
           { ...base, volume_capabilities: [mountCapability('btrfs')] },
           { ...base, volume_capabilities: [mountCapability('ext4', 'MULTI_NODE_MULTI_WRITER')] },
+          { ...base, volume_capabilities: [blockCapability('MULTI_NODE_READER_ONLY')] },
           { ...base, volume_capabilities: [{ mount: {} }] },
           {
             ...base,
@@ -275,7 +276,10 @@ function describeController(store: NonNullable<HarnessOptions['store']>): void {
           volume_capabilities: [mountCapability('ext4', 'MULTI_NODE_READER_ONLY')],
         });
         assert.equal(no.confirmed, null);
-        assert.match(no.message, /MULTI_NODE_READER_ONLY/);
+        assert.match(
+          no.message,
+          /MULTI_NODE_READER_ONLY is not supported: an image-file volume is local to one node/,
+        );
         await csi.expectCode(
           'controller',
           'ValidateVolumeCapabilities',

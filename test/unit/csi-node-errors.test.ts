@@ -46,7 +46,7 @@ describe('CSI node over gRPC: validation and error codes', function () {
     ]);
   });
 
-  it('NodeStageVolume: INVALID_ARGUMENT for missing fields, NOT_FOUND for unknown volumes', async () => {
+  it('NodeStageVolume: INVALID_ARGUMENT for missing fields, FAILED_PRECONDITION for multi-node modes, NOT_FOUND for unknown volumes', async () => {
     const valid = { volume_id: volumeId, staging_target_path: staging, volume_capability: mountCapability() };
     for (const request of [
       { ...valid, volume_id: '' },
@@ -54,10 +54,19 @@ describe('CSI node over gRPC: validation and error codes', function () {
       { ...valid, staging_target_path: 'relative/path' },
       { ...valid, staging_target_path: `${staging}/../../etc` },
       { ...valid, volume_capability: null },
-      { ...valid, volume_capability: mountCapability('ext4', 'MULTI_NODE_MULTI_WRITER') },
       { ...valid, volume_capability: mountCapability('zfs') },
     ])
       await csi.expectCode('node', 'NodeStageVolume', request, 'INVALID_ARGUMENT');
+    // CSI's code for a CO exceeding the volume's capabilities: an image file has no multi-node mode.
+    for (const mode of ['MULTI_NODE_READER_ONLY', 'MULTI_NODE_MULTI_WRITER'] as const) {
+      const message = await csi.expectCode(
+        'node',
+        'NodeStageVolume',
+        { ...valid, volume_capability: blockCapability(mode) },
+        'FAILED_PRECONDITION',
+      );
+      assert.match(message, /image-file volume is local to one node/);
+    }
     await csi.expectCode(
       'node',
       'NodeStageVolume',

@@ -55,40 +55,80 @@ describe('CSI request validation', () => {
     );
   });
 
+  const mount = (fs_type: string, mode: string = 'SINGLE_NODE_WRITER'): VolumeCapability =>
+    ({
+      mount: { fs_type, mount_flags: [] },
+      access_mode: { mode },
+      access_type: 'mount',
+    }) as VolumeCapability;
+  const block = (mode: string): VolumeCapability =>
+    ({ block: {}, access_mode: { mode }, access_type: 'block' }) as VolumeCapability;
+
   it('accepts single-node capabilities with ext4, xfs or block, and nothing else', () => {
-    const mount = (fs_type: string, mode: string = 'SINGLE_NODE_WRITER'): VolumeCapability =>
-      ({
-        mount: { fs_type, mount_flags: [] },
-        access_mode: { mode },
-        access_type: 'mount',
-      }) as VolumeCapability;
-    assert.equal(capabilityProblem(mount('')), null);
-    assert.equal(capabilityProblem(mount('xfs', 'SINGLE_NODE_MULTI_WRITER')), null);
+    for (const kind of ['file', 'rbd'] as const) {
+      assert.equal(capabilityProblem(mount(''), kind), null);
+      assert.equal(capabilityProblem(mount('xfs', 'SINGLE_NODE_MULTI_WRITER'), kind), null);
+      assert.equal(capabilityProblem(block('SINGLE_NODE_READER_ONLY'), kind), null);
+      assert.match(capabilityProblem(mount('btrfs'), kind)!, /btrfs/);
+      assert.match(capabilityProblem({ access_mode: { mode: 'SINGLE_NODE_WRITER' } }, kind)!, /access_type/);
+      assert.match(
+        capabilityProblem(
+          {
+            mount: { fs_type: 'ext4', mount_flags: ['ro,exec'] },
+            access_mode: { mode: 'SINGLE_NODE_WRITER' },
+            access_type: 'mount',
+          },
+          kind,
+        )!,
+        /mount flag/,
+      );
+      assert.equal(parseCapability(mount(''), 'c', kind).fsType, 'ext4');
+      assert.equal(parseCapability(mount('xfs', 'SINGLE_NODE_READER_ONLY'), 'c', kind).readOnly, true);
+      assert.equal(parseCapability(block('SINGLE_NODE_WRITER'), 'c', kind).multiNode, false);
+      assert.equal(
+        code(() => parseCapability(undefined, 'volume_capability', kind)),
+        'INVALID_ARGUMENT',
+      );
+    }
+  });
+
+  it('gives image-file volumes no multi-node mode, saying why', () => {
+    for (const capability of [mount('ext4', 'MULTI_NODE_READER_ONLY'), block('MULTI_NODE_MULTI_WRITER')]) {
+      assert.match(capabilityProblem(capability, 'file')!, /image-file volume is local to one node/);
+      // CSI's answer at the node to a CO that exceeds the volume's capabilities.
+      assert.equal(
+        code(() => parseCapability(capability, 'volume_capability', 'file')),
+        'FAILED_PRECONDITION',
+      );
+    }
+  });
+
+  it('gives RBD volumes MULTI_NODE_READER_ONLY, and MULTI_NODE_MULTI_WRITER for Block only', () => {
+    assert.equal(capabilityProblem(mount('ext4', 'MULTI_NODE_READER_ONLY'), 'rbd'), null);
+    assert.equal(capabilityProblem(block('MULTI_NODE_READER_ONLY'), 'rbd'), null);
+    assert.equal(capabilityProblem(block('MULTI_NODE_MULTI_WRITER'), 'rbd'), null);
+    assert.match(capabilityProblem(mount('ext4', 'MULTI_NODE_MULTI_WRITER'), 'rbd')!, /Block volumes only/);
     assert.equal(
-      capabilityProblem({
-        block: {},
-        access_mode: { mode: 'SINGLE_NODE_READER_ONLY' },
-        access_type: 'block',
-      }),
-      null,
-    );
-    assert.match(capabilityProblem(mount('btrfs'))!, /btrfs/);
-    assert.match(capabilityProblem(mount('ext4', 'MULTI_NODE_MULTI_WRITER'))!, /not supported/);
-    assert.match(capabilityProblem({ access_mode: { mode: 'SINGLE_NODE_WRITER' } })!, /access_type/);
-    assert.match(
-      capabilityProblem({
-        mount: { fs_type: 'ext4', mount_flags: ['ro,exec'] },
-        access_mode: { mode: 'SINGLE_NODE_WRITER' },
-        access_type: 'mount',
-      })!,
-      /mount flag/,
-    );
-    assert.equal(parseCapability(mount(''), 'c').fsType, 'ext4');
-    assert.equal(parseCapability(mount('xfs', 'SINGLE_NODE_READER_ONLY'), 'c').readOnly, true);
-    assert.equal(
-      code(() => parseCapability(undefined, 'volume_capability')),
+      code(() => parseCapability(mount('xfs', 'MULTI_NODE_MULTI_WRITER'), 'c', 'rbd')),
       'INVALID_ARGUMENT',
     );
+    const reader = parseCapability(mount('ext4', 'MULTI_NODE_READER_ONLY'), 'c', 'rbd');
+    assert.deepEqual([reader.readOnly, reader.multiNode], [true, true]);
+    const writer = parseCapability(block('MULTI_NODE_MULTI_WRITER'), 'c', 'rbd');
+    assert.deepEqual([writer.readOnly, writer.multiNode], [false, true]);
+  });
+
+  it('refuses MULTI_NODE_SINGLE_WRITER for every volume', () => {
+    for (const kind of ['file', 'rbd'] as const) {
+      assert.match(
+        capabilityProblem(block('MULTI_NODE_SINGLE_WRITER'), kind)!,
+        /MULTI_NODE_SINGLE_WRITER is not/,
+      );
+      assert.equal(
+        code(() => parseCapability(block('MULTI_NODE_SINGLE_WRITER'), 'c', kind)),
+        'FAILED_PRECONDITION',
+      );
+    }
   });
 
   it('refuses relative paths and paths with ..', () => {

@@ -46,6 +46,10 @@ describe('device daemon control protocol', () => {
       device: FILE_DEVICE,
     });
     assert.deepEqual(validControlRequest({ v: 1, op: 'add', device: RBD_DEVICE }).op, 'add');
+    for (const sharing of ['read-only', 'multi-writer']) {
+      const device = { ...RBD_DEVICE, backend: { ...RBD_DEVICE.backend, sharing } };
+      assert.deepEqual(validControlRequest({ v: 1, op: 'add', device }), { v: 1, op: 'add', device });
+    }
     for (const request of [
       { v: 1, op: 'status' },
       { v: 1, op: 'handover' },
@@ -136,6 +140,20 @@ describe('device daemon control protocol', () => {
         device: { ...RBD_DEVICE, backend: { ...RBD_DEVICE.backend, location: { pool: '-x', image: 'a' } } },
       },
       /RBD pool "-x" must be/,
+    ],
+    [
+      'an unknown RBD sharing',
+      { v: 1, op: 'add', device: { ...RBD_DEVICE, backend: { ...RBD_DEVICE.backend, sharing: 'all' } } },
+      /RBD sharing must be read-only or multi-writer, not "all"/,
+    ],
+    [
+      'an RBD image shared read-only on a writable device',
+      {
+        v: 1,
+        op: 'add',
+        device: { ...RBD_DEVICE, readOnly: false, backend: { ...RBD_DEVICE.backend, sharing: 'read-only' } },
+      },
+      /shared read-only is served read-only/,
     ],
     [
       'a secret in the client',

@@ -54,6 +54,20 @@ describe('device records', () => {
     assert.equal(stored('vol').imagePath, undefined, 'an older build must not take it for a file');
   });
 
+  it('writes a record of a shared RBD image as version 2, which builds before sharing refuse', () => {
+    const record: DeviceRecord = {
+      version: 2,
+      name: 'vol',
+      backend: { kind: 'rbd', location: { pool: 'rbd', image: 'vol' }, client: {}, sharing: 'multi-writer' },
+      geometry,
+      lockHolders: ['127.0.0.1:0/1390356340'],
+    };
+    writeRecord(stateDir, record);
+    assert.equal(stored('vol').version, 2);
+    assert.deepEqual(readRecord(stateDir, 'vol'), record);
+    assert.throws(() => writeRecord(stateDir, { ...record, version: 1 }), /must be version 2/);
+  });
+
   it('keeps imagePath in file records, so an older build can still take the device over', () => {
     writeRecord(stateDir, {
       version: 1,
@@ -79,13 +93,17 @@ describe('device records', () => {
     });
   });
 
-  it('refuses a record without storage, of another name or of an unknown version', () => {
+  it('refuses a record without storage, of another name, of an unknown version or sharing', () => {
+    const shared = { kind: 'rbd', location: { pool: 'rbd', image: 'bad' }, client: {} };
     const write = (record: object): void =>
       writeFileSync(join(stateDir, 'devices', 'bad.json'), JSON.stringify(record));
     for (const record of [
       { version: 1, name: 'bad', geometry },
       { version: 1, name: 'other', imagePath: '/x.img', geometry },
       { version: 2, name: 'bad', imagePath: '/x.img', geometry },
+      { version: 1, name: 'bad', backend: { ...shared, sharing: 'read-only' }, geometry },
+      { version: 2, name: 'bad', backend: shared, geometry },
+      { version: 2, name: 'bad', backend: { ...shared, sharing: 'everyone' }, geometry },
     ]) {
       write(record);
       assert.throws(() => readRecord(stateDir, 'bad'), /unusable device record for bad/);

@@ -3,8 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { CephError } from '../../src/backend/ceph-error';
 import { RadosConnectOptions } from '../../src/backend/rados-client';
 import { RbdBackend, RbdBackendProvider } from '../../src/backend/rbd';
-import { RbdLocation } from '../../src/backend/descriptor';
+import { RbdLocation, RbdSharing } from '../../src/backend/descriptor';
 import { RbdImage } from '../../src/backend/rbd-image';
+import { openBackend } from '../../src/backend/open-backend';
 import * as libc from '../../src/sys/libc';
 import { Segment, segmentOf } from '../../src/virtio/memory';
 import { useCephCluster } from '../support/ceph-cluster';
@@ -331,6 +332,109 @@ describe('RBD backend: librbd through koffi against a single-node Ceph cluster',
       } finally {
         reader.close();
       }
+    });
+  });
+
+  describe('sharing with other nodes', () => {
+    const providers: RbdBackendProvider[] = [];
+    const backends: RbdBackend[] = [];
+    let loop: TestPollLoop;
+    let memory: GuestBuffers;
+
+    before(async () => {
+      loop = new TestPollLoop();
+      memory = new GuestBuffers(4 * MiB);
+      await RbdBackendProvider.open(admin(), at('shared'), 16 * MiB).then((made) => made.close());
+    });
+
+    after(async () => {
+      backends.forEach((backend) => backend.close());
+      await Promise.all(providers.map((provider) => provider.close().catch(() => undefined)));
+      await loop?.stopped();
+      memory?.free();
+    });
+
+    /** A server of the shared image (each on a client of its own, as on a node of its own). */
+    const serve = async (
+      sharing: RbdSharing | undefined,
+      predecessors: string[] = [],
+    ): Promise<{ provider: RbdBackendProvider; backend: RbdBackend }> => {
+      const client = { conf: cluster.conf, user: cluster.user, keyring: cluster.userKeyring };
+      const provider = await openBackend({ kind: 'rbd', location: at('shared'), client, sharing }, undefined);
+      assert.ok(provider instanceof RbdBackendProvider);
+      providers.push(provider);
+      await provider.lock(predecessors);
+      const backend = new RbdBackend(provider.image.handle, { readOnly: false }, loop);
+      backends.push(backend);
+      return { provider, backend };
+    };
+    const write = async (backend: RbdBackend, offset: number, data: Buffer): Promise<void> => {
+      const segments = memory.segments([data.length]);
+      fill(segments, data);
+      await backend.write(offset, segments);
+      await backend.flush();
+    };
+    const read = async (backend: RbdBackend, offset: number, length: number): Promise<Buffer> => {
+      const segments = memory.segments([length]);
+      await backend.read(offset, segments);
+      return gather(segments);
+    };
+
+    it('multi-writers take turns with the lock: each writes, each reads the others (never from a cache), nobody is fenced', async () => {
+      const a = await serve('multi-writer');
+      const b = await serve('multi-writer');
+      assert.notEqual(a.provider.lockHolder, b.provider.lockHolder);
+      const written: Buffer[] = [];
+      for (let round = 0; round < 3; round++) {
+        for (const [index, writer] of [a, b].entries()) {
+          const data = randomBytes(4 * KiB);
+          written[index] = data;
+          await write(writer.backend, index * MiB, data);
+          assert.deepEqual(await writer.provider.image.lockOwners(), [writer.provider.lockHolder]);
+        }
+        for (const reader of [a, b])
+          for (const [index, data] of written.entries())
+            assert.ok((await read(reader.backend, index * MiB, data.length)).equals(data));
+      }
+    });
+
+    it("a multi-writer's successor fences the predecessor it names, never another node's live writer", async () => {
+      const [dead, live] = [await serve('multi-writer'), await serve('multi-writer')];
+      await write(dead.backend, 0, randomBytes(4 * KiB));
+      const successor = await serve('multi-writer', [dead.provider.lockHolder!]);
+      await rejectsWithKind(write(dead.backend, 4 * KiB, randomBytes(4 * KiB)), 'fenced');
+      await write(live.backend, 8 * KiB, randomBytes(4 * KiB));
+      await serve('multi-writer', [dead.provider.lockHolder!, '127.0.0.1:0/1']);
+      await write(live.backend, 8 * KiB, randomBytes(4 * KiB));
+      await write(successor.backend, 12 * KiB, randomBytes(4 * KiB));
+    });
+
+    it('a single-node server takes the lock from multi-writers, whose writes then fail: modes do not mix', async () => {
+      const writer = await serve('multi-writer');
+      await write(writer.backend, 0, randomBytes(4 * KiB));
+      const single = await serve(undefined);
+      assert.deepEqual(await single.provider.image.lockOwners(), [single.provider.lockHolder]);
+      const refused = await rejectsWithKind(write(writer.backend, 0, randomBytes(4 * KiB)), 'busy');
+      assert.equal(refused.code, 'EROFS');
+      single.backend.close();
+      await single.provider.close();
+    });
+
+    it('a read-only server takes no lock, reads beside a holder that keeps it, and cannot write', async () => {
+      const holder = await serve(undefined);
+      const data = randomBytes(4 * KiB);
+      await write(holder.backend, 2 * MiB, data);
+      const reader = await serve('read-only');
+      assert.equal(reader.provider.lockHolder, undefined);
+      assert.ok((await read(reader.backend, 2 * MiB, data.length)).equals(data));
+      assert.deepEqual(await holder.provider.image.lockOwners(), [holder.provider.lockHolder]);
+      const refused = await rejectsWithKind(write(reader.backend, 0, data), 'busy');
+      assert.equal(refused.code, 'EROFS');
+      await assert.rejects(reader.provider.resize(32 * MiB), /open read-only/);
+      await assert.rejects(
+        RbdBackendProvider.open(rbdUser(), at('shared'), 32 * MiB, 'read-only'),
+        /never created or grown/,
+      );
     });
   });
 });

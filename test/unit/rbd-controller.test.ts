@@ -207,13 +207,11 @@ describe('RBD volumes: the controller against a real Ceph cluster', function () 
       'PERMISSION_DENIED',
     );
     assert.ok(!wrongKey.includes(keyOf(ceph.adminKeyring)));
-    await expect(
-      {
-        parameters: rbdClass,
-        volume_capabilities: [{ ...BLOCK, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } }],
-      },
-      'INVALID_ARGUMENT',
-    );
+    for (const capability of [
+      { ...MOUNT, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } },
+      { ...BLOCK, access_mode: { mode: 'MULTI_NODE_SINGLE_WRITER' } },
+    ])
+      await expect({ parameters: rbdClass, volume_capabilities: [capability] }, 'INVALID_ARGUMENT');
     await expect(
       { parameters: rbdClass, volume_content_source: { volume: { volume_id: 'rbd:c:test:rbd::csi-vol-x' } } },
       'NOT_FOUND',
@@ -222,10 +220,12 @@ describe('RBD volumes: the controller against a real Ceph cluster', function () 
   });
 
   it('answers what it cannot do for RBD volumes yet with a clear code, never a wrong answer', async () => {
+    const sharedBlock = { ...BLOCK, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } };
+    const sharedMount = { ...MOUNT, access_mode: { mode: 'MULTI_NODE_READER_ONLY' } };
     const { volume } = await create(
       'pvc-q',
       { clusterID: 'test' },
-      { capacity_range: { required_bytes: 8 * MiB } },
+      { capacity_range: { required_bytes: 8 * MiB }, volume_capabilities: [sharedBlock, sharedMount] },
     );
     const id = volume.volume_id;
     await harness.expectCode('controller', 'ControllerGetVolume', { volume_id: id }, 'UNIMPLEMENTED');
@@ -243,17 +243,17 @@ describe('RBD volumes: the controller against a real Ceph cluster', function () 
     );
     const confirmed = await harness.call('controller', 'ValidateVolumeCapabilities', {
       volume_id: id,
-      volume_capabilities: [BLOCK],
+      volume_capabilities: [BLOCK, sharedBlock, sharedMount],
       secrets,
     });
-    assert.ok(confirmed.confirmed, JSON.stringify(confirmed));
+    assert.equal(confirmed.confirmed?.volume_capabilities.length, 3, JSON.stringify(confirmed));
     const refused = await harness.call('controller', 'ValidateVolumeCapabilities', {
       volume_id: id,
-      volume_capabilities: [{ ...MOUNT, access_mode: { mode: 'MULTI_NODE_READER_ONLY' } }],
+      volume_capabilities: [{ ...MOUNT, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } }],
       secrets,
     });
     assert.equal(refused.confirmed, null);
-    assert.match(refused.message, /MULTI_NODE_READER_ONLY/);
+    assert.match(refused.message, /MULTI_NODE_MULTI_WRITER is for Block volumes only/);
     await harness.call('controller', 'DeleteVolume', { volume_id: id, secrets });
     await harness.expectCode(
       'controller',

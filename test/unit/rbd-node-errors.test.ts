@@ -51,9 +51,14 @@ describe('RBD volumes on the node over gRPC: validation and error codes', functi
       [{ volume_context: { monitors: MONITORS, queues: '99' } }, 'INVALID_ARGUMENT', /queues/],
       [{ volume_id: byClusterId, volume_context: {} }, 'FAILED_PRECONDITION', /without --ceph-clusters/],
       [
-        { volume_capability: blockCapability('MULTI_NODE_MULTI_WRITER') },
+        { volume_capability: mountCapability('ext4', 'MULTI_NODE_MULTI_WRITER') },
         'INVALID_ARGUMENT',
-        /not supported/,
+        /for Block volumes only/,
+      ],
+      [
+        { volume_capability: blockCapability('MULTI_NODE_SINGLE_WRITER') },
+        'FAILED_PRECONDITION',
+        /MULTI_NODE_SINGLE_WRITER is not supported/,
       ],
     ];
     for (const [request, code, why] of cases) {

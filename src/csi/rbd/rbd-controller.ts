@@ -85,7 +85,7 @@ export class RbdController {
 
   async createVolume(request: CreateRequest): Promise<{ volume: Volume }> {
     const name = requireName(request.name, 'name');
-    const capabilities = requireCapabilities(request.volume_capabilities);
+    const capabilities = requireCapabilities(request.volume_capabilities, 'rbd');
     const parameters = parseRbdParameters(request.parameters ?? {});
     if (Object.keys(request.mutable_parameters ?? {}).length > 0)
       throw invalidArgument('mutable_parameters are not supported');
@@ -308,7 +308,7 @@ export class RbdController {
     if (capabilities.length === 0) throw invalidArgument('volume_capabilities are required');
     const credentials = cephCredentials(request.secrets, 'ValidateVolumeCapabilities of an RBD volume');
     await withCephErrors(async () => (await this.openImage(volume, credentials)).close());
-    const problems = capabilityProblems(capabilities);
+    const problems = capabilityProblems(capabilities, 'rbd');
     if (Object.keys(request.parameters ?? {}).length > 0) {
       try {
         const { cluster, location } = volumeFor('', parseRbdParameters(request.parameters!));

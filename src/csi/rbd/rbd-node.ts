@@ -1,8 +1,9 @@
 import { claimOfContext } from '../claim';
-import { parseRbdLocation, rbdLocationText } from '../../backend/descriptor';
+import { RbdSharing, checkRbdSharing, parseRbdLocation, rbdLocationText } from '../../backend/descriptor';
 import { invalidArgument, notFound } from '../errors';
 import { StagedVolume } from '../node-records';
 import { VolumeParameters, parseParameters } from '../parameters';
+import { ParsedCapability } from '../validate';
 import { ServeSpec } from '../volume-servers';
 import { CephClusters } from './clusters';
 import { csiErrorOfCeph } from './ceph-status';
@@ -16,6 +17,12 @@ import { RbdVolumeId, parseRbdVolumeId, rbdDeviceName } from './volume-id';
 const SERVING_CONTEXT_KEYS = ['queues', 'queueSize', 'blockSize'];
 
 type RbdRecord = NonNullable<StagedVolume['rbd']>;
+
+/** How a volume staged with `capability` shares its image with other nodes (undefined: it does not). */
+function sharingOf(capability: Pick<ParsedCapability, 'readOnly' | 'multiNode'>): RbdSharing | undefined {
+  if (!capability.multiNode) return undefined;
+  return capability.readOnly ? 'read-only' : 'multi-writer';
+}
 
 /**
  * The node's side of RBD volumes: from the id, volume_context and the stage secrets, the files a
@@ -45,7 +52,7 @@ export class RbdNodeVolumes {
   prepare(
     id: string,
     request: { volume_context?: Record<string, string>; secrets?: Record<string, string> },
-    readOnly: boolean,
+    capability: Pick<ParsedCapability, 'readOnly' | 'multiNode'>,
   ): { spec: ServeSpec; parameters: VolumeParameters; record: Pick<StagedVolume, 'rbd' | 'claim'> } {
     let volume: RbdVolumeId;
     try {
@@ -60,10 +67,15 @@ export class RbdNodeVolumes {
     );
     const parameters = parseParameters(serving);
     this.files.write(rbdDeviceName(id), this.monitorsOf(volume, context), credentials);
-    const record = { image: rbdLocationText(volume.location), user: credentials.user };
+    const sharing = sharingOf(capability);
+    const record = {
+      image: rbdLocationText(volume.location),
+      user: credentials.user,
+      ...(sharing === undefined ? {} : { sharing }),
+    };
     const claim = claimOfContext(context);
     return {
-      spec: this.specOf(id, record, parameters, readOnly),
+      spec: this.specOf(id, record, parameters, capability.readOnly),
       parameters,
       record: { rbd: record, ...(claim ? { claim } : {}) },
     };
@@ -79,6 +91,7 @@ export class RbdNodeVolumes {
         kind: 'rbd',
         location: parseRbdLocation(record.image),
         client: { user: record.user, ...files },
+        ...(record.sharing === undefined ? {} : { sharing: checkRbdSharing(record.sharing) }),
       },
       parameters,
       readOnly,

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { RbdLocation, parseRbdLocation } from '../../backend/descriptor';
+import { VolumeKind } from '../validate';
 
 /**
  * How a volume names its Ceph cluster: an entry of the plugin's cluster file (`--ceph-clusters`),
@@ -46,6 +47,11 @@ export function isMonitorDigest(text: string): boolean {
 /** Whether an id is of the RBD kind (well-formed or not): such ids are never the file driver's. */
 export function isRbdVolumeId(id: string): boolean {
   return id.startsWith(PREFIX);
+}
+
+/** Which access modes the volume of a (well-formed or not) id has. */
+export function volumeKindOf(id: string): VolumeKind {
+  return isRbdVolumeId(id) ? 'rbd' : 'file';
 }
 
 /** Whether a snapshot id is of the RBD kind (well-formed or not). */
