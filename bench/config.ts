@@ -13,7 +13,11 @@ export interface BenchConfig {
   /** Names of the layouts to compare (see layouts.ts). */
   layouts: string[];
   readyTimeoutMs: number;
+  /** The file case (the layouts above serving a tmpfs image); off for RBD-only runs. */
+  fileCase: boolean;
   memory: { enabled: boolean; devices: number; imageMiB: number };
+  /** The RBD case: its clients (none: off), each one's image size, the kill case's verified MiB. */
+  rbd: { layouts: string[]; imageMiB: number; killMiB: number };
 }
 
 type Env = Record<string, string | undefined>;
@@ -48,7 +52,15 @@ function oneOf(name: string, values: string[], known: string[]): string[] {
   return values;
 }
 
-export function readConfig(env: Env, knownLayouts: string[]): BenchConfig {
+/** VDUSE_CSI_BENCH_RBD: unset or 0 for none, 1 for every RBD client, or a list of them. */
+function rbdLayouts(env: Env, known: string[]): string[] {
+  const text = env.VDUSE_CSI_BENCH_RBD?.trim() ?? '';
+  if (text === '' || text === '0') return [];
+  if (text === '1') return known;
+  return oneOf('VDUSE_CSI_BENCH_RBD', envList(env, 'VDUSE_CSI_BENCH_RBD', []), known);
+}
+
+export function readConfig(env: Env, knownLayouts: string[], knownRbdLayouts: string[]): BenchConfig {
   const jobNames = Object.keys(FIO_JOBS);
   return {
     outDir: env.VDUSE_CSI_OUT ?? '.',
@@ -66,10 +78,16 @@ export function readConfig(env: Env, knownLayouts: string[]): BenchConfig {
     ),
     // Our server took 85-100 s to be ready in the TCG VM (qemu-storage-daemon: 1-4 s).
     readyTimeoutMs: envInt(env, 'VDUSE_CSI_BENCH_READY_TIMEOUT', 400) * 1000,
+    fileCase: envInt(env, 'VDUSE_CSI_BENCH_FILE', 1) !== 0,
     memory: {
       enabled: envInt(env, 'VDUSE_CSI_BENCH_MEMORY', 1) !== 0,
       devices: envInt(env, 'VDUSE_CSI_BENCH_MEM_DEVICES', 16),
       imageMiB: envInt(env, 'VDUSE_CSI_BENCH_MEM_SIZE_MIB', 64),
+    },
+    rbd: {
+      layouts: rbdLayouts(env, knownRbdLayouts),
+      imageMiB: envInt(env, 'VDUSE_CSI_BENCH_RBD_SIZE_MIB', 256),
+      killMiB: envInt(env, 'VDUSE_CSI_BENCH_KILL_MIB', 16),
     },
   };
 }

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { callDaemon } from '../src/daemon/control-client';
+import { daemonStatus, stopDaemons } from '../test/support/daemon-processes';
 import { BLK_CLI, scratchDir, waitFor } from '../test/kernel/support';
 import { announced, startDaemon } from '../test/kernel/daemon-support';
 import { Layout, removeVdpaDevice, servedBy, ServedVolumes, ServeOptions, terminate, Volume } from './layout';
@@ -49,6 +50,8 @@ async function serveFromDaemon(
     for (const { name } of volumes)
       await callDaemon(stateDir, { op: 'remove', name }).catch(() => removeVdpaDevice(name));
     await terminate(daemon.process, 60_000);
+    // After a kill the successor and its standby serve: they go too.
+    await stopDaemons(stateDir);
     writeFileSync(join(options.logDir, `daemon-${volumes[0]!.name}.log`), daemon.output());
   };
   try {
@@ -58,14 +61,14 @@ async function serveFromDaemon(
       options.readyTimeoutMs,
     );
     const added = await Promise.all(
-      volumes.map(({ name, image }) =>
+      volumes.map(({ name, backend }) =>
         callDaemon(
           stateDir,
           {
             op: 'add',
             device: {
               name,
-              backend: { kind: 'file', path: image },
+              backend,
               queues: options.queues,
               queueSize: 256,
               blockSize: 512,
@@ -84,7 +87,16 @@ async function serveFromDaemon(
       options.readyTimeoutMs,
     );
     const devices = new Map(added.map((reply) => [String(reply.name), String(reply.path)]));
-    return servedBy([daemon.process], devices, stop);
+    return {
+      ...servedBy([daemon.process], devices, stop),
+      // The daemon serving now (not necessarily the first): its standby takes over.
+      kill: async () => {
+        const live = await daemonStatus(stateDir);
+        if (!live) throw new Error('no daemon answers on its control socket');
+        process.kill(live.pid, 'SIGKILL');
+        return live.pid;
+      },
+    };
   } catch (error) {
     await stop();
     throw error;

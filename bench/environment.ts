@@ -5,9 +5,10 @@ import { BenchConfig } from './config';
 import { MiB } from './fio';
 
 /** Fails unless this machine can run the bench: VDUSE (the VM of test/vm/run.sh) and the tools. */
-export function checkEnvironment(): void {
+export function checkEnvironment(rbd: boolean): void {
   requireVduse();
-  for (const tool of ['qemu-storage-daemon', 'vdpa', 'fio', 'dd', 'getconf']) {
+  const cephTools = ['ceph', 'rbd', 'rbd-nbd', 'ceph-mon', 'ceph-osd'];
+  for (const tool of ['qemu-storage-daemon', 'vdpa', 'fio', 'dd', 'getconf', ...(rbd ? cephTools : [])]) {
     try {
       sh(`command -v ${tool}`);
     } catch {

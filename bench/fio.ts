@@ -53,8 +53,21 @@ export function parseFioReport(text: string, rw: FioJob['rw']): FioFigures {
   };
 }
 
+/** An RBD image fio's own rbd engine reaches through librbd (no block device at all). */
+export interface RbdFioTarget {
+  kind: 'rbd';
+  conf: string;
+  /** cephx user without "client.". */
+  user: string;
+  pool: string;
+  image: string;
+}
+
+/** Where fio does its I/O. */
+export type FioTarget = { kind: 'device'; path: string } | RbdFioTarget;
+
 export interface FioRunOptions {
-  device: string;
+  target: FioTarget;
   job: string;
   /** One fio job per queue, each on its own slice of the device. */
   numjobs: number;
@@ -74,9 +87,7 @@ export function fioArgs(options: FioRunOptions): string[] {
   const slice = Math.floor(options.deviceBytes / options.numjobs / MiB) * MiB;
   return [
     `--name=${options.job}`,
-    `--filename=${options.device}`,
-    '--ioengine=libaio',
-    '--direct=1',
+    ...targetArgs(options.target),
     `--rw=${spec.rw}`,
     `--bs=${spec.bs}`,
     `--iodepth=${spec.iodepth}`,
@@ -94,10 +105,21 @@ export function fioArgs(options: FioRunOptions): string[] {
   ];
 }
 
+function targetArgs(target: FioTarget): string[] {
+  return target.kind === 'device'
+    ? [`--filename=${target.path}`, '--ioengine=libaio', '--direct=1']
+    : ['--ioengine=rbd', `--clientname=${target.user}`, `--pool=${target.pool}`, `--rbdname=${target.image}`];
+}
+
+/** fio's environment: its rbd engine reads the cluster's ceph.conf from CEPH_CONF (it has no option for it). */
+export function fioEnv(target: FioTarget): NodeJS.ProcessEnv {
+  return target.kind === 'rbd' ? { ...process.env, CEPH_CONF: target.conf } : process.env;
+}
+
 /** Runs fio to completion (killed when a stuck device keeps it past its time) and parses its report. */
 export async function runFio(options: FioRunOptions): Promise<FioFigures> {
   const graceS = 120;
-  const fio = startFio(fioArgs(options));
+  const fio = startFio(fioArgs(options), fioEnv(options.target));
   const timer = setTimeout(
     () => fio.process.kill('SIGKILL'),
     (options.runtimeS + options.rampS + graceS) * 1000,

@@ -1,13 +1,21 @@
 import { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { BackendDescriptor } from '../src/backend/descriptor';
 import { run } from '../test/kernel/support';
+import { FioTarget } from './fio';
 import { log } from './log';
 import { processTree } from './proc';
 
-/** A volume to serve: a device name and its image file. */
+/** A volume to serve: a device name and its storage (an image file or an RBD image). */
 export interface Volume {
   name: string;
-  image: string;
+  backend: BackendDescriptor;
+}
+
+/** The image file of a volume, for layouts that serve nothing else. */
+export function imageFile({ name, backend }: Volume): string {
+  if (backend.kind !== 'file') throw new Error(`${name}: this layout serves image files only`);
+  return backend.path;
 }
 
 export interface ServeOptions {
@@ -19,13 +27,15 @@ export interface ServeOptions {
 
 /** Volumes being served, until stop(). */
 export interface ServedVolumes {
-  /** Volume name -> its block device (/dev/vdX). */
-  devices: Map<string, string>;
-  /** How many processes serve them. */
+  /** Volume name -> where fio does its I/O (mostly a block device, /dev/vdX). */
+  targets: Map<string, FioTarget>;
+  /** How many processes serve them (0: the kernel or fio itself does). */
   processes: number;
   /** Every process serving them, descendants included (what CPU and memory are counted over). */
   pids(): number[];
   alive(): boolean;
+  /** SIGKILLs the process serving I/O right now (layouts with one); answers its pid. */
+  kill?(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -47,12 +57,23 @@ export function servedBy(
   stop: () => Promise<void>,
 ): ServedVolumes {
   return {
-    devices,
+    targets: deviceTargets(devices),
     processes: children.length,
     pids: () => children.flatMap((child) => processTree(child.pid!)),
     alive: () => children.every(isRunning),
     stop,
   };
+}
+
+/** Volume name -> block device path, as fio targets. */
+export function deviceTargets(devices: Map<string, string>): Map<string, FioTarget> {
+  return new Map([...devices].map(([name, path]) => [name, { kind: 'device', path }]));
+}
+
+/** The block device of a served volume: cases that read /sys/block need one. */
+export function devicePath(target: FioTarget): string {
+  if (target.kind !== 'device') throw new Error('this case needs a block device');
+  return target.path;
 }
 
 export function isRunning(child: ChildProcess): boolean {

@@ -1,14 +1,27 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { readConfig } from './config';
+import { BenchConfig, readConfig } from './config';
 import { benchInfo, checkEnvironment, prefill } from './environment';
+import { MiB } from './fio';
+import { Layout } from './layout';
 import { log } from './log';
 import { memoryCase } from './memory-case';
 import { daemonLayout, largeIoDaemonLayout, uncountedDaemonLayout } from './daemon-layout';
 import { oursLayout } from './ours-layout';
 import { qemuLayout } from './qemu-layout';
-import { BenchResults, renderMemory, renderTable, summarise, writeResults } from './report';
-import { throughputCase } from './throughput';
+import { rbdCase } from './rbd-case';
+import { fioRbdLayout, krbdLayout, rbdNbdLayout } from './rbd-layouts';
+import {
+  BenchResults,
+  overBaseline,
+  renderKills,
+  renderMemory,
+  renderTable,
+  subjectOver,
+  summarise,
+  writeResults,
+} from './report';
+import { ThroughputRuns, throughputCase } from './throughput';
 
 /*
  * Block-device benchmark: our VDUSE device server beside qemu-storage-daemon's vduse-blk export, in
@@ -19,33 +32,63 @@ import { throughputCase } from './throughput';
 
 const LAYOUTS = [qemuLayout, oursLayout, daemonLayout, uncountedDaemonLayout, largeIoDaemonLayout];
 const BASELINE = qemuLayout.name;
+/** The RBD case's clients: ours (the production daemon layout) first, divided by each of the others. */
+const RBD_LAYOUTS = [daemonLayout, qemuLayout, rbdNbdLayout, krbdLayout, fioRbdLayout];
+const RBD_SUBJECT = daemonLayout.name;
 
-async function main(): Promise<number> {
-  const config = readConfig(
-    process.env,
-    LAYOUTS.map(({ name }) => name),
-  );
-  checkEnvironment();
-  const layouts = LAYOUTS.filter(({ name }) => config.layouts.includes(name));
-  const rawDir = join(config.outDir, 'raw');
-  mkdirSync(rawDir, { recursive: true });
-  const info = benchInfo(config);
-  log(`config: ${JSON.stringify(info)}`);
+const names = (layouts: Layout[]): string[] => layouts.map(({ name }) => name);
+const described = (layouts: Layout[]): Array<{ name: string; description: string }> =>
+  layouts.map(({ name, description }) => ({ name, description }));
 
+/** The file case: every layout serves the same tmpfs image, prefilled with random data. */
+async function fileCase(
+  config: BenchConfig,
+  layouts: Layout[],
+  rawDir: string,
+  failures: string[],
+): Promise<ThroughputRuns> {
   const image = join(config.scratchDir, 'bench.img');
   const started = performance.now();
   prefill(image, config.imageMiB);
   log(
     `prefilled ${image} (${config.imageMiB} MiB) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
   );
+  try {
+    return await throughputCase(
+      config,
+      {
+        layouts,
+        volume: (layout, queues) => ({
+          name: `${layout.name}${queues}`,
+          backend: { kind: 'file', path: image },
+        }),
+        volumeBytes: config.imageMiB * MiB,
+      },
+      rawDir,
+      failures,
+    );
+  } finally {
+    rmSync(image);
+  }
+}
+
+async function main(): Promise<number> {
+  const config = readConfig(process.env, names(LAYOUTS), names(RBD_LAYOUTS));
+  checkEnvironment(config.rbd.layouts.length > 0);
+  const layouts = config.fileCase ? LAYOUTS.filter(({ name }) => config.layouts.includes(name)) : [];
+  const rbdLayouts = RBD_LAYOUTS.filter(({ name }) => config.rbd.layouts.includes(name));
+  const rawDir = join(config.outDir, 'raw');
+  mkdirSync(rawDir, { recursive: true });
+  const info = benchInfo(config);
+  log(`config: ${JSON.stringify(info)}`);
 
   const failures: string[] = [];
-  const raw = await throughputCase(config, layouts, image, rawDir, failures);
-  rmSync(image);
+  const raw = layouts.length > 0 ? await fileCase(config, layouts, rawDir, failures) : {};
   const results: BenchResults = {
     info,
     baseline: BASELINE,
-    layouts: layouts.map(({ name, description }) => ({ name, description })),
+    layouts: described(layouts),
+    ratios: overBaseline(BASELINE, names(layouts)),
     failures,
     summary: summarise(raw),
     memory: {},
@@ -57,14 +100,28 @@ async function main(): Promise<number> {
     'alternating repeats. CPU us/IO = server utime+stime over the fio run / requests completed by /dev/vdX. ' +
     'RSS = server VmRSS after the job; HWM = VmHWM of the server instance so far (jobs run in table order). ' +
     `Memory: ${config.memory.devices} volumes of ${config.memory.imageMiB} MiB per layout after a little I/O on ` +
-    'each; Pss from smaps_rollup. Software-emulated VM: compare ratios, not absolute figures.';
+    "each; Pss from smaps_rollup. RBD: the same jobs on each client's own image in one pool; no CPU or RSS " +
+    'where no user-space process serves (krbd, fio-rbd); the kills run verified fio writes ' +
+    `(${config.rbd.killMiB} MiB) after the jobs. Software-emulated VM: compare ratios, not absolute figures.`;
   writeResults(config.outDir, results, method); // the table survives a memory case that never ends
   if (config.memory.enabled) {
     results.memory = await memoryCase(config, layouts, rawDir);
     writeResults(config.outDir, results, method);
   }
+  if (rbdLayouts.length > 0) {
+    const rbd = await rbdCase(config, rbdLayouts, rawDir, failures);
+    results.rbd = {
+      ...rbd,
+      layouts: described(rbdLayouts),
+      ratios: subjectOver(RBD_SUBJECT, names(rbdLayouts)),
+      summary: summarise(rbd.raw),
+    };
+    writeResults(config.outDir, results, method);
+  }
 
   console.log(`\n${renderTable(results, false)}\n\n${renderMemory(results, false)}\n`);
+  if (results.rbd)
+    console.log(`RBD\n${renderTable(results.rbd, false)}\n\n${renderKills(results.rbd.kills, false)}\n`);
   for (const failure of failures) console.log(failure);
   log(`results: ${join(config.outDir, 'results.json')} and results.md`);
   return failures.length > 0 ? 1 : 0;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { run } from '../test/kernel/support';
 import { BenchConfig } from './config';
 import { MiB } from './fio';
-import { Layout, ServedVolumes, Volume } from './layout';
+import { devicePath, Layout, ServedVolumes, Volume } from './layout';
 import { log } from './log';
 import { memoryOf } from './proc';
 
@@ -20,12 +20,12 @@ function touch(devices: string[]): void {
 }
 
 async function measure(served: ServedVolumes): Promise<MemoryFigures> {
-  touch([...served.devices.values()]);
+  touch([...served.targets.values()].map(devicePath));
   await new Promise((resolve) => setTimeout(resolve, 1000));
   const memory = memoryOf(served.pids());
   return {
     processes: served.processes,
-    devices: served.devices.size,
+    devices: served.targets.size,
     rssMiB: memory.VmRSS / 1024,
     pssMiB: memory.Pss / 1024,
     hwmMiB: memory.VmHWM / 1024,
@@ -47,7 +47,10 @@ export async function memoryCase(
   }
   const figures: Record<string, MemoryFigures> = {};
   for (const layout of layouts) {
-    const volumes: Volume[] = images.map((image, index) => ({ name: `${layout.name}-mem${index}`, image }));
+    const volumes: Volume[] = images.map((path, index) => ({
+      name: `${layout.name}-mem${index}`,
+      backend: { kind: 'file', path },
+    }));
     let served: ServedVolumes | undefined;
     try {
       served = await layout.serve(volumes, {

@@ -1,16 +1,16 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serve } from '../test/kernel/support';
-import { Layout, removeVdpaDevice, servedBy, ServedVolumes, ServeOptions, terminate, Volume } from './layout';
+import { imageFile, Layout, removeVdpaDevice, servedBy, terminate } from './layout';
 
 /** Our device server: `vduse-csi blk serve`, one process serving every volume on shared threads. */
 export const oursLayout: Layout = {
   name: 'ours',
   description: 'vduse-csi blk serve, one process for all volumes',
-  async serve(volumes: Volume[], options: ServeOptions): Promise<ServedVolumes> {
+  async serve(volumes, options) {
     const server = await serve(
       [
-        ...volumes.flatMap(({ name, image }) => ['--file', image, '--name', name]),
+        ...volumes.flatMap((volume) => ['--file', imageFile(volume), '--name', volume.name]),
         '--queues',
         `${options.queues}`,
       ],

@@ -66,3 +66,14 @@ export function memoryOf(pids: number[]): Memory {
 export function blockIos(device: string): number {
   return parseBlockStat(readFileSync(`/sys/block/${basename(device)}/stat`, 'utf8'));
 }
+
+/** Live processes whose command line holds every one of `args` (argv[0] matched by its basename). */
+export function processesWith(command: string, args: string[]): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => {
+      const argv = (readProcFile(pid, 'cmdline') ?? '').split('\0');
+      return basename(argv[0] ?? '') === command && args.every((arg) => argv.includes(arg));
+    });
+}

@@ -49,14 +49,25 @@ export const qemuLayout: Layout = {
   },
 };
 
-function launch({ name, image }: Volume, options: ServeOptions): ChildProcess {
+/** The block node of a volume: its image file, or its RBD image through qemu's rbd driver (librbd). */
+function blockdev({ backend }: Volume): string {
+  if (backend.kind === 'file') return `file,node-name=f,filename=${backend.path},cache.direct=off`;
+  const { location, client } = backend;
+  return (
+    `rbd,node-name=f,pool=${location.pool},image=${location.image},conf=${client.conf!},` +
+    `user=${client.user!},cache.direct=off`
+  );
+}
+
+function launch(volume: Volume, options: ServeOptions): ChildProcess {
+  const { name } = volume;
   const logFd = openSync(join(options.logDir, `daemon-${name}.log`), 'a');
   try {
     return spawn(
       'qemu-storage-daemon',
       [
         '--blockdev',
-        `file,node-name=f,filename=${image},cache.direct=off`,
+        blockdev(volume),
         '--export',
         `vduse-blk,id=e,node-name=f,name=${name},num-queues=${options.queues},writable=on`,
       ],

@@ -1,6 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { KillFigures } from './kill-case';
 import { MemoryFigures } from './memory-case';
+import { RbdResults } from './rbd-case';
 import { RunFigures, ThroughputRuns } from './throughput';
 
 type MetricKey = 'iops' | 'mibS' | 'p50Us' | 'p99Us' | 'cpuUsPerIo' | 'rssMiB' | 'hwmMiB';
@@ -18,15 +20,33 @@ const METRICS: Array<{ key: MetricKey; header: string; digits: number }> = [
 /** Medians of the repeats: "queues/job" -> layout -> metric. */
 export type Summary = Record<string, Record<string, Record<MetricKey, number | null> & { runs: number }>>;
 
-export interface BenchResults {
+/** One table of the throughput case: its layouts' medians and the ratio rows under them. */
+export interface ThroughputTable {
+  layouts: Array<{ name: string; description: string }>;
+  /** Ratio rows: [numerator, denominator] layout names. */
+  ratios: Array<[string, string]>;
+  summary: Summary;
+}
+
+export interface BenchResults extends ThroughputTable {
   info: Record<string, unknown>;
   /** The layout the others are divided by. */
   baseline: string;
-  layouts: Array<{ name: string; description: string }>;
   failures: string[];
-  summary: Summary;
   memory: Record<string, MemoryFigures>;
   raw: ThroughputRuns;
+  /** The RBD case, when it ran: its own table (ours over each other client) and kill figures. */
+  rbd?: ThroughputTable & RbdResults;
+}
+
+/** Every layout over the baseline. */
+export function overBaseline(baseline: string, names: string[]): Array<[string, string]> {
+  return names.filter((name) => name !== baseline).map((name) => [name, baseline]);
+}
+
+/** `subject` over every other layout. */
+export function subjectOver(subject: string, names: string[]): Array<[string, string]> {
+  return names.filter((name) => name !== subject).map((name) => [subject, name]);
 }
 
 export function median(values: Array<number | null>): number | null {
@@ -72,30 +92,49 @@ function renderRows(headers: string[], rows: string[][], markdown: boolean): str
   return [line(headers), line(widths.map((width) => '-'.repeat(width))), ...rows.map(line)].join('\n');
 }
 
-/** One row per queue count, job and layout, then each layout's ratio to the baseline. */
-export function renderTable(results: BenchResults, markdown: boolean): string {
+/** One row per queue count, job and layout, then the table's ratio rows. */
+export function renderTable(table: ThroughputTable, markdown: boolean): string {
   const headers = ['queues', 'job', 'daemon', ...METRICS.map(({ header }) => header)];
   const rows: string[][] = [];
-  for (const [key, perLayout] of Object.entries(results.summary)) {
+  for (const [key, perLayout] of Object.entries(table.summary)) {
     const [queues, job] = key.split('/') as [string, string];
-    for (const { name } of results.layouts) {
+    for (const { name } of table.layouts) {
       const figures = perLayout[name];
       if (figures)
         rows.push([queues, job, name, ...METRICS.map(({ key: m, digits }) => format(figures[m], digits))]);
     }
-    const base = perLayout[results.baseline];
-    for (const { name } of results.layouts) {
-      const figures = perLayout[name];
-      if (!base || !figures || name === results.baseline) continue;
+    for (const [over, under] of table.ratios) {
+      const [numerator, denominator] = [perLayout[over], perLayout[under]];
+      if (!numerator || !denominator) continue;
       rows.push([
         queues,
         job,
-        `${name}/${results.baseline}`,
-        ...METRICS.map(({ key: m }) => ratio(figures[m], base[m])),
+        `${over}/${under}`,
+        ...METRICS.map(({ key: m }) => ratio(numerator[m], denominator[m])),
       ]);
     }
   }
   return renderRows(headers, rows, markdown);
+}
+
+/** What fio got when each client's serving process was SIGKILLed under verified writes. */
+export function renderKills(kills: KillFigures[], markdown: boolean): string {
+  const headers = ['client', 'fio', 'exit', 'errors', 'longest stall ms', 'fio end s after kill', 'fio said'];
+  const rows = kills.map((kill) => [
+    kill.layout,
+    kill.outcome,
+    format(kill.fioExit, 0),
+    format(kill.errors, 0),
+    format(kill.longestStallMs, 0),
+    format(kill.fioEndS, 1),
+    kill.fioMessages.join(' / ').slice(0, 160) || '-',
+  ]);
+  const kernel = kills.flatMap((kill) =>
+    kill.kernelMessages.map((line) => `${kill.layout}: kernel: ${line}`),
+  );
+  return [renderRows(headers, rows, markdown), ...kernel.map((line) => (markdown ? `- ${line}` : line))].join(
+    '\n',
+  );
 }
 
 /** Totals over every serving process, per device, and each layout's ratio to the baseline. */
@@ -143,6 +182,25 @@ export function writeResults(outDir: string, results: BenchResults, method: stri
     '',
     Object.keys(results.memory).length > 0 ? renderMemory(results, true) : '(not measured)',
     '',
+    ...(results.rbd ? rbdMarkdown(results.rbd) : []),
   ];
   writeFileSync(join(outDir, 'results.md'), markdown.join('\n'));
+}
+
+function rbdMarkdown(rbd: ThroughputTable & RbdResults): string[] {
+  return [
+    '## RBD',
+    '',
+    `Ceph (one monitor, one memstore OSD) started in ${rbd.cephStartS.toFixed(1)} s; ${rbd.layouts.length} ` +
+      `images of ${rbd.imageMiB} MiB in one pool imported from random data in ${rbd.prefillS.toFixed(1)} s.`,
+    '',
+    ...rbd.layouts.map(({ name, description }) => `- ${name}: ${description}`),
+    '',
+    renderTable(rbd, true),
+    '',
+    '### SIGKILL of the serving process under verified writes',
+    '',
+    rbd.kills.length > 0 ? renderKills(rbd.kills, true) : '(not measured)',
+    '',
+  ];
 }

@@ -1,17 +1,20 @@
 import { join } from 'node:path';
 import { BenchConfig } from './config';
-import { FioFigures, FioRunOptions, MiB, runFio } from './fio';
-import { Layout, ServedVolumes } from './layout';
+import { FioFigures, FioRunOptions, FioTarget, runFio } from './fio';
+import { Layout, ServedVolumes, Volume } from './layout';
 import { log } from './log';
 import { blockIos, CLOCK_TICKS, cpuTicks, memoryOf } from './proc';
 
 export interface RunFigures extends FioFigures {
-  /** Server CPU (utime + stime) over the fio run / requests the device completed meanwhile. */
+  /**
+   * Server CPU (utime + stime) over the fio run / requests the device completed meanwhile; null
+   * without a serving process (the kernel's rbd, fio's own rbd engine).
+   */
   cpuUsPerIo: number | null;
-  /** VmRSS of the server right after the run. */
-  rssMiB: number;
+  /** VmRSS of the server right after the run (null: no serving process). */
+  rssMiB: number | null;
   /** VmHWM (peak RSS) of the server instance so far: over every run before on it. */
-  hwmMiB: number;
+  hwmMiB: number | null;
   cpuS: number;
   deviceIos: number;
   wallS: number;
@@ -20,30 +23,33 @@ export interface RunFigures extends FioFigures {
 /** "queues/job" -> layout -> one entry per repeat. */
 export type ThroughputRuns = Record<string, Record<string, RunFigures[]>>;
 
+/** Requests completed so far: by the block device, or (no device) by fio itself, counted after the run. */
+function requestsDone(target: FioTarget): number {
+  return target.kind === 'device' ? blockIos(target.path) : 0;
+}
+
 /**
  * fio on one served device, with the server's CPU and the device's completed requests sampled
  * right before fio starts and right after it exits (ramp time is in both).
  */
-async function measuredFio(
-  served: ServedVolumes,
-  device: string,
-  options: FioRunOptions,
-): Promise<RunFigures> {
+async function measuredFio(served: ServedVolumes, options: FioRunOptions): Promise<RunFigures> {
   const pidsBefore = served.pids();
   const cpuBefore = cpuTicks(pidsBefore);
-  const iosBefore = blockIos(device);
+  const iosBefore = requestsDone(options.target);
   const started = performance.now();
   const fio = await runFio(options);
   const cpuAfter = cpuTicks([...new Set([...pidsBefore, ...served.pids()])]);
-  const deviceIos = blockIos(device) - iosBefore;
+  const deviceIos =
+    options.target.kind === 'device' ? requestsDone(options.target) - iosBefore : fio.totalIos;
   const wallS = (performance.now() - started) / 1000;
   const cpuS = (cpuAfter - cpuBefore) / CLOCK_TICKS;
+  const serving = served.processes > 0;
   const memory = memoryOf(served.pids());
   return {
     ...fio,
-    cpuUsPerIo: deviceIos > 0 ? (cpuS * 1e6) / deviceIos : null,
-    rssMiB: memory.VmRSS / 1024,
-    hwmMiB: memory.VmHWM / 1024,
+    cpuUsPerIo: serving && deviceIos > 0 ? (cpuS * 1e6) / deviceIos : null,
+    rssMiB: serving ? memory.VmRSS / 1024 : null,
+    hwmMiB: serving ? memory.VmHWM / 1024 : null,
     cpuS,
     deviceIos,
     wallS,
@@ -51,23 +57,33 @@ async function measuredFio(
 }
 
 function runLine(figures: RunFigures): string {
-  const cpu = figures.cpuUsPerIo === null ? '-' : figures.cpuUsPerIo.toFixed(1);
+  const orDash = (value: number | null): string => (value === null ? '-' : value.toFixed(1));
   return (
     `${figures.iops.toFixed(0).padStart(7)} IOPS ${figures.mibS.toFixed(1).padStart(7)} MiB/s ` +
     `p50 ${figures.p50Us.toFixed(0).padStart(7)}us p99 ${figures.p99Us.toFixed(0).padStart(8)}us ` +
-    `cpu/io ${cpu}us rss ${figures.rssMiB.toFixed(1)}MiB`
+    `cpu/io ${orDash(figures.cpuUsPerIo)}us rss ${orDash(figures.rssMiB)}MiB`
   );
 }
 
+/** What the throughput case runs on. */
+export interface ThroughputPlan {
+  layouts: Layout[];
+  /** The volume `layout` serves with `queues` queues. */
+  volume(layout: Layout, queues: number): Volume;
+  /** Size of each volume: the fio jobs' slices split it. */
+  volumeBytes: number;
+  /** Runs after the jobs of a queue count, while every layout still serves (the RBD case's kills). */
+  afterJobs?(served: Map<string, ServedVolumes>): Promise<void>;
+}
+
 /**
- * Per queue count, every layout serves the same image at once (one device each; the I/O is
- * sequential, so they never overlap) and each job's repeats alternate between them (A B B A ...):
- * the emulated machine's speed drifts by 2-3x over minutes, so only runs close in time compare.
+ * Per queue count, every layout serves its volume at once (one device each; one fio at a time) and
+ * each job's repeats alternate between them (A B B A ...): the emulated machine's speed drifts by
+ * 2-3x over minutes, so only runs close in time compare.
  */
 export async function throughputCase(
   config: BenchConfig,
-  layouts: Layout[],
-  image: string,
+  plan: ThroughputPlan,
   rawDir: string,
   failures: string[],
 ): Promise<ThroughputRuns> {
@@ -77,21 +93,23 @@ export async function throughputCase(
     failures.push(message);
   };
   for (const queues of config.queueCounts) {
-    const served = new Map<string, { volumes: ServedVolumes; device: string }>();
+    const served = new Map<string, ServedVolumes>();
     try {
-      for (const layout of layouts) {
-        const name = `${layout.name}${queues}`;
+      for (const layout of plan.layouts) {
+        const volume = plan.volume(layout, queues);
         const started = performance.now();
         try {
-          const volumes = await layout.serve([{ name, image }], {
+          const volumes = await layout.serve([volume], {
             queues,
             logDir: rawDir,
             readyTimeoutMs: config.readyTimeoutMs,
           });
-          const device = volumes.devices.get(name)!;
-          served.set(layout.name, { volumes, device });
+          served.set(layout.name, volumes);
+          const target = volumes.targets.get(volume.name)!;
           const seconds = ((performance.now() - started) / 1000).toFixed(1);
-          log(`${layout.name} queues=${queues}: ${name} on ${device} (ready in ${seconds} s)`);
+          log(
+            `${layout.name} queues=${queues}: ${volume.name} on ${JSON.stringify(target)} (ready in ${seconds} s)`,
+          );
         } catch (error) {
           fail(`${layout.name} queues=${queues}: start FAILED: ${String(error)}`);
         }
@@ -101,15 +119,15 @@ export async function throughputCase(
           const order = [...served.keys()];
           if (repeat % 2 === 0) order.reverse();
           for (const layout of order) {
-            const { volumes, device } = served.get(layout)!;
+            const volumes = served.get(layout)!;
             if (!volumes.alive()) continue;
             const tag = `${layout}${queues}-${job}-r${repeat}`;
             try {
-              const figures = await measuredFio(volumes, device, {
-                device,
+              const figures = await measuredFio(volumes, {
+                target: [...volumes.targets.values()][0]!,
                 job,
                 numjobs: queues,
-                deviceBytes: config.imageMiB * MiB,
+                deviceBytes: plan.volumeBytes,
                 runtimeS: config.runtimeS,
                 rampS: config.rampS,
                 reportPath: join(rawDir, `fio-${tag}.json`),
@@ -123,8 +141,9 @@ export async function throughputCase(
           }
         }
       }
+      await plan.afterJobs?.(served);
     } finally {
-      for (const [layout, { volumes }] of served) {
+      for (const [layout, volumes] of served) {
         await volumes.stop().catch((error: unknown) => fail(`${layout}: stop failed: ${String(error)}`));
       }
     }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the VM rig and the tests need on a Debian 12 host: Debian packages, virtme-ng and
 # the Debian 6.12 kernel (which has VDUSE) from trixie, and the npm packages. Idempotent.
+#   scripts/install-deps.sh --bench   also what only `npm run bench` uses (BENCH_PACKAGES)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,11 @@ KERNEL_PKG=linux-image-6.12.107+deb13-amd64
 HOST_PACKAGES=(udev kmod iproute2 fio e2fsprogs xfsprogs util-linux qemu-utils qemu-system-x86
   file busybox-static python3-argcomplete python3-pkg-resources python3-requests ca-certificates
   runc openssl containerd ceph-mon ceph-osd ceph-common librbd1 librados2)
+
+# The RBD clients the bench compares with ours: rbd-nbd (ceph-csi's userspace mounter) and
+# qemu-storage-daemon's rbd driver (a module in qemu-block-extra).
+BENCH_PACKAGES=(rbd-nbd qemu-block-extra)
+[ "${1:-}" != --bench ] || HOST_PACKAGES+=("${BENCH_PACKAGES[@]}")
 
 need_apt=0
 # From trixie: virtme-ng, and promtool (the metrics tests' `promtool check metrics`), which bookworm

@@ -193,8 +193,8 @@ export function startVerifiedFio(
 }
 
 /** Starts fio with `args`; its stdout and stderr are collected into the run's output. */
-export function startFio(args: string[]): FioRun {
-  const child = spawn('fio', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+export function startFio(args: string[], env: NodeJS.ProcessEnv = process.env): FioRun {
+  const child = spawn('fio', args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));

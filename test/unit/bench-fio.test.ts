@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { fioArgs, MiB, parseFioReport } from '../../bench/fio';
+import { fioArgs, fioEnv, MiB, parseFioReport } from '../../bench/fio';
 
 /** fio 3.33 reports written by a bench run in the VM (fio ... --group_reporting --output-format=json). */
 function fixture(name: string): string {
@@ -38,7 +38,7 @@ describe('bench: fio', () => {
 
   it('gives each job its own MiB-aligned slice of the device', () => {
     const args = fioArgs({
-      device: '/dev/vdb',
+      target: { kind: 'device', path: '/dev/vdb' },
       job: 'randwrite-4k-qd32',
       numjobs: 3,
       deviceBytes: 1024 * MiB,
@@ -54,7 +54,28 @@ describe('bench: fio', () => {
       '--bs=4k',
       '--iodepth=32',
       '--output=/tmp/r.json',
+      '--filename=/dev/vdb',
+      '--ioengine=libaio',
+      '--direct=1',
     ])
       assert.ok(args.includes(expected), `${expected} in ${args.join(' ')}`);
+  });
+
+  it("reaches an RBD image through fio's rbd engine, with the cluster's conf in CEPH_CONF", () => {
+    const target = { kind: 'rbd', conf: '/c/ceph.conf', user: 'admin', pool: 'rbd', image: 'img' } as const;
+    const args = fioArgs({
+      target,
+      job: 'read-1m-qd8',
+      numjobs: 1,
+      deviceBytes: 256 * MiB,
+      runtimeS: 10,
+      rampS: 2,
+      reportPath: '/tmp/r.json',
+    });
+    for (const expected of ['--ioengine=rbd', '--clientname=admin', '--pool=rbd', '--rbdname=img'])
+      assert.ok(args.includes(expected), `${expected} in ${args.join(' ')}`);
+    assert.ok(!args.some((arg) => arg.startsWith('--filename') || arg === '--ioengine=libaio'));
+    assert.equal(fioEnv(target).CEPH_CONF, '/c/ceph.conf');
+    assert.equal(fioEnv({ kind: 'device', path: '/dev/vdb' }).CEPH_CONF, process.env.CEPH_CONF);
   });
 });

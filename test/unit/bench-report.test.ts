@@ -1,23 +1,6 @@
 import assert from 'node:assert/strict';
 import { BenchResults, median, renderMemory, renderTable, summarise } from '../../bench/report';
-import { RunFigures } from '../../bench/throughput';
-
-function run(iops: number, cpuUsPerIo: number | null): RunFigures {
-  return {
-    iops,
-    mibS: iops / 256,
-    p50Us: 100,
-    p99Us: 400,
-    totalIos: iops * 10,
-    errors: 0,
-    cpuUsPerIo,
-    rssMiB: 80,
-    hwmMiB: 90,
-    cpuS: 1,
-    deviceIos: iops * 12,
-    wallS: 12,
-  };
-}
+import { runFigures as run } from './bench-figures';
 
 function results(overrides: Partial<BenchResults>): BenchResults {
   return {
@@ -27,6 +10,7 @@ function results(overrides: Partial<BenchResults>): BenchResults {
       { name: 'qemu', description: 'q' },
       { name: 'ours', description: 'o' },
     ],
+    ratios: [['ours', 'qemu']],
     failures: [],
     summary: {},
     memory: {},
