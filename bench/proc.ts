@@ -47,6 +47,34 @@ export function processTree(root: number): number[] {
   return tree;
 }
 
+/** The command name of /proc/PID/stat (a thread's name in /proc/PID/task/TID/stat). */
+export function statName(text: string): string {
+  return text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+}
+
+/**
+ * CPU ticks of every thread of `pids`, summed per thread name (librbd's `msgr-worker-0`, node's
+ * `node`, ...): where a server's CPU goes.
+ */
+export function cpuTicksByThread(pids: number[]): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const pid of pids) {
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue; // exited
+    }
+    for (const task of tasks) {
+      const stat = readProcFile(pid, `task/${task}/stat`);
+      if (stat === undefined) continue;
+      const name = statName(stat);
+      byName.set(name, (byName.get(name) ?? 0) + parseStat(stat).cpuTicks);
+    }
+  }
+  return byName;
+}
+
 export function cpuTicks(pids: number[]): number {
   return pids.reduce((sum, pid) => {
     const stat = readProcFile(pid, 'stat');

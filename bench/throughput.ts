@@ -3,7 +3,7 @@ import { BenchConfig } from './config';
 import { FioFigures, FioRunOptions, FioTarget, runFio } from './fio';
 import { Layout, ServedVolumes, Volume } from './layout';
 import { log } from './log';
-import { blockIos, CLOCK_TICKS, cpuTicks, memoryOf } from './proc';
+import { blockIos, CLOCK_TICKS, cpuTicks, cpuTicksByThread, memoryOf } from './proc';
 
 export interface RunFigures extends FioFigures {
   /**
@@ -16,8 +16,23 @@ export interface RunFigures extends FioFigures {
   /** VmHWM (peak RSS) of the server instance so far: over every run before on it. */
   hwmMiB: number | null;
   cpuS: number;
+  /** The serving processes' CPU seconds over the run per thread name, largest first. */
+  threadCpuS?: Record<string, number>;
   deviceIos: number;
   wallS: number;
+}
+
+/** Per thread name, ticks after minus ticks before, in seconds, largest first (none under 0.01 s). */
+export function threadCpuDelta(
+  before: Map<string, number>,
+  after: Map<string, number>,
+  ticksPerSecond: number,
+): Record<string, number> {
+  const deltas = [...after].map(([name, ticks]): [string, number] => [
+    name,
+    (ticks - (before.get(name) ?? 0)) / ticksPerSecond,
+  ]);
+  return Object.fromEntries(deltas.filter(([, seconds]) => seconds >= 0.01).sort((a, b) => b[1] - a[1]));
 }
 
 /** "queues/job" -> layout -> one entry per repeat. */
@@ -35,10 +50,13 @@ function requestsDone(target: FioTarget): number {
 async function measuredFio(served: ServedVolumes, options: FioRunOptions): Promise<RunFigures> {
   const pidsBefore = served.pids();
   const cpuBefore = cpuTicks(pidsBefore);
+  const threadsBefore = cpuTicksByThread(pidsBefore);
   const iosBefore = requestsDone(options.target);
   const started = performance.now();
   const fio = await runFio(options);
-  const cpuAfter = cpuTicks([...new Set([...pidsBefore, ...served.pids()])]);
+  const pidsAfter = [...new Set([...pidsBefore, ...served.pids()])];
+  const cpuAfter = cpuTicks(pidsAfter);
+  const threadCpuS = threadCpuDelta(threadsBefore, cpuTicksByThread(pidsAfter), CLOCK_TICKS);
   const deviceIos =
     options.target.kind === 'device' ? requestsDone(options.target) - iosBefore : fio.totalIos;
   const wallS = (performance.now() - started) / 1000;
@@ -51,6 +69,7 @@ async function measuredFio(served: ServedVolumes, options: FioRunOptions): Promi
     rssMiB: serving ? memory.VmRSS / 1024 : null,
     hwmMiB: serving ? memory.VmHWM / 1024 : null,
     cpuS,
+    threadCpuS,
     deviceIos,
     wallS,
   };
@@ -134,6 +153,11 @@ export async function throughputCase(
               });
               ((runs[`${queues}/${job}`] ??= {})[layout] ??= []).push(figures);
               log(`  ${layout.padEnd(4)} q${queues} ${job.padEnd(18)} r${repeat} ${runLine(figures)}`);
+              const threads = Object.entries(figures.threadCpuS ?? {}).slice(0, 6);
+              if (threads.length > 0)
+                log(
+                  `    cpu s by thread: ${threads.map(([name, cpu]) => `${name} ${cpu.toFixed(2)}`).join(', ')}`,
+                );
             } catch (error) {
               fail(`${layout} queues=${queues} ${job} repeat=${repeat}: FAILED: ${String(error)}`);
             }
