@@ -15,9 +15,9 @@ interface BindProcess {
 
 /**
  * vdpa DEV_NEW through a bind process of its own (dist/bundle/vdpa-bind.js; see vdpa-bind.ts for
- * why), started at the first bind and kept for the next ones until `close`: a device added to a
- * running daemon costs no process start. One bind at a time, as the kernel runs them. A bind process
- * that died is replaced at the next bind.
+ * why), started by `warm` or at the first bind and kept for the next ones until `close`: a device
+ * added to a running daemon costs no process start. One bind at a time, as the kernel runs them. A
+ * bind process that died is replaced at the next bind.
  */
 export class VdpaBinder {
   private process: BindProcess | undefined;
@@ -25,6 +25,13 @@ export class VdpaBinder {
 
   bind(name: string): Promise<void> {
     return this.turns.run(() => this.request(name));
+  }
+
+  /** Starts the bind process now, so that the first bind does not wait for a process to start. */
+  warm(): Promise<void> {
+    return this.turns.run(async () => {
+      this.running();
+    });
   }
 
   /** One bind through a bind process started for it alone (a process serving one device, say). */
@@ -49,9 +56,13 @@ export class VdpaBinder {
     });
   }
 
-  private request(name: string): Promise<void> {
+  private running(): BindProcess {
     if (this.process?.closed()) this.process = undefined;
-    const running = (this.process ??= startBindProcess());
+    return (this.process ??= startBindProcess());
+  }
+
+  private request(name: string): Promise<void> {
+    const running = this.running();
     return new Promise((resolve, reject) => {
       const answered = (line: string): void => {
         running.child.off('close', died);

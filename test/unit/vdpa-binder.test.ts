@@ -42,6 +42,17 @@ describe('VdpaBinder (one bind process for many binds)', function () {
     assert.equal(openFds(), fdsBefore, 'its pipes are closed');
   });
 
+  it('starts its bind process when warmed, before any bind, and answers the first bind from it', async () => {
+    const binder = new VdpaBinder();
+    await binder.warm();
+    const [warmed, ...others] = bindProcesses();
+    assert.ok(warmed !== undefined && others.length === 0, 'one bind process, started by warm');
+    await assert.rejects(binder.bind('no-such-device-3'));
+    assert.deepEqual(bindProcesses(), [warmed], 'the warmed process answers the bind');
+    await binder.close();
+    assert.deepEqual(bindProcesses(), []);
+  });
+
   it('answers every bind asked at once, and replaces a bind process that died', async () => {
     const binder = new VdpaBinder();
     const results = await Promise.allSettled(['a-1', 'a-2', 'a-3'].map((name) => binder.bind(name)));
