@@ -34,10 +34,29 @@ interface FioDirection {
   clat_ns: { percentile?: Record<string, number> };
 }
 
+/**
+ * The first JSON object in `text`: fio may print notes ahead of its report, and once (on the VM's
+ * 9p output directory) a report file ended in stray bytes of a longer earlier write.
+ */
+export function firstJsonObject(text: string): string {
+  const start = text.indexOf('{');
+  let depth = 0;
+  let inString = false;
+  for (let at = start; start >= 0 && at < text.length; at++) {
+    const char = text[at];
+    if (inString) {
+      if (char === '\\') at++;
+      else if (char === '"') inString = false;
+    } else if (char === '"') inString = true;
+    else if (char === '{') depth++;
+    else if (char === '}' && --depth === 0) return text.slice(start, at + 1);
+  }
+  throw new Error(`no complete JSON object in fio's output: ${text.slice(0, 200)}`);
+}
+
 /** The figures of fio's JSON report (one group: --group_reporting) for the job's direction. */
 export function parseFioReport(text: string, rw: FioJob['rw']): FioFigures {
-  // fio may print notes ahead of the JSON into the same output.
-  const report = JSON.parse(text.slice(text.indexOf('{'))) as {
+  const report = JSON.parse(firstJsonObject(text)) as {
     jobs: Array<{ error?: number; read: FioDirection; write: FioDirection }>;
   };
   const job = report.jobs[0]!;

@@ -1,5 +1,6 @@
 import { whileWriting } from '../test/kernel/rbd-checks';
 import { kernelLogFromNow, startVerifiedFio } from '../test/kernel/support';
+import { firstJsonObject } from './fio';
 import { devicePath, ServedVolumes } from './layout';
 import { log } from './log';
 
@@ -34,10 +35,14 @@ export function parseVerifiedFio(output: string): {
   messages: string[];
 } {
   // stderr's lines may come before or after the report on stdout.
-  const start = output.indexOf('{');
-  const end = output.lastIndexOf('}') + 1;
-  const report = start < 0 ? '' : output.slice(start, end);
-  const messages = (start < 0 ? output : `${output.slice(0, start)}\n${output.slice(end)}`)
+  let report = '';
+  try {
+    report = firstJsonObject(output);
+  } catch {
+    // no report: fio was killed
+  }
+  const messages = output
+    .replace(report, '')
     .split('\n')
     .map((line) => line.trim())
     .filter((line) => line.length > 0)

@@ -54,11 +54,12 @@ export function statName(text: string): string {
 
 /**
  * CPU ticks of every thread of `pids`, summed per thread name (librbd's `msgr-worker-0`, node's
- * `node`, ...): where a server's CPU goes.
+ * `node`, ...): where a server's CPU goes. A process's main thread is marked `(main)`, and the
+ * threads of processes after the first (a daemon's standby) carry their pid.
  */
 export function cpuTicksByThread(pids: number[]): Map<string, number> {
   const byName = new Map<string, number>();
-  for (const pid of pids) {
+  for (const [index, pid] of pids.entries()) {
     let tasks: string[];
     try {
       tasks = readdirSync(`/proc/${pid}/task`);
@@ -68,7 +69,7 @@ export function cpuTicksByThread(pids: number[]): Map<string, number> {
     for (const task of tasks) {
       const stat = readProcFile(pid, `task/${task}/stat`);
       if (stat === undefined) continue;
-      const name = statName(stat);
+      const name = `${statName(stat)}${Number(task) === pid ? ' (main)' : ''}${index > 0 ? ` [${pid}]` : ''}`;
       byName.set(name, (byName.get(name) ?? 0) + parseStat(stat).cpuTicks);
     }
   }

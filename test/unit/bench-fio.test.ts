@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { fioArgs, fioEnv, MiB, parseFioReport } from '../../bench/fio';
+import { fioArgs, fioEnv, firstJsonObject, MiB, parseFioReport } from '../../bench/fio';
 
 /** fio 3.33 reports written by a bench run in the VM (fio ... --group_reporting --output-format=json). */
 function fixture(name: string): string {
@@ -34,6 +34,14 @@ describe('bench: fio', () => {
   it('skips notes fio printed ahead of the JSON', () => {
     const report = parseFioReport(`note: a note\n${fixture('fio-randread-4k-qd1.json')}`, 'randread');
     assert.equal(report.totalIos, 2360);
+  });
+
+  it('reads the first JSON object, whatever follows it', () => {
+    const report = parseFioReport(`${fixture('fio-randread-4k-qd1.json')}\n]\n}\n`, 'randread');
+    assert.equal(report.totalIos, 2360);
+    assert.equal(firstJsonObject('x {"a": "}\\"{", "b": {"c": 1}} ]}'), '{"a": "}\\"{", "b": {"c": 1}}');
+    assert.throws(() => firstJsonObject('fio: killed {"jobs": ['), /no complete JSON object/);
+    assert.throws(() => firstJsonObject('fio: killed'), /no complete JSON object/);
   });
 
   it('gives each job its own MiB-aligned slice of the device', () => {
