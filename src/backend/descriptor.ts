@@ -26,7 +26,7 @@ export interface CephClientOptions {
  * every node as their writes need it.
  */
 export type RbdSharing = 'read-only' | 'multi-writer';
-export const RBD_SHARINGS: readonly RbdSharing[] = ['read-only', 'multi-writer'];
+const RBD_SHARINGS: readonly RbdSharing[] = ['read-only', 'multi-writer'];
 
 /** The storage a device serves, as the CLI, the device record and a successor server name it. */
 export type BackendDescriptor =

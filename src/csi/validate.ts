@@ -17,7 +17,7 @@ const SINGLE_NODE_MODES: readonly AccessModeName[] = [
  * is refused: a node stages before it knows whether it publishes read-only, so no node could stage
  * it either way, and Kubernetes never asks for it.
  */
-export const ACCESS_MODES: Readonly<Record<VolumeKind, readonly AccessModeName[]>> = {
+const ACCESS_MODES: Readonly<Record<VolumeKind, readonly AccessModeName[]>> = {
   file: SINGLE_NODE_MODES,
   rbd: [...SINGLE_NODE_MODES, 'MULTI_NODE_READER_ONLY', 'MULTI_NODE_MULTI_WRITER'],
 };
