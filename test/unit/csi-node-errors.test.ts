@@ -93,6 +93,13 @@ describe('CSI node over gRPC: validation and error codes', function () {
     await csi.expectCode('node', 'NodePublishVolume', { ...valid, volume_id: 'vol-unknown' }, 'NOT_FOUND');
     const message = await csi.expectCode('node', 'NodePublishVolume', valid, 'FAILED_PRECONDITION');
     assert.match(message, /not staged/);
+    const multiNode = await csi.expectCode(
+      'node',
+      'NodePublishVolume',
+      { ...valid, volume_capability: blockCapability('MULTI_NODE_MULTI_WRITER') },
+      'FAILED_PRECONDITION',
+    );
+    assert.match(multiNode, /image-file volume is local to one node/);
   });
 
   it('NodeUnpublishVolume and NodeUnstageVolume: idempotent for a known volume, NOT_FOUND otherwise', async () => {
