@@ -15,7 +15,17 @@ import { assertNothingLeft, readDigest, sizeSeenByPod, VolumeKind, writeData } f
 import { keyOf, monitorsOf } from '../support/ceph-client';
 import { useCephCluster } from '../support/ceph-cluster';
 import { CsiHarness, MiB, Reply, blockCapability, mountCapability } from '../support/csi-harness';
-import { requireVduse, scratchDir, sh } from './support';
+import { eventually } from '../support/eventually';
+import { blocklisted, lockAddresses } from './rbd-checks';
+import { RbdSharing } from '../../src/backend/descriptor';
+import { callDaemon } from '../../src/daemon/control-client';
+import { daemonProcesses, daemonStatus } from '../support/daemon-processes';
+import { RunningDaemon, announced, startDaemon } from './daemon-support';
+import { BLK_CLI, TAKEOVER_TIMEOUT_MS, requireVduse, scratchDir, sh, waitFor } from './support';
+
+/** How Kubernetes asks for ReadWriteMany and ReadOnlyMany volumes. */
+const RWX = 'MULTI_NODE_MULTI_WRITER';
+const ROX = 'MULTI_NODE_READER_ONLY';
 
 /** Every process's command line: a key must never be in one (anyone can read /proc/PID/cmdline). */
 function allCommandLines(): string[] {
@@ -91,23 +101,35 @@ describe('RBD volumes through the CSI plugin on a real kernel and Ceph cluster',
     await nodeA?.stop();
   });
 
-  const create = async (name: string, kind: VolumeKind, parameters: Record<string, string>, bytes: number) =>
+  const create = async (
+    name: string,
+    kind: VolumeKind,
+    parameters: Record<string, string>,
+    bytes: number,
+    mode?: string,
+  ) =>
     (
       (await nodeA.call('controller', 'CreateVolume', {
         name,
         capacity_range: { required_bytes: bytes },
-        volume_capabilities: [capabilityOf(kind)],
+        volume_capabilities: [capabilityOf(kind, mode)],
         parameters: { backend: 'rbd', pool: ceph.pool, ...parameters },
         secrets,
       })) as Reply
     ).volume;
 
-  const stage = async (node: CsiHarness, volume: Reply, kind: VolumeKind, pod: string): Promise<Attached> => {
+  const stage = async (
+    node: CsiHarness,
+    volume: Reply,
+    kind: VolumeKind,
+    pod: string,
+    mode?: string,
+  ): Promise<Attached> => {
     const staging = join(node.root, 'kubelet', 'staging', pod);
     const podDir = join(node.root, 'kubelet', 'pods', pod);
     mkdirSync(staging, { recursive: true });
     mkdirSync(podDir, { recursive: true });
-    const capability = capabilityOf(kind);
+    const capability = capabilityOf(kind, mode);
     await node.call('node', 'NodeStageVolume', {
       volume_id: volume.volume_id,
       staging_target_path: staging,
@@ -132,6 +154,15 @@ describe('RBD volumes through the CSI plugin on a real kernel and Ceph cluster',
       volume_id: volume.volume_id,
       staging_target_path: staging,
     });
+  };
+
+  const imageOf = (volume: Reply): string => `${ceph.pool}/${volume.volume_id.split(':')[5]}`;
+
+  /** The volume's image as `rbd export` reads it, into a file of that name: its path. */
+  const exportImage = (volume: Reply, file: string): string => {
+    const exported = join(nodeB.root, file);
+    sh(`rbd -c ${ceph.conf} export ${imageOf(volume)} ${exported} 2>/dev/null`);
+    return exported;
   };
 
   /** The volume's key is only in its node's keyring file: never in argv, logs or other records. */
@@ -288,18 +319,161 @@ describe('RBD volumes through the CSI plugin on a real kernel and Ceph cluster',
     const digest = writeData('block', onB.target, 'raw', 5);
     assertKeyConfined(nodeB, true);
     await unstage(volume, onB);
-    const image = `${ceph.pool}/${volume.volume_id.split(':')[5]}`;
-    const exported = join(nodeB.root, 'exported.img');
-    sh(`rbd -c ${ceph.conf} export ${image} ${exported} 2>/dev/null`);
-    assert.equal(
-      sh(`dd if=${exported} bs=1M skip=5 count=1 status=none | sha256sum | cut -d' ' -f1`).trim(),
-      digest,
-    );
+    assert.equal(exportedDigest(exportImage(volume, 'exported.img'), 5), digest);
     await nodeA.call('controller', 'DeleteVolume', { volume_id: volume.volume_id, secrets });
     for (const node of [nodeA, nodeB]) assertNothingLeft(node);
   });
+
+  describe('multi-node access modes', () => {
+    // Node A's plugin stages the volume; node C is a device daemon that serves it as node C's plugin
+    // would have it (`add` with the stage's sharing). All nodes share this VM's kernel, where a
+    // volume's device name exists once, so node C names its devices otherwise.
+    let nodeC: string;
+    let daemonC: RunningDaemon;
+
+    before(async () => {
+      nodeC = join(scratchDir('csi-rbd-c'), 'state');
+      daemonC = startDaemon(BLK_CLI, nodeC, []);
+      await waitFor(
+        'node C to serve',
+        () => announced(daemonC.output(), 'daemon').length === 1,
+        TAKEOVER_TIMEOUT_MS,
+      );
+    });
+
+    after(() => {
+      for (const pid of daemonProcesses(nodeC)) process.kill(pid, 'SIGKILL');
+    });
+
+    /** Node C serves the volume's image shared as `sharing`: the device's path. */
+    const serveOnC = async (volume: Reply, sharing: RbdSharing): Promise<string> => {
+      const [, , , pool, , image] = volume.volume_id.split(':');
+      const served = await callDaemon(
+        nodeC,
+        {
+          op: 'add',
+          device: {
+            name: `node-c-${sharing}`,
+            queues: 1,
+            queueSize: 128,
+            blockSize: 512,
+            readOnly: sharing === 'read-only',
+            keepAllocation: false,
+            backend: {
+              kind: 'rbd',
+              location: { pool: pool!, image: image! },
+              client: { conf: ceph.conf, user: ceph.user, keyring: ceph.userKeyring },
+              sharing,
+            },
+          },
+        },
+        TAKEOVER_TIMEOUT_MS,
+      );
+      return String(served.path);
+    };
+    const removeOnC = async (sharing: RbdSharing): Promise<void> => {
+      await callDaemon(nodeC, { op: 'remove', name: `node-c-${sharing}` }, TAKEOVER_TIMEOUT_MS);
+    };
+
+    it('serves a MULTI_NODE_MULTI_WRITER Block volume on two nodes: each reads what the other wrote, through a kill of one', async () => {
+      const volume = await create('pvc-shared', 'block', { clusterID: 'test' }, 64 * MiB, RWX);
+      const image = imageOf(volume);
+      const onA = await stage(nodeA, volume, 'block', 'pod-shared-a', RWX);
+      const onC = await serveOnC(volume, 'multi-writer');
+      const written = new Map<number, string>();
+      /** `target` writes a MiB with O_DIRECT, then both nodes read every MiB written so far. */
+      const writeAndCrossRead = (target: string, offsetMiB: number): void => {
+        written.set(offsetMiB, writeData('block', target, `shared-${offsetMiB}`, offsetMiB));
+        for (const reader of [onA.target, onC])
+          for (const [offset, digest] of written)
+            assert.equal(readDigest('block', reader, '', offset), digest, `${reader} at ${offset} MiB`);
+      };
+      writeAndCrossRead(onC, 2);
+      const [writerC] = lockAddresses(ceph.conf, image);
+      assert.ok(writerC, "librbd gave node C's writer the lock for its write");
+      writeAndCrossRead(onA.target, 1);
+      const [writerA] = lockAddresses(ceph.conf, image);
+      assert.ok(writerA && writerA !== writerC, 'and handed it to node A for its write');
+
+      // Node A's daemon dies holding the lock: its standby fences that client, and serves on shared.
+      const killed = (await daemonStatus(nodeA.options.stateDir))!;
+      process.kill(killed.pid, 'SIGKILL');
+      await eventually(async () => {
+        const successor = await daemonStatus(nodeA.options.stateDir);
+        assert.ok(successor && successor.pid !== killed.pid && successor.devices.length === 1);
+      }, TAKEOVER_TIMEOUT_MS);
+      // Over what both read before: neither may answer from a cache.
+      writeAndCrossRead(onA.target, 2);
+      writeAndCrossRead(onC, 1);
+      const fenced = blocklisted(ceph.conf);
+      assert.ok(fenced.includes(writerA), `the dead writer ${writerA} is fenced:\n${fenced}`);
+      assert.ok(!fenced.includes(writerC), `node C's live writer ${writerC} is not fenced:\n${fenced}`);
+
+      const exported = exportImage(volume, 'shared.img');
+      for (const [offset, digest] of written)
+        assert.equal(exportedDigest(exported, offset), digest, `rbd export at ${offset} MiB`);
+      await unstage(volume, onA);
+      await removeOnC('multi-writer');
+      await nodeA.call('controller', 'DeleteVolume', { volume_id: volume.volume_id, secrets });
+      assertNothingLeft(nodeA);
+    });
+
+    it('serves a MULTI_NODE_READER_ONLY ext4 volume on two nodes read-only; single-node stages stay exclusive', async () => {
+      const volume = await create('pvc-readers', 'ext4', { clusterID: 'test' }, 64 * MiB, ROX);
+      const writer = await stage(nodeA, volume, 'ext4', 'pod-writer');
+      const digest = writeData('ext4', writer.target, 'shared', 0);
+      const refused = await nodeB.expectCode(
+        'node',
+        'NodeStageVolume',
+        {
+          volume_id: volume.volume_id,
+          staging_target_path: join(nodeB.root, 'kubelet', 'staging', 'pod-second-writer'),
+          volume_capability: mountCapability('ext4'),
+          volume_context: volume.volume_context,
+          secrets,
+        },
+        'FAILED_PRECONDITION',
+      );
+      assert.match(refused, /held by/);
+      await unstage(volume, writer);
+
+      const onA = await stage(nodeA, volume, 'ext4', 'pod-reader-a', ROX);
+      const onC = await serveOnC(volume, 'read-only');
+      const mountedOnC = join(nodeC, 'mounted');
+      mkdirSync(mountedOnC);
+      sh(`mount -t ext4 -o ro ${onC} ${mountedOnC}`);
+      try {
+        const readers = [
+          { device: sh(`findmnt -n -o SOURCE ${onA.staging}`).trim(), files: onA.target },
+          { device: onC, files: mountedOnC },
+        ];
+        for (const { device, files } of readers) {
+          assert.equal(readDigest('ext4', files, 'shared', 0), digest);
+          assert.equal(sh(`blockdev --getro ${device}`).trim(), '1', `${device} is read-only`);
+          assert.throws(() => sh(`touch ${files}/new`), /Read-only file system/);
+          assert.throws(
+            () => sh(`dd if=/dev/zero of=${device} bs=4k count=1 oflag=direct status=none`),
+            /Read-only file system|Operation not permitted|Permission denied/,
+          );
+        }
+        assert.deepEqual(lockAddresses(ceph.conf, imageOf(volume)), [], 'readers take no lock');
+      } finally {
+        sh(`umount ${mountedOnC}`);
+      }
+      await unstage(volume, onA);
+      await removeOnC('read-only');
+      await nodeA.call('controller', 'DeleteVolume', { volume_id: volume.volume_id, secrets });
+      for (const node of [nodeA, nodeB]) assertNothingLeft(node);
+    });
+  });
 });
 
-function capabilityOf(kind: VolumeKind): object {
-  return kind === 'block' ? blockCapability() : mountCapability(kind);
+function exportedDigest(exported: string, offsetMiB: number): string {
+  return sh(
+    `dd if=${exported} bs=1M skip=${offsetMiB} count=1 status=none | sha256sum | cut -d' ' -f1`,
+  ).trim();
+}
+
+function capabilityOf(kind: VolumeKind, mode = 'SINGLE_NODE_WRITER'): object {
+  return kind === 'block' ? blockCapability(mode) : mountCapability(kind, mode);
 }
