@@ -21,6 +21,7 @@ import { IovecTable, transferSpans } from './vector-io';
  * transferred in parallel rather than one after another.
  */
 const { cells: cellsBuffer, numbers: numbersBuffer, doneFd } = workerData as LargeIoWorkerData;
+libc.nameThisThread('vduse-large-io');
 const cells = new Int32Array(cellsBuffer);
 const numbers = new Float64Array(numbersBuffer);
 const table = new IovecTable();

@@ -91,6 +91,7 @@ class ControlServer {
 
 const data = workerData as ThreadData;
 threadLog.setLevel(data.logLevel);
+libc.nameThisThread('vduse-control');
 const servers = new Map<string, ControlServer>();
 const thread: EventThread = new EventThread(
   data.wakeFd,

@@ -316,6 +316,7 @@ class QueueServer {
 
 const data = workerData as ThreadData;
 threadLog.setLevel(data.logLevel);
+libc.nameThisThread('vduse-queue');
 const servers = new Map<string, QueueServer[]>();
 /** Detached servers whose last requests are still in flight. */
 const draining = new Set<QueueServer>();

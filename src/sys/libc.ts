@@ -28,6 +28,8 @@ export const raw = {
   fallocate: libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
   ftruncate: libc.func('int ftruncate(int fd, int64_t length)'),
   flock: libc.func('int flock(int fd, int operation)'),
+  pthreadSelf: libc.func('uintptr_t pthread_self()'),
+  pthreadSetName: libc.func('int pthread_setname_np(uintptr_t thread, const char *name)'),
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   bind: libc.func('int bind(int fd, const void *addr, uint32_t addrlen)'),
   send: libc.func('ssize_t send(int fd, const void *buf, size_t len, int flags)'),
@@ -59,6 +61,18 @@ export const LOCK_NB = 4;
 export const FALLOC_FL_KEEP_SIZE = 0x1;
 export const FALLOC_FL_PUNCH_HOLE = 0x2;
 export const FALLOC_FL_ZERO_RANGE = 0x10;
+
+/** The kernel keeps 15 bytes of a thread's name (TASK_COMM_LEN less its NUL). */
+const THREAD_NAME_BYTES = 15;
+
+/**
+ * Names the calling thread (ASCII, cut to 15 characters) as `top -H`, `ps -L` and
+ * /proc/PID/task/TID/comm show it; false when the kernel refused. Every Node.js thread is otherwise
+ * called "node".
+ */
+export function nameThisThread(name: string): boolean {
+  return raw.pthreadSetName(raw.pthreadSelf(), name.slice(0, THREAD_NAME_BYTES)) === 0;
+}
 
 export function errno(): number {
   return koffi.errno();

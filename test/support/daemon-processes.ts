@@ -30,6 +30,29 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** The live vdpa-bind processes (src/daemon/vdpa-bind.ts) whose parent is `parentPid`. */
+export function bindProcessesOf(parentPid: number): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        const parent = Number(
+          readFileSync(`/proc/${pid}/stat`, 'utf8')
+            .replace(/^.*\) /s, '')
+            .split(' ')[1],
+        );
+        return (
+          parent === parentPid &&
+          readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('vdpa-bind.js') &&
+          isAlive(pid)
+        );
+      } catch {
+        return false; // gone meanwhile
+      }
+    });
+}
+
 /** The live processes of `daemon` commands on `stateDir` (daemons and standbys). */
 export function daemonProcesses(stateDir: string): number[] {
   return readdirSync('/proc')

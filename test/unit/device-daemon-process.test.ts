@@ -8,6 +8,7 @@ import { callDaemon } from '../../src/daemon/control-client';
 import { controlSocketPath } from '../../src/daemon/control-client';
 import { LineRequestError, callJsonLines } from '../../src/daemon/json-line-socket';
 import { promtoolProblems, scrape, valueOf } from '../support/prometheus-text';
+import { bindProcessesOf } from '../support/daemon-processes';
 
 const BLK_CLI = resolve(__dirname, '../../bundle/vduse-blk.js');
 const TIMEOUT_MS = 120_000;
@@ -101,6 +102,23 @@ describe('device daemon process (no VDUSE needed: no device is served)', functio
     );
     assert.deepEqual(await probe(second, '/readyz'), { status: 200, body: 'serving\n' });
     assert.deepEqual(await probe(second, '/healthz'), { status: 200, body: 'serving\n' });
+  });
+
+  it('starts its named control and queue threads and its bind process as it begins serving, before any add', async () => {
+    const daemon = startDaemon(mkdtempSync(join(tmpdir(), 'daemon-warm-')), []);
+    started.push(daemon);
+    const pid = daemon.child.pid!;
+    const threadNames = (): string[] =>
+      readdirSync(`/proc/${pid}/task`).map((tid) =>
+        readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(),
+      );
+    await until('the control and queue threads', async () => {
+      const names = threadNames();
+      return names.includes('vduse-control') && names.includes('vduse-queue') ? true : undefined;
+    });
+    await until('the bind process', async () => (bindProcessesOf(pid).length === 1 ? true : undefined));
+    daemon.child.kill('SIGTERM');
+    assert.equal(await daemon.exited, 0);
   });
 
   it('an add whose image cannot be made is refused with its kind, and leaves no record behind', async () => {

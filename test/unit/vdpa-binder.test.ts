@@ -1,23 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { VdpaBinder } from '../../src/daemon/vdpa-binder';
+import { bindProcessesOf } from '../support/daemon-processes';
 
 /** This process's live vdpa-bind children. */
 function bindProcesses(): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .map(Number)
-    .filter((pid) => {
-      try {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-          .replace(/^.*\) /s, '')
-          .split(' ');
-        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-        return Number(stat[1]) === process.pid && stat[0] !== 'Z' && cmdline.includes('vdpa-bind.js');
-      } catch {
-        return false;
-      }
-    });
+  return bindProcessesOf(process.pid);
 }
 
 function openFds(): number {
