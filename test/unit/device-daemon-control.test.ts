@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -274,8 +274,13 @@ describe('device daemon lock', () => {
     second.release();
 
     const again = DaemonLock.tryAcquire(stateDir)!;
-    stop.abort();
-    assert.equal(await DaemonLock.acquire(stateDir, stop.signal), null, 'an aborted wait gives up');
+    const fdsBefore = readdirSync('/proc/self/fd').length;
+    const abandoned = new AbortController();
+    const given = DaemonLock.acquire(stateDir, abandoned.signal);
+    abandoned.abort();
+    assert.equal(await given, null, 'an aborted wait gives up');
+    assert.equal(await DaemonLock.acquire(stateDir, abandoned.signal), null, 'as does one aborted before');
+    assert.equal(readdirSync('/proc/self/fd').length, fdsBefore, 'a wait given up leaves no file open');
     again.release();
   });
 });
