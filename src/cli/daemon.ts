@@ -149,13 +149,11 @@ async function serveDevices(
     answerObserved(line, daemon, metrics, handOverRequested),
   );
   life.become('serving');
-  daemon
-    .prepareForAdds()
-    .catch((error: unknown) =>
-      log.warn('could not start the device threads or the bind process ahead of adds', {
-        error: String(error),
-      }),
-    );
+  daemon.prepareForAdds().catch((error: unknown) =>
+    log.warn('could not start the device threads or the bind process ahead of adds', {
+      error: String(error),
+    }),
+  );
   metrics?.tookOver(takenOver.length, takeoverSeconds);
   const serving = new AbortController();
   if (registry)
