@@ -30,42 +30,35 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** The live vdpa-bind processes (src/daemon/vdpa-bind.ts) whose parent is `parentPid`. */
-export function bindProcessesOf(parentPid: number): number[] {
+/** The live processes whose pid, /proc/PID/stat fields and argv `match` (gone meanwhile: not). */
+function liveProcesses(match: (stat: string[], argv: string[]) => boolean): number[] {
   return readdirSync('/proc')
     .filter((entry) => /^\d+$/.test(entry))
     .map(Number)
     .filter((pid) => {
       try {
-        const parent = Number(
-          readFileSync(`/proc/${pid}/stat`, 'utf8')
-            .replace(/^.*\) /s, '')
-            .split(' ')[1],
-        );
-        return (
-          parent === parentPid &&
-          readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('vdpa-bind.js') &&
-          isAlive(pid)
-        );
-      } catch {
-        return false; // gone meanwhile
-      }
-    });
-}
-
-/** The live processes of `daemon` commands on `stateDir` (daemons and standbys). */
-export function daemonProcesses(stateDir: string): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .map(Number)
-    .filter((pid) => {
-      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+          .replace(/^.*\) /s, '')
+          .split(' ');
         const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-        return argv.includes('daemon') && argv.includes(stateDir) && isAlive(pid);
+        return match(stat, argv) && isAlive(pid);
       } catch {
         return false;
       }
     });
+}
+
+/** The live vdpa-bind processes (src/daemon/vdpa-bind.ts) whose parent is `parentPid`. */
+export function bindProcessesOf(parentPid: number): number[] {
+  // stat fields after the command name: state, then the parent's pid.
+  return liveProcesses(
+    (stat, argv) => Number(stat[1]) === parentPid && argv.some((arg) => arg.endsWith('vdpa-bind.js')),
+  );
+}
+
+/** The live processes of `daemon` commands on `stateDir` (daemons and standbys). */
+export function daemonProcesses(stateDir: string): number[] {
+  return liveProcesses((_stat, argv) => argv.includes('daemon') && argv.includes(stateDir));
 }
 
 /** Stops every daemon process of `stateDir` (SIGTERM: devices are let go of, never removed). */

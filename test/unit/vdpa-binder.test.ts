@@ -30,15 +30,15 @@ describe('VdpaBinder (one bind process for many binds)', function () {
     assert.equal(openFds(), fdsBefore, 'its pipes are closed');
   });
 
-  it('starts its bind process when warmed, before any bind, and answers the first bind from it', async () => {
+  it('starts its bind process when warmed, once however often, and answers the first bind from it', async () => {
     const binder = new VdpaBinder();
+    await Promise.all([binder.warm(), binder.warm()]);
+    const warmed = bindProcesses();
+    assert.equal(warmed.length, 1, 'one bind process, started by warm');
     await binder.warm();
-    const [warmed, ...others] = bindProcesses();
-    assert.ok(warmed !== undefined && others.length === 0, 'one bind process, started by warm');
     await assert.rejects(binder.bind('no-such-device-3'));
-    assert.deepEqual(bindProcesses(), [warmed], 'the warmed process answers the bind');
+    assert.deepEqual(bindProcesses(), warmed, 'the warmed process answers the bind');
     await binder.close();
-    assert.deepEqual(bindProcesses(), []);
   });
 
   it('answers every bind asked at once, and replaces a bind process that died', async () => {
