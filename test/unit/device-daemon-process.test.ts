@@ -17,6 +17,8 @@ interface Daemon {
   child: ChildProcess;
   output: () => string;
   exited: Promise<number | null>;
+  /** Exited, and its pipes closed. */
+  closed: Promise<void>;
 }
 
 function startDaemon(
@@ -32,7 +34,8 @@ function startDaemon(
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-  return { child, output: () => output, exited };
+  const closed = new Promise<void>((done) => child.once('close', () => done()));
+  return { child, output: () => output, exited, closed };
 }
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
@@ -76,8 +79,11 @@ describe('device daemon process (no VDUSE needed: no device is served)', functio
   const started: Daemon[] = [];
   const stateDir = mkdtempSync(join(tmpdir(), 'daemon-process-'));
 
-  after(() => {
+  // Reaped before the next file runs: a later file counting its own fds or children must not see
+  // these daemons' pipes close under it.
+  after(async () => {
     for (const daemon of started) daemon.child.kill('SIGKILL');
+    await Promise.all(started.map(({ closed }) => closed));
   });
 
   it('one daemon serves a state directory; a second stands by, ready, and takes over when the first is killed', async () => {
