@@ -110,5 +110,11 @@ export function callJsonLines(
       clearTimeout(timer);
       reject(error);
     });
+    // A peer that dies mid-request (a daemon killed) closes without a line: say so now, not at the
+    // timeout (a supervisor waited out 10 s that way, holding a volume's lock against the CO).
+    socket.on('close', () => {
+      clearTimeout(timer);
+      reject(new Error(`${path} closed the connection without an answer`));
+    });
   });
 }

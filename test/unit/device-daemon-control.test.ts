@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, statSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { validControlRequest } from '../../src/daemon/control-protocol';
@@ -203,6 +203,19 @@ describe('JSON-lines control socket', () => {
       callJsonLines(path, { op: 'other' }, 5_000),
       (error: LineRequestError) => error.code === undefined && error.message === 'plain failure',
     );
+  });
+
+  it('fails a call at once, not at its timeout, when the peer closes without answering (a daemon killed)', async () => {
+    const mute = join(dir, 'mute.sock');
+    const closer = createServer((socket) => socket.once('data', () => socket.destroy()));
+    await new Promise<void>((listening) => closer.listen(mute, listening));
+    try {
+      await assert.rejects(callJsonLines(mute, { op: 'status' }, 600_000), {
+        message: `${mute} closed the connection without an answer`,
+      });
+    } finally {
+      closer.close();
+    }
   });
 
   /** Writes raw bytes and collects everything the server sends until it closes or `lines` came. */
