@@ -149,8 +149,11 @@ describe('RBD volumes through the CSI plugin on a real kernel and Ceph cluster',
 
   const unstage = async (volume: Reply, attached: Attached): Promise<void> => {
     const { node, staging, target } = attached;
-    await node.call('node', 'NodeUnpublishVolume', { volume_id: volume.volume_id, target_path: target });
-    await node.call('node', 'NodeUnstageVolume', {
+    await node.callRetryingAborted('node', 'NodeUnpublishVolume', {
+      volume_id: volume.volume_id,
+      target_path: target,
+    });
+    await node.callRetryingAborted('node', 'NodeUnstageVolume', {
       volume_id: volume.volume_id,
       staging_target_path: staging,
     });
@@ -341,7 +344,11 @@ describe('RBD volumes through the CSI plugin on a real kernel and Ceph cluster',
       );
     });
 
-    after(() => {
+    // Node C's devices go even when a case failed half-way: one left behind fails every later
+    // file's "nothing left" check.
+    after(async () => {
+      for (const sharing of ['read-only', 'multi-writer'] as const)
+        await removeOnC(sharing).catch(() => undefined);
       for (const pid of daemonProcesses(nodeC)) process.kill(pid, 'SIGKILL');
     });
 

@@ -188,6 +188,28 @@ export class CsiHarness {
     return callUnary(this.clients[service], method, request, { deadline: Date.now() + 600_000 });
   }
 
+  /**
+   * The call as kubelet makes it: an answer ABORTED (another operation on the volume is under way,
+   * such as the node's supervision serving it again after a daemon kill) is asked again, as the
+   * CSI spec has the CO do; any other answer is returned or thrown at once.
+   */
+  async callRetryingAborted(
+    service: ServiceName,
+    method: string,
+    request: object,
+    timeoutMs = 120_000,
+  ): Promise<Reply> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await this.call(service, method, request);
+      } catch (error) {
+        if ((error as ServiceError).code !== status.ABORTED || Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  }
+
   /** Asserts the call fails with `code` and returns the error message. */
   async expectCode(
     service: ServiceName,
