@@ -111,7 +111,7 @@ export function callJsonLines(
       reject(error);
     });
     // A peer that dies mid-request (a daemon killed) closes without a line: say so now, not at the
-    // timeout (a supervisor waited out 10 s that way, holding a volume's lock against the CO).
+    // timeout (the node's supervision waited out its 10 s status timeout that way after a kill).
     socket.on('close', () => {
       clearTimeout(timer);
       reject(new Error(`${path} closed the connection without an answer`));
