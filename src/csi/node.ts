@@ -139,6 +139,13 @@ export class NodeService {
         if (existing) checkSameStaging(existing, stagingPath, capability);
         const wasServed = (await this.options.servers.status(deviceName)) !== null;
         const fresh = !existing && !wasServed;
+        // A new device over an image nothing ever wrote needs no blkid before mkfs: under 16
+        // stages at once that probe took seconds each.
+        const knownBlank =
+          fresh &&
+          capability.accessType === 'mount' &&
+          !isRbdVolumeId(id) &&
+          this.options.images.holdsNoData('volumes', id);
         let server: ServerStatus;
         try {
           server = await this.options.servers.start(spec);
@@ -154,6 +161,7 @@ export class NodeService {
               mountOptions:
                 capability.fsType === 'xfs' ? [...capability.mountFlags, 'nouuid'] : capability.mountFlags,
               readOnly: capability.readOnly,
+              knownBlank,
             });
           }
         } catch (error) {

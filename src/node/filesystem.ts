@@ -217,6 +217,11 @@ export interface FormatAndMountOptions {
   readOnly?: boolean;
   /** Label for a filesystem created now; ignored when the device is already formatted. */
   label?: string;
+  /**
+   * The caller knows every byte of the device reads as zero (a new device over a backing store
+   * nothing wrote), so there is nothing to probe: blkid is skipped.
+   */
+  knownBlank?: boolean;
 }
 
 /**
@@ -236,7 +241,7 @@ export async function safeFormatAndMount(
     if (deviceNumber !== null && existing.majorMinor === deviceNumber && existing.root === '/') return;
     throw new Error(`${target} is already a mount point of ${existing.source} (${existing.fsType})`);
   }
-  const found = await detectFilesystem(device);
+  const found = options.knownBlank ? null : await detectFilesystem(device);
   if (found === null) {
     if (options.readOnly) {
       throw new Error(`cannot mount blank device ${device} read-only: it has no filesystem`);

@@ -15,7 +15,7 @@ import { statfs } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fsyncPath } from '../sys/atomic-file';
-import { allocateRange } from '../sys/file-ranges';
+import { allocateRange, seekData } from '../sys/file-ranges';
 
 export type ImageKind = 'volumes' | 'snapshots';
 const IMAGE_KINDS: readonly ImageKind[] = ['volumes', 'snapshots'];
@@ -146,6 +146,20 @@ export class ImageDirectory {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
       throw error;
+    }
+  }
+
+  /**
+   * True when the image has no data extent at all, so every byte of it reads as zero: a volume
+   * nothing ever wrote. Unwritten (reserved) extents count as holes; a filesystem that cannot tell
+   * reports everything as data, which only makes this false.
+   */
+  holdsNoData(kind: ImageKind, id: string): boolean {
+    const fd = openSync(this.path(kind, id), 'r');
+    try {
+      return seekData(fd, 0, `lseek SEEK_DATA ${this.path(kind, id)}`) === null;
+    } finally {
+      closeSync(fd);
     }
   }
 
