@@ -67,11 +67,11 @@ const THREAD_NAME_BYTES = 15;
 
 /**
  * Names the calling thread (ASCII, cut to 15 characters) as `top -H`, `ps -L` and
- * /proc/PID/task/TID/comm show it; false when the kernel refused. Every Node.js thread is otherwise
- * called "node".
+ * /proc/PID/task/TID/comm show it; every Node.js thread is otherwise called "node". The name is
+ * only for people reading those tools, so a refusal is not an error.
  */
-export function nameThisThread(name: string): boolean {
-  return raw.pthreadSetName(raw.pthreadSelf(), name.slice(0, THREAD_NAME_BYTES)) === 0;
+export function nameThisThread(name: string): void {
+  raw.pthreadSetName(raw.pthreadSelf(), name.slice(0, THREAD_NAME_BYTES));
 }
 
 export function errno(): number {
