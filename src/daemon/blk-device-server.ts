@@ -155,6 +155,11 @@ export class BlkDeviceServer {
     return deviceThreads(logLevel).warm(queues);
   }
 
+  /** warmThreads for a process that serves devices as they come and go: the threads stay when idle. */
+  static keepThreadsWarm(logLevel: string, queues: number): Promise<void> {
+    return deviceThreads(logLevel).keepWarm(queues);
+  }
+
   /**
    * Serves the device: creates it, or takes over a live one a previous server left (crash, kill,
    * upgrade) when its record is in the state directory. A failure is a StartFailure naming the step

@@ -87,6 +87,8 @@ export class DeviceThreads {
   private readonly placement = new Map<string, DeviceThread[]>();
   /** Detaches under way: the threads they talk to must outlive them. */
   private detaching = 0;
+  /** A long-lived daemon keeps its threads when its last device goes (see keepWarm). */
+  private keptWarm = false;
 
   constructor(
     private readonly logLevel: string,
@@ -123,8 +125,17 @@ export class DeviceThreads {
   }
 
   /**
-   * Stops serving a device; afterwards no thread touches its fd, rings or image. The threads end
-   * with the last device, once no other detach still talks to them.
+   * Starts the threads as warm does and keeps them past the last device, so a long-lived daemon's
+   * next add never waits for threads to load (0.5-1.3 s under emulation, for every add of a burst).
+   */
+  async keepWarm(queues: number): Promise<void> {
+    this.keptWarm = true;
+    await this.warm(queues);
+  }
+
+  /**
+   * Stops serving a device; afterwards no thread touches its fd, rings or image. Unless kept warm,
+   * the threads end with the last device, once no other detach still talks to them.
    */
   async detach(name: string): Promise<void> {
     const hosts = this.placement.get(name) ?? [];
@@ -137,7 +148,7 @@ export class DeviceThreads {
     } finally {
       this.detaching--;
     }
-    if (this.placement.size === 0 && this.detaching === 0) await this.shutdown();
+    if (this.placement.size === 0 && this.detaching === 0 && !this.keptWarm) await this.shutdown();
   }
 
   /** Makes the threads serving `name`'s queues look at its shared state now. */

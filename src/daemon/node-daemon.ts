@@ -81,11 +81,12 @@ export class NodeDaemon {
   /**
    * Starts what the first add would otherwise start itself (the control thread, a queue thread, the
    * bind process), so adds do not queue behind those starts: with 16 adds at once under emulation,
-   * the threads took 7 s and the bind process 4 s to start, and every add waited for them. Further
-   * queue threads still start with the devices they serve.
+   * the threads took 7 s and the bind process 4 s to start, and every add waited for them. They
+   * stay when the last device goes, for the next add. Further queue threads still start with the
+   * devices they serve.
    */
   async prepareForAdds(): Promise<void> {
-    await Promise.all([BlkDeviceServer.warmThreads(this.options.logLevel, 1), this.binder.warm()]);
+    await Promise.all([BlkDeviceServer.keepThreadsWarm(this.options.logLevel, 1), this.binder.warm()]);
   }
 
   /** Remembers the takeover this daemon started with, for `status` (the node plugin reports it). */

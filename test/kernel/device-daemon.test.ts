@@ -15,7 +15,7 @@ import {
   TAKEOVER_TIMEOUT_MS,
 } from './support';
 import { RunningDaemon, announced, servingOtherThan, startDaemon } from './daemon-support';
-import { daemonProcesses, daemonStatus } from '../support/daemon-processes';
+import { daemonProcesses, daemonStatus, threadNamesOf } from '../support/daemon-processes';
 import { Sample, scrape, valueOf } from '../support/prometheus-text';
 import { eventually } from '../support/eventually';
 
@@ -393,6 +393,9 @@ describe('one device daemon serves every volume of a node', function () {
     );
     assert.deepEqual(readdirSync(join(stateDir, 'devices')), []);
     assert.deepEqual(readdirSync(join(stateDir, 'inflight')), []);
+    // Its threads stay for the next add.
+    const threads = threadNamesOf((await daemonStatus(stateDir))!.pid);
+    assert.ok(threads.includes('vduse-control') && threads.includes('vduse-queue'), threads.join(' '));
   });
 
   it(`${CYCLES} add/remove cycles beside a served volume leave no fd, thread, device, record or log behind`, async () => {

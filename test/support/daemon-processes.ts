@@ -48,6 +48,13 @@ function liveProcesses(match: (stat: string[], argv: string[]) => boolean): numb
     });
 }
 
+/** The names of a process's threads (as top -H shows them). */
+export function threadNamesOf(pid: number): string[] {
+  return readdirSync(`/proc/${pid}/task`).map((tid) =>
+    readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(),
+  );
+}
+
 /** The live vdpa-bind processes (src/daemon/vdpa-bind.ts) whose parent is `parentPid`. */
 export function bindProcessesOf(parentPid: number): number[] {
   // stat fields after the command name: state, then the parent's pid.

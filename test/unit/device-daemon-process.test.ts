@@ -8,7 +8,7 @@ import { callDaemon } from '../../src/daemon/control-client';
 import { controlSocketPath } from '../../src/daemon/control-client';
 import { LineRequestError, callJsonLines } from '../../src/daemon/json-line-socket';
 import { promtoolProblems, scrape, valueOf } from '../support/prometheus-text';
-import { bindProcessesOf } from '../support/daemon-processes';
+import { bindProcessesOf, threadNamesOf } from '../support/daemon-processes';
 
 const BLK_CLI = resolve(__dirname, '../../bundle/vduse-blk.js');
 const TIMEOUT_MS = 120_000;
@@ -114,12 +114,8 @@ describe('device daemon process (no VDUSE needed: no device is served)', functio
     const daemon = startDaemon(mkdtempSync(join(tmpdir(), 'daemon-warm-')), []);
     started.push(daemon);
     const pid = daemon.child.pid!;
-    const threadNames = (): string[] =>
-      readdirSync(`/proc/${pid}/task`).map((tid) =>
-        readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(),
-      );
     await until('the control and queue threads', async () => {
-      const names = threadNames();
+      const names = threadNamesOf(pid);
       return names.includes('vduse-control') && names.includes('vduse-queue') ? true : undefined;
     });
     await until('the bind process', async () => (bindProcessesOf(pid).length === 1 ? true : undefined));
