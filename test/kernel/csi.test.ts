@@ -154,9 +154,9 @@ describe('CSI plugin on the real kernel', function () {
       standby: false,
     });
     const capability = mountCapability();
-    const createVolumes = async (prefix: string): Promise<ManyVolume[]> => {
+    const createVolumes = async (prefix: string, count = 16): Promise<ManyVolume[]> => {
       const volumes: ManyVolume[] = [];
-      for (let index = 0; index < 16; index++) {
+      for (let index = 0; index < count; index++) {
         const { volume } = await csi.call('controller', 'CreateVolume', {
           name: `${prefix}-${index}`,
           capacity_range: { required_bytes: 64 * MiB },
@@ -185,6 +185,13 @@ describe('CSI plugin on the real kernel', function () {
           await csi.call('controller', 'DeleteVolume', { volume_id: id });
         }),
       );
+
+    // In a cluster the node's device daemon runs before any stage (the chart's device-daemon pod);
+    // here the plugin starts it at its first stage, so one volume goes through first: the figures
+    // time stages, not the daemon's start.
+    const [warmUp] = await createVolumes('warm-up', 1);
+    await stage(warmUp!);
+    await tearDown([warmUp!]);
 
     const concurrent = await createVolumes('many');
     const concurrentMs: number[] = [];
