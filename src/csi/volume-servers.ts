@@ -90,16 +90,27 @@ export class VolumeServers {
 
   /** The daemon's answer for a device, or null when no daemon answers or it does not serve the device. */
   async status(deviceName: string): Promise<ServerStatus | null> {
+    return (await this.lookUp(deviceName)).server;
+  }
+
+  /** Asks the daemon for a device: whether a daemon answered, and its status of the device if served. */
+  private async lookUp(
+    deviceName: string,
+  ): Promise<{ daemonAnswered: boolean; server: ServerStatus | null }> {
     try {
-      return statusOf(
-        await callDaemon(this.options.stateDir, { op: 'device', name: deviceName }, STATUS_TIMEOUT_MS),
+      const answer = await callDaemon(
+        this.options.stateDir,
+        { op: 'device', name: deviceName },
+        STATUS_TIMEOUT_MS,
       );
+      return { daemonAnswered: true, server: statusOf(answer) };
     } catch (error) {
-      if (error instanceof LineRequestError && error.code === 'not-found') return null;
+      if (error instanceof LineRequestError && error.code === 'not-found')
+        return { daemonAnswered: true, server: null };
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'ECONNREFUSED' && code !== 'ENOENT')
         log.warn('the device daemon does not answer', { device: deviceName, error: String(error) });
-      return null;
+      return { daemonAnswered: false, server: null };
     }
   }
 
@@ -115,9 +126,11 @@ export class VolumeServers {
 
   /** Serves a device (or takes an orphaned one over); returns at once when already served. */
   async start(spec: ServeSpec): Promise<ServerStatus> {
-    const running = await this.status(spec.deviceName);
-    if (running) return running;
-    await this.ensureDaemon();
+    const { daemonAnswered, server } = await this.lookUp(spec.deviceName);
+    if (server) return server;
+    // A daemon that just answered needs no start; ensureDaemon runs one caller at a time, and 16
+    // stages at once queued there one status round trip each (6 s under emulation).
+    if (!daemonAnswered) await this.ensureDaemon();
     const answer = await this.call({ op: 'add', device: deviceSpecOf(spec) }, ADD_TIMEOUT_MS);
     log.info('volume served', { device: spec.deviceName, path: answer.path, pid: answer.pid });
     return statusOf(answer);
