@@ -39,13 +39,24 @@ class IovecTable {
   }
 }
 
+/** The librbd calls a request may be, as its error messages name them. */
+export type RbdOperation = 'read' | 'write' | 'flush' | 'discard' | 'write zeroes';
+
 interface Pending {
-  readonly what: string;
-  /** The return value a success must have (a read's length); else any >= 0. */
-  readonly expected: number | undefined;
+  readonly operation: RbdOperation;
+  readonly offset: number;
+  /** Bytes: a read's is what a success must return. */
+  readonly length: number;
   readonly table: IovecTable | undefined;
   resolve(): void;
   reject(error: Error): void;
+}
+
+/** "RBD read at 4096", "RBD discard [0, +4096)": built only when a request fails. */
+function describe({ operation, offset, length }: Pick<Pending, 'operation' | 'offset' | 'length'>): string {
+  if (operation === 'read' || operation === 'write') return `RBD ${operation} at ${offset}`;
+  if (operation === 'flush') return 'RBD flush';
+  return `RBD ${operation} [${offset}, +${length})`;
 }
 
 /**
@@ -61,6 +72,7 @@ export class ImageCompletions {
   private readonly pending = new Map<Pointer, Pending>();
   private readonly spareTables: IovecTable[] = [];
   private readonly completionCell = new PointerCell();
+  private readonly lib = ceph();
   private readonly polled: Pointer;
   private readonly polledView: BigUint64Array;
   private users = 0;
@@ -75,7 +87,7 @@ export class ImageCompletions {
     this.polledView = new BigUint64Array(koffi.view(this.polled, POLL_BATCH * 8));
     try {
       checkCeph(
-        ceph().rbdSetImageNotification(image, this.eventFd, EVENT_TYPE_EVENTFD),
+        this.lib.rbdSetImageNotification(image, this.eventFd, EVENT_TYPE_EVENTFD),
         'rbd_set_image_notification',
       );
       watcher.watch(this.eventFd, () => this.collect());
@@ -105,51 +117,76 @@ export class ImageCompletions {
   }
 
   /**
-   * Starts a read or write of `segments` through `start(completion, iov, iovcnt)`. A read settles
-   * once every byte arrived (librbd returns the count; within the image it is never short).
+   * Reads or writes `segments` at `offset`. A read settles once every byte arrived (librbd returns
+   * the count; within the image it is never short).
    */
-  submitVector(
-    what: string,
-    segments: readonly Segment[],
-    isRead: boolean,
-    start: (completion: Pointer, iov: Pointer, iovcnt: number) => number,
-  ): Promise<void> {
+  submitVector(operation: 'read' | 'write', offset: number, segments: readonly Segment[]): Promise<void> {
     const table = this.takeTable(segments.length);
-    const length = table.describe(segments);
-    return this.start(what, table, isRead ? length : undefined, (completion) =>
-      start(completion, table.address, segments.length),
-    );
+    return this.start(operation, offset, table.describe(segments), table, segments.length);
   }
 
-  /** Starts a request without data (flush, discard, write zeroes) through `start(completion)`. */
-  submit(what: string, start: (completion: Pointer) => number): Promise<void> {
-    return this.start(what, undefined, undefined, start);
+  flush(): Promise<void> {
+    return this.start('flush', 0, 0, undefined, 0);
   }
 
+  discard(offset: number, length: number): Promise<void> {
+    return this.start('discard', offset, length, undefined, 0);
+  }
+
+  /** `zeroFlags`: rbd_aio_write_zeroes' (RBD_WRITE_ZEROES_FLAG_THICK_PROVISION or 0). */
+  writeZeroes(offset: number, length: number, zeroFlags: number): Promise<void> {
+    return this.start('write zeroes', offset, length, undefined, zeroFlags);
+  }
+
+  /** `detail`: a vector's iovec count, write zeroes' flags. */
   private start(
-    what: string,
+    operation: RbdOperation,
+    offset: number,
+    length: number,
     table: IovecTable | undefined,
-    expected: number | undefined,
-    start: (completion: Pointer) => number,
+    detail: number,
   ): Promise<void> {
-    const lib = ceph();
+    const lib = this.lib;
     let started = lib.rbdAioCreateCompletion(null, null, this.completionCell.address);
     const completion = this.completionCell.value;
     if (started >= 0) {
-      started = start(completion);
+      started = this.call(completion, operation, offset, length, table, detail);
       if (started < 0) lib.rbdAioRelease(completion);
     }
     if (started < 0) {
       if (table) this.giveTable(table);
-      return Promise.reject(new CephError(what, -started));
+      return Promise.reject(new CephError(describe({ operation, offset, length }), -started));
     }
     return new Promise((resolve, reject) => {
-      this.pending.set(completion, { what, expected, table, resolve, reject });
+      this.pending.set(completion, { operation, offset, length, table, resolve, reject });
     });
   }
 
+  private call(
+    completion: Pointer,
+    operation: RbdOperation,
+    offset: number,
+    length: number,
+    table: IovecTable | undefined,
+    detail: number,
+  ): number {
+    const { lib, image } = this;
+    switch (operation) {
+      case 'read':
+        return lib.rbdAioReadv(image, table!.address, detail, offset, completion);
+      case 'write':
+        return lib.rbdAioWritev(image, table!.address, detail, offset, completion);
+      case 'flush':
+        return lib.rbdAioFlush(image, completion);
+      case 'discard':
+        return lib.rbdAioDiscard(image, offset, length, completion);
+      case 'write zeroes':
+        return lib.rbdAioWriteZeroes(image, offset, length, completion, detail, 0);
+    }
+  }
+
   private collect(): void {
-    const lib = ceph();
+    const lib = this.lib;
     libc.drainEventFd(this.eventFd);
     for (;;) {
       const count = checkCeph(lib.rbdPollIoEvents(this.image, this.polled, POLL_BATCH), 'rbd_poll_io_events');
@@ -160,15 +197,15 @@ export class ImageCompletions {
   }
 
   private settle(completion: Pointer): void {
-    const lib = ceph();
+    const lib = this.lib;
     const result = Number(lib.rbdAioGetReturnValue(completion));
     lib.rbdAioRelease(completion);
     const request = this.pending.get(completion)!;
     this.pending.delete(completion);
     if (request.table) this.giveTable(request.table);
-    if (result < 0) request.reject(new CephError(request.what, -result));
-    else if (request.expected !== undefined && result !== request.expected)
-      request.reject(new Error(`${request.what}: ${result} of ${request.expected} bytes transferred`));
+    if (result < 0) request.reject(new CephError(describe(request), -result));
+    else if (request.operation === 'read' && result !== request.length)
+      request.reject(new Error(`${describe(request)}: ${result} of ${request.length} bytes transferred`));
     else request.resolve();
   }
 
@@ -185,7 +222,7 @@ export class ImageCompletions {
   private close(): void {
     ImageCompletions.perImage.delete(this.image);
     // A negative fd makes librbd stop signalling (and queueing) completions for this image.
-    ceph().rbdSetImageNotification(this.image, -1, EVENT_TYPE_EVENTFD);
+    this.lib.rbdSetImageNotification(this.image, -1, EVENT_TYPE_EVENTFD);
     this.watcher.unwatch(this.eventFd);
     this.release();
   }

@@ -1,5 +1,5 @@
 import { Segment } from '../virtio/memory';
-import { RBD_WRITE_ZEROES_FLAG_THICK_PROVISION, Pointer, ceph } from './librbd';
+import { RBD_WRITE_ZEROES_FLAG_THICK_PROVISION, Pointer } from './librbd';
 import { CephError } from './ceph-error';
 import { RadosConnectOptions } from './rados-client';
 import { ImageCompletions } from './rbd-completions';
@@ -23,7 +23,7 @@ export class RbdBackend implements BlockBackend {
   private closed = false;
 
   constructor(
-    private readonly image: Pointer,
+    image: Pointer,
     private readonly options: RbdBackendOptions,
     watcher: FdWatcher,
   ) {
@@ -31,39 +31,28 @@ export class RbdBackend implements BlockBackend {
   }
 
   read(offset: number, segments: readonly Segment[]): Promise<void> {
-    return this.completions.submitVector(`RBD read at ${offset}`, segments, true, (completion, iov, count) =>
-      ceph().rbdAioReadv(this.image, iov, count, offset, completion),
-    );
+    return this.completions.submitVector('read', offset, segments);
   }
 
   write(offset: number, segments: readonly Segment[]): Promise<void> {
     this.refuseIfReadOnly('write');
-    return this.completions.submitVector(
-      `RBD write at ${offset}`,
-      segments,
-      false,
-      (completion, iov, count) => ceph().rbdAioWritev(this.image, iov, count, offset, completion),
-    );
+    return this.completions.submitVector('write', offset, segments);
   }
 
   flush(): Promise<void> {
-    return this.completions.submit('RBD flush', (completion) => ceph().rbdAioFlush(this.image, completion));
+    return this.completions.flush();
   }
 
   discard(offset: number, length: number): Promise<void> | void {
     this.refuseIfReadOnly('discard');
     if (this.options.keepAllocation) return;
-    return this.completions.submit(`RBD discard [${offset}, +${length})`, (completion) =>
-      ceph().rbdAioDiscard(this.image, offset, length, completion),
-    );
+    return this.completions.discard(offset, length);
   }
 
   writeZeroes(offset: number, length: number, mayUnmap: boolean): Promise<void> {
     this.refuseIfReadOnly('write zeroes');
     const flags = mayUnmap && !this.options.keepAllocation ? 0 : RBD_WRITE_ZEROES_FLAG_THICK_PROVISION;
-    return this.completions.submit(`RBD write zeroes [${offset}, +${length})`, (completion) =>
-      ceph().rbdAioWriteZeroes(this.image, offset, length, completion, flags, 0),
-    );
+    return this.completions.writeZeroes(offset, length, flags);
   }
 
   /** Only once nothing of this backend is in flight (the queue thread's rule for every backend). */

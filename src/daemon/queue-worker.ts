@@ -256,21 +256,36 @@ class QueueServer {
     }
     this.counters.inFlight = ++this.inFlight;
     const epoch = this.epoch;
-    completion
-      .then((written) => {
-        // After a reset the driver no longer waits for it; after an IOTLB invalidation the run
-        // goes on with the rings mapped afresh.
-        const current = this.queue;
-        if (this.epoch !== epoch || !current) return;
+    // One reaction per request (no then/catch/finally chain): a completion's wake-up runs them all.
+    completion.then(
+      (written) => this.completed(epoch, head, written),
+      (error: unknown) => {
+        this.markBroken(error);
+        this.finished();
+      },
+    );
+  }
+
+  private completed(epoch: number, head: number, written: number): void {
+    // After a reset the driver no longer waits for it; after an IOTLB invalidation the run goes on
+    // with the rings mapped afresh.
+    const current = this.queue;
+    if (this.epoch === epoch && current) {
+      try {
         current.pushUsed(head, written);
         this.interruptOnceSettled(current);
-      })
-      .catch((error: unknown) => this.markBroken(error))
-      .finally(() => {
-        this.timeFinished();
-        this.counters.inFlight = --this.inFlight;
-        this.settle();
-      });
+      } catch (error) {
+        this.markBroken(error);
+      }
+    }
+    this.finished();
+  }
+
+  /** A request in flight is over: returned, dropped after a reset, or its return broke the queue. */
+  private finished(): void {
+    this.timeFinished();
+    this.counters.inFlight = --this.inFlight;
+    this.settle();
   }
 
   /**
