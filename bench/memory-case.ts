@@ -7,9 +7,16 @@ import { devicePath, Layout, ServedVolumes, Volume } from './layout';
 import { log } from './log';
 import { memoryOf } from './proc';
 
-export type MemoryFigures =
-  | { processes: number; devices: number; rssMiB: number; pssMiB: number; hwmMiB: number; rssAnonMiB: number }
-  | { skipped: string };
+export interface MeasuredMemory {
+  processes: number;
+  devices: number;
+  rssMiB: number;
+  pssMiB: number;
+  hwmMiB: number;
+  rssAnonMiB: number;
+}
+
+export type MemoryFigures = MeasuredMemory | { skipped: string };
 
 /** Some real I/O on every device, so each data path has been exercised before memory is read. */
 function touch(devices: string[]): void {
@@ -22,6 +29,11 @@ function touch(devices: string[]): void {
 async function measure(served: ServedVolumes): Promise<MemoryFigures> {
   touch([...served.targets.values()].map(devicePath));
   await new Promise((resolve) => setTimeout(resolve, 1000));
+  return memoryFigures(served);
+}
+
+/** Memory of every process serving `served`, totalled, as it is now. */
+export function memoryFigures(served: ServedVolumes): MeasuredMemory {
   const memory = memoryOf(served.pids());
   return {
     processes: served.processes,

@@ -7,6 +7,7 @@ import { BenchConfig } from './config';
 import { prefill } from './environment';
 import { MiB } from './fio';
 import { KillFigures, killUnderVerifiedWrites } from './kill-case';
+import { MemoryFigures, memoryFigures } from './memory-case';
 import { Layout, ServedVolumes } from './layout';
 import { log } from './log';
 import { ThroughputRuns, throughputCase } from './throughput';
@@ -15,7 +16,8 @@ import { ThroughputRuns, throughputCase } from './throughput';
  * The RBD case: one single-node Ceph cluster (scripts/ceph-cluster.sh, memstore OSD) started once,
  * one image per client in the same pool, all the same size and prefilled with the same random
  * data, and the throughput case's fio jobs on each client; then, while they still serve, the
- * clients with a serving process are SIGKILLed under verified writes.
+ * memory of each client with a serving process is read and those processes are SIGKILLed under
+ * verified writes.
  */
 
 const SCRIPT = join(__dirname, '../../scripts/ceph-cluster.sh');
@@ -53,6 +55,8 @@ export interface RbdResults {
   imageMiB: number;
   raw: ThroughputRuns;
   kills: KillFigures[];
+  /** Each client with a serving process, serving its one image, read after the jobs (librbd's cache filled). */
+  memory: Record<string, MemoryFigures>;
 }
 
 async function cephCluster(action: 'start' | 'stop', dir: string, memstoreBytes: number): Promise<string> {
@@ -102,6 +106,7 @@ export async function rbdCase(
     log(`prefilled ${layouts.length} images of ${imageMiB} MiB in ${prefillS.toFixed(1)} s`);
 
     const kills: KillFigures[] = [];
+    const memory: Record<string, MemoryFigures> = {};
     let killed = false;
     const raw = await throughputCase(
       config,
@@ -119,6 +124,8 @@ export async function rbdCase(
         afterJobs: async (served) => {
           if (killed) return; // once, at the first queue count
           killed = true;
+          for (const [layout, volumes] of served)
+            if (volumes.processes > 0) memory[layout] = memoryFigures(volumes);
           for (const [layout, volumes] of killable(served)) {
             try {
               kills.push(await killUnderVerifiedWrites(layout, volumes, config.rbd.killMiB));
@@ -132,7 +139,7 @@ export async function rbdCase(
       rawDir,
       failures,
     );
-    return { cephStartS, prefillS, imageMiB, raw, kills };
+    return { cephStartS, prefillS, imageMiB, raw, kills, memory };
   } finally {
     await cephCluster('stop', dir, memstoreBytes).catch((error: unknown) =>
       log(`ceph stop: ${String(error)}`),

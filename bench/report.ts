@@ -138,7 +138,7 @@ export function renderKills(kills: KillFigures[], markdown: boolean): string {
 }
 
 /** Totals over every serving process, per device, and each layout's ratio to the baseline. */
-export function renderMemory(results: BenchResults, markdown: boolean): string {
+export function renderMemory(results: Pick<BenchResults, 'memory' | 'baseline'>, markdown: boolean): string {
   const lines: string[] = [];
   const base = results.memory[results.baseline];
   for (const [layout, figures] of Object.entries(results.memory)) {
@@ -182,12 +182,13 @@ export function writeResults(outDir: string, results: BenchResults, method: stri
     '',
     Object.keys(results.memory).length > 0 ? renderMemory(results, true) : '(not measured)',
     '',
-    ...(results.rbd ? rbdMarkdown(results.rbd) : []),
+    ...(results.rbd ? rbdMarkdown(results.rbd, results.baseline) : []),
   ];
   writeFileSync(join(outDir, 'results.md'), markdown.join('\n'));
 }
 
-function rbdMarkdown(rbd: ThroughputTable & RbdResults): string[] {
+/** `baseline` (the file case's, qemu-storage-daemon) is what the memory lines compare with. */
+function rbdMarkdown(rbd: ThroughputTable & RbdResults, baseline: string): string[] {
   return [
     '## RBD',
     '',
@@ -201,6 +202,12 @@ function rbdMarkdown(rbd: ThroughputTable & RbdResults): string[] {
     '### SIGKILL of the serving process under verified writes',
     '',
     rbd.kills.length > 0 ? renderKills(rbd.kills, true) : '(not measured)',
+    '',
+    '### Memory serving one image, after the jobs',
+    '',
+    Object.keys(rbd.memory).length > 0
+      ? renderMemory({ memory: rbd.memory, baseline }, true)
+      : '(not measured)',
     '',
   ];
 }

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { BenchResults, median, renderMemory, renderTable, summarise } from '../../bench/report';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BenchResults, median, renderMemory, renderTable, summarise, writeResults } from '../../bench/report';
 import { runFigures as run } from './bench-figures';
 
 function results(overrides: Partial<BenchResults>): BenchResults {
@@ -67,6 +70,42 @@ describe('bench: report', () => {
       'ours: 1 process(es), 16 devices: total VmRSS 96.0 MiB, total Pss 64.0 MiB, total VmHWM 100.0 MiB, total RssAnon 50.0 MiB; per device VmRSS 6.0 MiB, Pss 4.0 MiB',
       'ours / qemu: RSS 0.60, Pss 0.80',
     ]);
+  });
+
+  it("writes the RBD clients' memory, each serving one image, beside the baseline's", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-report-'));
+    try {
+      const one = (processes: number, pssMiB: number) => ({
+        processes,
+        devices: 1,
+        rssMiB: pssMiB * 2,
+        pssMiB,
+        hwmMiB: pssMiB * 3,
+        rssAnonMiB: pssMiB,
+      });
+      const rbd = {
+        layouts: [{ name: 'daemon', description: 'd' }],
+        ratios: [],
+        summary: {},
+        cephStartS: 1,
+        prefillS: 1,
+        imageMiB: 256,
+        raw: {},
+        kills: [],
+        memory: { qemu: one(1, 40), daemon: one(2, 120), 'rbd-nbd': { skipped: 'Error: gone' } },
+      };
+      writeResults(dir, results({ rbd }), 'method');
+      const markdown = readFileSync(join(dir, 'results.md'), 'utf8');
+      const section = markdown.slice(markdown.indexOf('### Memory serving one image'));
+      assert.match(
+        section,
+        /- daemon: 2 process\(es\), 1 devices: total VmRSS 240\.0 MiB, total Pss 120\.0 MiB/,
+      );
+      assert.match(section, /- daemon \/ qemu: RSS 3\.00, Pss 3\.00/);
+      assert.match(section, /- rbd-nbd: skipped: Error: gone/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('names a layout whose memory was not measured', () => {
