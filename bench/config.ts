@@ -6,6 +6,8 @@ export interface BenchConfig {
   scratchDir: string;
   runtimeS: number;
   rampS: number;
+  /** Seconds of the first job each layout runs, unmeasured, once it serves (JIT, caches, pools). */
+  warmUpS: number;
   repeats: number;
   queueCounts: number[];
   jobs: string[];
@@ -67,6 +69,9 @@ export function readConfig(env: Env, knownLayouts: string[], knownRbdLayouts: st
     scratchDir: env.VDUSE_CSI_SCRATCH ?? '/tmp',
     runtimeS: envInt(env, 'VDUSE_CSI_BENCH_RUNTIME', 10),
     rampS: envInt(env, 'VDUSE_CSI_BENCH_RAMP', 2),
+    // Under emulation our daemon compiles its hot code over 10+ s of its first I/O (V8's worker
+    // threads took 2.8-4.0 CPU s of the first run, 0.2-0.6 s of later ones): not in any repeat.
+    warmUpS: envInt(env, 'VDUSE_CSI_BENCH_WARMUP', 15),
     repeats: envInt(env, 'VDUSE_CSI_BENCH_REPEATS', 3),
     queueCounts: positiveInts('VDUSE_CSI_BENCH_QUEUES', envList(env, 'VDUSE_CSI_BENCH_QUEUES', ['1', '2'])),
     jobs: oneOf('VDUSE_CSI_BENCH_JOBS', envList(env, 'VDUSE_CSI_BENCH_JOBS', jobNames), jobNames),

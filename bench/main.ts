@@ -95,7 +95,7 @@ async function main(): Promise<number> {
     raw,
   };
   const method =
-    `fio libaio direct=1, ${config.runtimeS} s + ${config.rampS} s ramp, numjobs = queues (iodepth per job, ` +
+    `fio libaio direct=1, ${config.runtimeS} s + ${config.rampS} s ramp after a ${config.warmUpS} s warm-up per layout, numjobs = queues (iodepth per job, ` +
     `each job on its own slice), all layouts up at once on the same image, medians of ${config.repeats} ` +
     'alternating repeats. CPU us/IO = server utime+stime over the fio run / requests completed by /dev/vdX. ' +
     'RSS = server VmRSS after the job; HWM = VmHWM of the server instance so far (jobs run in table order). ' +

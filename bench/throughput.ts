@@ -84,6 +84,34 @@ function runLine(figures: RunFigures): string {
   );
 }
 
+/** The first job on every served layout for `config.warmUpS` seconds, measuring nothing. */
+async function warmUp(
+  config: BenchConfig,
+  plan: ThroughputPlan,
+  served: Map<string, ServedVolumes>,
+  queues: number,
+  rawDir: string,
+  fail: (message: string) => void,
+): Promise<void> {
+  const job = config.jobs[0]!;
+  for (const [layout, volumes] of served) {
+    try {
+      await runFio({
+        target: [...volumes.targets.values()][0]!,
+        job,
+        numjobs: queues,
+        deviceBytes: plan.volumeBytes,
+        runtimeS: config.warmUpS,
+        rampS: 0,
+        reportPath: join(rawDir, `fio-${layout}${queues}-warm-up.json`),
+      });
+      log(`  ${layout} q${queues}: warmed up with ${config.warmUpS} s of ${job}`);
+    } catch (error) {
+      fail(`${layout} queues=${queues}: warm-up FAILED: ${String(error)}`);
+    }
+  }
+}
+
 /** What the throughput case runs on. */
 export interface ThroughputPlan {
   layouts: Layout[];
@@ -133,6 +161,7 @@ export async function throughputCase(
           fail(`${layout.name} queues=${queues}: start FAILED: ${String(error)}`);
         }
       }
+      if (config.warmUpS > 0) await warmUp(config, plan, served, queues, rawDir, fail);
       for (const job of config.jobs) {
         for (let repeat = 1; repeat <= config.repeats; repeat++) {
           const order = [...served.keys()];

@@ -15,6 +15,7 @@
 # or to $VDUSE_CSI_BENCH_OUT. Knobs (environment, defaults):
 #   VDUSE_CSI_BENCH_RUNTIME  seconds per fio run (10)     VDUSE_CSI_BENCH_RAMP     ramp seconds (2)
 #   VDUSE_CSI_BENCH_REPEATS  repeats (3)                  VDUSE_CSI_BENCH_QUEUES   queue counts ("1 2")
+#   VDUSE_CSI_BENCH_WARMUP   seconds of the first job each layout runs unmeasured once it serves (15; 0 none)
 #   VDUSE_CSI_BENCH_JOBS     subset of the fio jobs (all) VDUSE_CSI_BENCH_SIZE_MIB image MiB (1024)
 #   VDUSE_CSI_BENCH_DAEMONS  layouts ("qemu ours daemon daemon-uncounted daemon-large-io")
 #   VDUSE_CSI_BENCH_MEMORY   1/0 memory case (1)
