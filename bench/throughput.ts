@@ -84,6 +84,23 @@ function runLine(figures: RunFigures): string {
   );
 }
 
+/** `job` on a layout's volume: one fio job per queue, each on its own slice of the volume. */
+function fioRun(
+  volumes: ServedVolumes,
+  plan: ThroughputPlan,
+  job: string,
+  queues: number,
+  run: Pick<FioRunOptions, 'runtimeS' | 'rampS' | 'reportPath'>,
+): FioRunOptions {
+  return {
+    target: [...volumes.targets.values()][0]!,
+    job,
+    numjobs: queues,
+    deviceBytes: plan.volumeBytes,
+    ...run,
+  };
+}
+
 /** The first job on every served layout for `config.warmUpS` seconds, measuring nothing. */
 async function warmUp(
   config: BenchConfig,
@@ -96,15 +113,13 @@ async function warmUp(
   const job = config.jobs[0]!;
   for (const [layout, volumes] of served) {
     try {
-      await runFio({
-        target: [...volumes.targets.values()][0]!,
-        job,
-        numjobs: queues,
-        deviceBytes: plan.volumeBytes,
-        runtimeS: config.warmUpS,
-        rampS: 0,
-        reportPath: join(rawDir, `fio-${layout}${queues}-warm-up.json`),
-      });
+      await runFio(
+        fioRun(volumes, plan, job, queues, {
+          runtimeS: config.warmUpS,
+          rampS: 0,
+          reportPath: join(rawDir, `fio-${layout}${queues}-warm-up.json`),
+        }),
+      );
       log(`  ${layout} q${queues}: warmed up with ${config.warmUpS} s of ${job}`);
     } catch (error) {
       fail(`${layout} queues=${queues}: warm-up FAILED: ${String(error)}`);
@@ -171,15 +186,14 @@ export async function throughputCase(
             if (!volumes.alive()) continue;
             const tag = `${layout}${queues}-${job}-r${repeat}`;
             try {
-              const figures = await measuredFio(volumes, {
-                target: [...volumes.targets.values()][0]!,
-                job,
-                numjobs: queues,
-                deviceBytes: plan.volumeBytes,
-                runtimeS: config.runtimeS,
-                rampS: config.rampS,
-                reportPath: join(rawDir, `fio-${tag}.json`),
-              });
+              const figures = await measuredFio(
+                volumes,
+                fioRun(volumes, plan, job, queues, {
+                  runtimeS: config.runtimeS,
+                  rampS: config.rampS,
+                  reportPath: join(rawDir, `fio-${tag}.json`),
+                }),
+              );
               ((runs[`${queues}/${job}`] ??= {})[layout] ??= []).push(figures);
               log(`  ${layout.padEnd(4)} q${queues} ${job.padEnd(18)} r${repeat} ${runLine(figures)}`);
               const threads = Object.entries(figures.threadCpuS ?? {}).slice(0, 6);

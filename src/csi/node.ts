@@ -19,7 +19,7 @@ import { RecordDirectory } from './record-directory';
 import { VolumeRecord, VolumeStore } from './store';
 import { TOPOLOGY_KEY } from './topology';
 import { ParsedCapability, parseCapability, requireField, requirePath, roundUp } from './validate';
-import { ServeSpec, ServerStatus, VolumeServers } from './volume-servers';
+import { ServeSpec, ServerStatus, StartedServer, VolumeServers } from './volume-servers';
 import { DeviceWatch } from './device-watch';
 import { VolumeEventSink, deviceEvent } from './volume-events';
 
@@ -137,8 +137,15 @@ export class NodeService {
           : await this.fileStage(id, capability.readOnly);
         claim = record.claim;
         if (existing) checkSameStaging(existing, stagingPath, capability);
-        const wasServed = (await this.options.servers.status(deviceName)) !== null;
-        const fresh = !existing && !wasServed;
+        let started: StartedServer;
+        try {
+          started = await this.options.servers.start(spec);
+        } catch (error) {
+          if (!existing) this.options.rbd?.release(id);
+          throw error;
+        }
+        const server = started.status;
+        const fresh = !existing && !started.wasServed;
         // A new device over an image nothing ever wrote needs no blkid before mkfs: under 16
         // stages at once that probe took seconds each.
         const knownBlank =
@@ -146,13 +153,6 @@ export class NodeService {
           capability.accessType === 'mount' &&
           !isRbdVolumeId(id) &&
           this.options.images.holdsNoData('volumes', id);
-        let server: ServerStatus;
-        try {
-          server = await this.options.servers.start(spec);
-        } catch (error) {
-          if (fresh) this.options.rbd?.release(id);
-          throw error;
-        }
         try {
           await ensureDirectory(stagingPath);
           if (capability.accessType === 'mount') {

@@ -35,6 +35,12 @@ export interface ServerStatus {
   startedAtMs: number;
 }
 
+/** What `start` found: the device's status, and whether it was served before the call. */
+export interface StartedServer {
+  status: ServerStatus;
+  wasServed: boolean;
+}
+
 export interface VolumeServersOptions {
   stateDir: string;
   /** argv that runs the vduse-csi CLI, e.g. [node, dist/bundle/vduse-csi.js]. */
@@ -124,16 +130,19 @@ export class VolumeServers {
     return this.options.external !== true;
   }
 
-  /** Serves a device (or takes an orphaned one over); returns at once when already served. */
-  async start(spec: ServeSpec): Promise<ServerStatus> {
+  /**
+   * Serves a device (or takes an orphaned one over); returns at once when already served, and says
+   * which it was.
+   */
+  async start(spec: ServeSpec): Promise<StartedServer> {
     const { daemonAnswered, server } = await this.lookUp(spec.deviceName);
-    if (server) return server;
+    if (server) return { status: server, wasServed: true };
     // A daemon that just answered needs no start; ensureDaemon runs one caller at a time, and 16
     // stages at once queued there one status round trip each (6 s under emulation).
     if (!daemonAnswered) await this.ensureDaemon();
     const answer = await this.call({ op: 'add', device: deviceSpecOf(spec) }, ADD_TIMEOUT_MS);
     log.info('volume served', { device: spec.deviceName, path: answer.path, pid: answer.pid });
-    return statusOf(answer);
+    return { status: statusOf(answer), wasServed: false };
   }
 
   /**
@@ -146,7 +155,7 @@ export class VolumeServers {
     await this.waitFor(next, 'stand by', async () => standingBy(next) || (await serving()));
     if (!(await serving())) await this.call({ op: 'handover' });
     await this.waitFor(next, 'take over', serving);
-    const status = await this.start(spec);
+    const { status } = await this.start(spec);
     log.info('devices handed over to this build', { from: old.build, to: status.build, pid: status.pid });
     return status;
   }

@@ -15,7 +15,7 @@ import {
   TAKEOVER_TIMEOUT_MS,
 } from './support';
 import { RunningDaemon, announced, servingOtherThan, startDaemon } from './daemon-support';
-import { daemonProcesses, daemonStatus, threadNamesOf } from '../support/daemon-processes';
+import { daemonProcesses, daemonStatus, statusField, threadNamesOf } from '../support/daemon-processes';
 import { Sample, scrape, valueOf } from '../support/prometheus-text';
 import { eventually } from '../support/eventually';
 
@@ -422,14 +422,13 @@ describe('one device daemon serves every volume of a node', function () {
     };
     const counts = (): Record<string, number> => ({
       fds: readdirSync(`/proc/${pid}/fd`).length,
-      threads: Number(/^Threads:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]),
+      threads: statusField(pid, 'Threads'),
       vduseDevices: vduseDevices().length,
       vdpaDevices: vdpaDevices().length,
       records: readdirSync(join(stateDir, 'devices')).length,
       inflightLogs: readdirSync(join(stateDir, 'inflight')).length,
     });
-    const rssKiB = (): number =>
-      Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+    const rssKiB = (): number => statusField(pid, 'VmRSS');
     // The first cycles load what any add needs once (modules, buffers, V8's code).
     for (let warm = 0; warm < 5; warm++) await cycle();
     const before = counts();

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path';
 import { CsiHarness, MiB, blockCapability } from '../support/csi-harness';
 import { assertNothingLeft } from '../e2e/kubelet-flow';
-import { daemonStatus } from '../support/daemon-processes';
+import { daemonStatus, statusField } from '../support/daemon-processes';
 import { eventually } from '../support/eventually';
 import { CLI, requireVduse, scratchDir, vdpaDevices, vduseDevices } from './support';
 
@@ -20,11 +20,6 @@ const SETTLE_MS = 60_000;
  * rings' mappings, its threads' buffers, a record) would be far more over a thousand cycles.
  */
 const RSS_GROWTH_LIMIT_MIB = 48;
-
-function statusField(pid: number, field: string): number {
-  const match = new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match![1]);
-}
 
 function median(samples: number[]): number {
   const sorted = [...samples].sort((a, b) => a - b);

@@ -48,6 +48,12 @@ function liveProcesses(match: (stat: string[], argv: string[]) => boolean): numb
     });
 }
 
+/** A number of a process's /proc/PID/status (`Threads`, `VmRSS` in KiB, ...). */
+export function statusField(pid: number, field: string): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match![1]);
+}
+
 /** The names of a process's threads (as top -H shows them). */
 export function threadNamesOf(pid: number): string[] {
   return readdirSync(`/proc/${pid}/task`).map((tid) =>
