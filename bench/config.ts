@@ -17,7 +17,8 @@ export interface BenchConfig {
   readyTimeoutMs: number;
   /** The file case (the layouts above serving a tmpfs image); off for RBD-only runs. */
   fileCase: boolean;
-  memory: { enabled: boolean; devices: number; imageMiB: number };
+  /** The memory case: once per count of volumes (the fixed and per-volume costs come from two). */
+  memory: { enabled: boolean; deviceCounts: number[]; imageMiB: number };
   /** The RBD case: its clients (none: off), each one's image size, the kill case's verified MiB. */
   rbd: { layouts: string[]; imageMiB: number; killMiB: number };
 }
@@ -86,7 +87,10 @@ export function readConfig(env: Env, knownLayouts: string[], knownRbdLayouts: st
     fileCase: envInt(env, 'VDUSE_CSI_BENCH_FILE', 1) !== 0,
     memory: {
       enabled: envInt(env, 'VDUSE_CSI_BENCH_MEMORY', 1) !== 0,
-      devices: envInt(env, 'VDUSE_CSI_BENCH_MEM_DEVICES', 16),
+      deviceCounts: positiveInts(
+        'VDUSE_CSI_BENCH_MEM_DEVICES',
+        envList(env, 'VDUSE_CSI_BENCH_MEM_DEVICES', ['16', '64']),
+      ),
       imageMiB: envInt(env, 'VDUSE_CSI_BENCH_MEM_SIZE_MIB', 64),
     },
     rbd: {

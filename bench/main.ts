@@ -15,7 +15,7 @@ import {
   BenchResults,
   overBaseline,
   renderKills,
-  renderMemory,
+  renderMemoryByCount,
   renderTable,
   subjectOver,
   summarise,
@@ -99,7 +99,7 @@ async function main(): Promise<number> {
     `each job on its own slice), all layouts up at once on the same image, medians of ${config.repeats} ` +
     'alternating repeats. CPU us/IO = server utime+stime over the fio run / requests completed by /dev/vdX. ' +
     'RSS = server VmRSS after the job; HWM = VmHWM of the server instance so far (jobs run in table order). ' +
-    `Memory: ${config.memory.devices} volumes of ${config.memory.imageMiB} MiB per layout after a little I/O on ` +
+    `Memory: ${config.memory.deviceCounts.join(' and ')} volumes of ${config.memory.imageMiB} MiB per layout after a little I/O on ` +
     "each; Pss from smaps_rollup. RBD: the same jobs on each client's own image in one pool; no CPU or RSS " +
     'where no user-space process serves (krbd, fio-rbd); the kills run verified fio writes ' +
     `(${config.rbd.killMiB} MiB) after the jobs. Software-emulated VM: compare ratios, not absolute figures.`;
@@ -119,7 +119,7 @@ async function main(): Promise<number> {
     writeResults(config.outDir, results, method);
   }
 
-  console.log(`\n${renderTable(results, false)}\n\n${renderMemory(results, false)}\n`);
+  console.log(`\n${renderTable(results, false)}\n\n${renderMemoryByCount(results, false)}\n`);
   if (results.rbd)
     console.log(`RBD\n${renderTable(results.rbd, false)}\n\n${renderKills(results.rbd.kills, false)}\n`);
   for (const failure of failures) console.log(failure);

@@ -45,39 +45,59 @@ export function memoryFigures(served: ServedVolumes): MeasuredMemory {
   };
 }
 
-/** Memory of each layout serving `config.memory.devices` small sparse volumes (per layout name). */
+/** Per count of volumes (as a string: a JSON key), per layout name. */
+export type MemoryByCount = Record<string, Record<string, MemoryFigures>>;
+
+/**
+ * Memory of each layout serving each of `config.memory.deviceCounts` small sparse volumes, one
+ * layout and one count at a time.
+ */
 export async function memoryCase(
   config: BenchConfig,
   layouts: Layout[],
   rawDir: string,
-): Promise<Record<string, MemoryFigures>> {
-  const { devices, imageMiB } = config.memory;
-  const images = Array.from({ length: devices }, (_, index) => join(config.scratchDir, `mem${index}.img`));
+): Promise<MemoryByCount> {
+  const { deviceCounts, imageMiB } = config.memory;
+  const images = Array.from({ length: Math.max(...deviceCounts) }, (_, index) =>
+    join(config.scratchDir, `mem${index}.img`),
+  );
   for (const image of images) {
     writeFileSync(image, '');
     truncateSync(image, imageMiB * MiB);
   }
-  const figures: Record<string, MemoryFigures> = {};
-  for (const layout of layouts) {
-    const volumes: Volume[] = images.map((path, index) => ({
-      name: `${layout.name}-mem${index}`,
-      backend: { kind: 'file', path },
-    }));
-    let served: ServedVolumes | undefined;
-    try {
-      served = await layout.serve(volumes, {
-        queues: 1,
-        logDir: rawDir,
-        readyTimeoutMs: config.readyTimeoutMs,
-      });
-      figures[layout.name] = await measure(served);
-    } catch (error) {
-      figures[layout.name] = { skipped: String(error) };
-    } finally {
-      await served?.stop().catch((error: unknown) => log(`${layout.name}: stop failed: ${String(error)}`));
+  const byCount: MemoryByCount = {};
+  for (const count of deviceCounts) {
+    const figures: Record<string, MemoryFigures> = (byCount[String(count)] = {});
+    for (const layout of layouts) {
+      figures[layout.name] = await served(layout, images.slice(0, count), config, rawDir);
+      log(`memory ${layout.name}, ${count} volumes: ${JSON.stringify(figures[layout.name])}`);
     }
-    log(`memory ${layout.name}: ${JSON.stringify(figures[layout.name])}`);
   }
   for (const image of images) unlinkSync(image);
-  return figures;
+  return byCount;
+}
+
+async function served(
+  layout: Layout,
+  images: string[],
+  config: BenchConfig,
+  rawDir: string,
+): Promise<MemoryFigures> {
+  const volumes: Volume[] = images.map((path, index) => ({
+    name: `${layout.name}-mem${index}`,
+    backend: { kind: 'file', path },
+  }));
+  let serving: ServedVolumes | undefined;
+  try {
+    serving = await layout.serve(volumes, {
+      queues: 1,
+      logDir: rawDir,
+      readyTimeoutMs: config.readyTimeoutMs,
+    });
+    return await measure(serving);
+  } catch (error) {
+    return { skipped: String(error) };
+  } finally {
+    await serving?.stop().catch((error: unknown) => log(`${layout.name}: stop failed: ${String(error)}`));
+  }
 }

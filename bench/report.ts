@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KillFigures } from './kill-case';
-import { MemoryFigures } from './memory-case';
+import { MemoryByCount, MemoryFigures } from './memory-case';
 import { RbdResults } from './rbd-case';
 import { RunFigures, ThroughputRuns } from './throughput';
 
@@ -33,7 +33,7 @@ export interface BenchResults extends ThroughputTable {
   /** The layout the others are divided by. */
   baseline: string;
   failures: string[];
-  memory: Record<string, MemoryFigures>;
+  memory: MemoryByCount;
   raw: ThroughputRuns;
   /** The RBD case, when it ran: its own table (ours over each other client) and kill figures. */
   rbd?: ThroughputTable & RbdResults;
@@ -138,10 +138,14 @@ export function renderKills(kills: KillFigures[], markdown: boolean): string {
 }
 
 /** Totals over every serving process, per device, and each layout's ratio to the baseline. */
-export function renderMemory(results: Pick<BenchResults, 'memory' | 'baseline'>, markdown: boolean): string {
+export function renderMemory(
+  memory: Record<string, MemoryFigures>,
+  baseline: string,
+  markdown: boolean,
+): string {
   const lines: string[] = [];
-  const base = results.memory[results.baseline];
-  for (const [layout, figures] of Object.entries(results.memory)) {
+  const base = memory[baseline];
+  for (const [layout, figures] of Object.entries(memory)) {
     if ('skipped' in figures) {
       lines.push(`${layout}: skipped: ${figures.skipped}`);
       continue;
@@ -152,14 +156,43 @@ export function renderMemory(results: Pick<BenchResults, 'memory' | 'baseline'>,
         `${format(figures.hwmMiB, 1)} MiB, total RssAnon ${format(figures.rssAnonMiB, 1)} MiB; per device ` +
         `VmRSS ${format(figures.rssMiB / figures.devices, 1)} MiB, Pss ${format(figures.pssMiB / figures.devices, 1)} MiB`,
     );
-    if (base && !('skipped' in base) && layout !== results.baseline) {
+    if (base && !('skipped' in base) && layout !== baseline) {
       lines.push(
-        `${layout} / ${results.baseline}: RSS ${ratio(figures.rssMiB, base.rssMiB)}, ` +
+        `${layout} / ${baseline}: RSS ${ratio(figures.rssMiB, base.rssMiB)}, ` +
           `Pss ${ratio(figures.pssMiB, base.pssMiB)}`,
       );
     }
   }
   return lines.map((line) => (markdown ? `- ${line}` : line)).join('\n');
+}
+
+/**
+ * The memory case per count of volumes, then what each layout costs fixed and per further volume:
+ * the straight line through its Pss at the fewest and the most volumes.
+ */
+export function renderMemoryByCount(
+  results: Pick<BenchResults, 'memory' | 'baseline'>,
+  markdown: boolean,
+): string {
+  const counts = Object.keys(results.memory).sort((a, b) => Number(a) - Number(b));
+  if (counts.length === 0) return '(not measured)';
+  const sections = counts.map(
+    (count) => `${count} volumes:\n${renderMemory(results.memory[count]!, results.baseline, markdown)}`,
+  );
+  const fewest = results.memory[counts[0]!]!;
+  const most = results.memory[counts[counts.length - 1]!]!;
+  const lines: string[] = [];
+  for (const [layout, low] of Object.entries(fewest)) {
+    const high = most[layout];
+    if (counts.length < 2 || 'skipped' in low || !high || 'skipped' in high) continue;
+    const perVolume = (high.pssMiB - low.pssMiB) / (high.devices - low.devices);
+    lines.push(
+      `${layout}: Pss ${format(low.pssMiB - perVolume * low.devices, 1)} MiB fixed + ` +
+        `${format(perVolume, 2)} MiB per further volume (from ${low.devices} and ${high.devices})`,
+    );
+  }
+  const fit = lines.map((line) => (markdown ? `- ${line}` : line)).join('\n');
+  return [...sections, ...(lines.length > 0 ? [`fixed and per-volume cost:\n${fit}`] : [])].join('\n\n');
 }
 
 /** results.json and results.md in `outDir`. */
@@ -180,7 +213,7 @@ export function writeResults(outDir: string, results: BenchResults, method: stri
     '',
     '## Memory',
     '',
-    Object.keys(results.memory).length > 0 ? renderMemory(results, true) : '(not measured)',
+    renderMemoryByCount(results, true),
     '',
     ...(results.rbd ? rbdMarkdown(results.rbd, results.baseline) : []),
   ];
@@ -205,9 +238,7 @@ function rbdMarkdown(rbd: ThroughputTable & RbdResults, baseline: string): strin
     '',
     '### Memory serving one image, after the jobs',
     '',
-    Object.keys(rbd.memory).length > 0
-      ? renderMemory({ memory: rbd.memory, baseline }, true)
-      : '(not measured)',
+    Object.keys(rbd.memory).length > 0 ? renderMemory(rbd.memory, baseline, true) : '(not measured)',
     '',
   ];
 }

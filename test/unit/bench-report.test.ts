@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BenchResults, median, renderMemory, renderTable, summarise, writeResults } from '../../bench/report';
+import {
+  BenchResults,
+  median,
+  renderMemory,
+  renderMemoryByCount,
+  renderTable,
+  summarise,
+  writeResults,
+} from '../../bench/report';
 import { runFigures as run } from './bench-figures';
 
 function results(overrides: Partial<BenchResults>): BenchResults {
@@ -57,12 +65,11 @@ describe('bench: report', () => {
 
   it('reports memory per layout and per device, and the ratio to the baseline', () => {
     const text = renderMemory(
-      results({
-        memory: {
-          qemu: { processes: 16, devices: 16, rssMiB: 160, pssMiB: 80, hwmMiB: 170, rssAnonMiB: 40 },
-          ours: { processes: 1, devices: 16, rssMiB: 96, pssMiB: 64, hwmMiB: 100, rssAnonMiB: 50 },
-        },
-      }),
+      {
+        qemu: { processes: 16, devices: 16, rssMiB: 160, pssMiB: 80, hwmMiB: 170, rssAnonMiB: 40 },
+        ours: { processes: 1, devices: 16, rssMiB: 96, pssMiB: 64, hwmMiB: 100, rssAnonMiB: 50 },
+      },
+      'qemu',
       false,
     );
     assert.deepEqual(text.split('\n'), [
@@ -109,7 +116,38 @@ describe('bench: report', () => {
   });
 
   it('names a layout whose memory was not measured', () => {
-    const text = renderMemory(results({ memory: { ours: { skipped: 'Error: no' } } }), true);
+    const text = renderMemory({ ours: { skipped: 'Error: no' } }, 'qemu', true);
     assert.equal(text, '- ours: skipped: Error: no');
+  });
+
+  it("reports each count of volumes, then each layout's fixed cost and cost per further volume", () => {
+    const served = (processes: number, devices: number, pssMiB: number) => ({
+      processes,
+      devices,
+      rssMiB: pssMiB,
+      pssMiB,
+      hwmMiB: pssMiB,
+      rssAnonMiB: pssMiB,
+    });
+    const text = renderMemoryByCount(
+      results({
+        memory: {
+          '64': { qemu: served(64, 64, 320), ours: served(2, 64, 192), gone: { skipped: 'Error: no' } },
+          '16': { qemu: served(16, 16, 80), ours: served(2, 16, 96), gone: served(1, 16, 1) },
+        },
+      }),
+      false,
+    );
+    const sections = text.split('\n\n');
+    assert.equal(sections.length, 3);
+    assert.match(sections[0]!, /^16 volumes:\nqemu: 16 process\(es\), 16 devices/);
+    assert.match(sections[1]!, /^64 volumes:\n/);
+    assert.match(sections[1]!, /\nours \/ qemu: RSS 0\.60, Pss 0\.60/);
+    assert.deepEqual(sections[2]!.split('\n'), [
+      'fixed and per-volume cost:',
+      'qemu: Pss 0.0 MiB fixed + 5.00 MiB per further volume (from 16 and 64)',
+      'ours: Pss 64.0 MiB fixed + 2.00 MiB per further volume (from 16 and 64)',
+    ]);
+    assert.equal(renderMemoryByCount(results({ memory: {} }), false), '(not measured)');
   });
 });
