@@ -23,6 +23,19 @@ export function parseMemory(status: string, smapsRollup: string): Memory {
   return Object.fromEntries(MEMORY_FIELDS.map((field) => [field, fields.get(field) ?? 0])) as Memory;
 }
 
+/** The machine's CPU ticks from /proc/stat's `cpu` line: idle (idle + iowait) and all together. */
+export function parseSystemTicks(text: string): { idle: number; total: number } {
+  const line = text.split('\n').find((candidate) => candidate.startsWith('cpu '));
+  if (!line) throw new Error('no cpu line in /proc/stat');
+  // user nice system idle iowait irq softirq steal (guest time is already in user and nice).
+  const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  return { idle: ticks[3]! + ticks[4]!, total: ticks.reduce((sum, value) => sum + value, 0) };
+}
+
+export function systemTicks(): { idle: number; total: number } {
+  return parseSystemTicks(readFileSync('/proc/stat', 'utf8'));
+}
+
 /** Completed requests (reads + writes) from /sys/block/DEV/stat. */
 export function parseBlockStat(text: string): number {
   const fields = text.trim().split(/\s+/).map(Number);

@@ -3,7 +3,7 @@ import { BenchConfig } from './config';
 import { FioFigures, FioRunOptions, FioTarget, runFio } from './fio';
 import { Layout, ServedVolumes, Volume } from './layout';
 import { log } from './log';
-import { blockIos, CLOCK_TICKS, cpuTicks, cpuTicksByThread, memoryOf } from './proc';
+import { blockIos, CLOCK_TICKS, cpuTicks, cpuTicksByThread, memoryOf, systemTicks } from './proc';
 
 export interface RunFigures extends FioFigures {
   /**
@@ -16,6 +16,8 @@ export interface RunFigures extends FioFigures {
   /** VmHWM (peak RSS) of the server instance so far: over every run before on it. */
   hwmMiB: number | null;
   cpuS: number;
+  /** Share of the machine's CPU time left idle over the run, in %: what parallel work could still use. */
+  idlePct?: number;
   /** The serving processes' CPU seconds over the run per thread name, largest first. */
   threadCpuS?: Record<string, number>;
   deviceIos: number;
@@ -52,8 +54,10 @@ async function measuredFio(served: ServedVolumes, options: FioRunOptions): Promi
   const cpuBefore = cpuTicks(pidsBefore);
   const threadsBefore = cpuTicksByThread(pidsBefore);
   const iosBefore = requestsDone(options.target);
+  const machineBefore = systemTicks();
   const started = performance.now();
   const fio = await runFio(options);
+  const machineAfter = systemTicks();
   const pidsAfter = [...new Set([...pidsBefore, ...served.pids()])];
   const cpuAfter = cpuTicks(pidsAfter);
   const threadCpuS = threadCpuDelta(threadsBefore, cpuTicksByThread(pidsAfter), CLOCK_TICKS);
@@ -69,6 +73,9 @@ async function measuredFio(served: ServedVolumes, options: FioRunOptions): Promi
     rssMiB: serving ? memory.VmRSS / 1024 : null,
     hwmMiB: serving ? memory.VmHWM / 1024 : null,
     cpuS,
+    idlePct:
+      (100 * (machineAfter.idle - machineBefore.idle)) /
+      Math.max(1, machineAfter.total - machineBefore.total),
     threadCpuS,
     deviceIos,
     wallS,
@@ -80,7 +87,7 @@ function runLine(figures: RunFigures): string {
   return (
     `${figures.iops.toFixed(0).padStart(7)} IOPS ${figures.mibS.toFixed(1).padStart(7)} MiB/s ` +
     `p50 ${figures.p50Us.toFixed(0).padStart(7)}us p99 ${figures.p99Us.toFixed(0).padStart(8)}us ` +
-    `cpu/io ${orDash(figures.cpuUsPerIo)}us rss ${orDash(figures.rssMiB)}MiB`
+    `cpu/io ${orDash(figures.cpuUsPerIo)}us rss ${orDash(figures.rssMiB)}MiB idle ${orDash(figures.idlePct ?? null)}%`
   );
 }
 

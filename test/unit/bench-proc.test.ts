@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseBlockStat, parseMemory, parseStat, statName } from '../../bench/proc';
+import { parseBlockStat, parseMemory, parseStat, parseSystemTicks, statName } from '../../bench/proc';
 import { threadCpuDelta } from '../../bench/throughput';
 
 /** Read in the VM from a `blk serve` process (pid 314) serving /dev/vda, after 5 s of fio on it. */
@@ -52,6 +52,12 @@ describe('bench: /proc and /sys figures', () => {
       RssShmem: 16,
       Pss: 49105,
     });
+  });
+
+  it("reads the machine's idle and total CPU ticks from /proc/stat", () => {
+    const stat = 'cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\nintr 12345\n';
+    assert.deepEqual(parseSystemTicks(stat), { idle: 840, total: 1000 });
+    assert.throws(() => parseSystemTicks('intr 1\n'), /no cpu line/);
   });
 
   it('counts the completed reads and writes of /sys/block/DEV/stat', () => {
