@@ -14,6 +14,8 @@ export interface MeasuredMemory {
   pssMiB: number;
   hwmMiB: number;
   rssAnonMiB: number;
+  /** Total Pss once every volume was served, before any I/O (the memory case only). */
+  pssBeforeIoMiB?: number;
 }
 
 export type MemoryFigures = MeasuredMemory | { skipped: string };
@@ -27,9 +29,10 @@ function touch(devices: string[]): void {
 }
 
 async function measure(served: ServedVolumes): Promise<MemoryFigures> {
+  const pssBeforeIoMiB = memoryFigures(served).pssMiB;
   touch([...served.targets.values()].map(devicePath));
   await new Promise((resolve) => setTimeout(resolve, 1000));
-  return memoryFigures(served);
+  return { ...memoryFigures(served), pssBeforeIoMiB };
 }
 
 /** Memory of every process serving `served`, totalled, as it is now. */

@@ -153,7 +153,11 @@ export function renderMemory(
     lines.push(
       `${layout}: ${figures.processes} process(es), ${figures.devices} devices: total VmRSS ` +
         `${format(figures.rssMiB, 1)} MiB, total Pss ${format(figures.pssMiB, 1)} MiB, total VmHWM ` +
-        `${format(figures.hwmMiB, 1)} MiB, total RssAnon ${format(figures.rssAnonMiB, 1)} MiB; per device ` +
+        `${format(figures.hwmMiB, 1)} MiB, total RssAnon ${format(figures.rssAnonMiB, 1)} MiB` +
+        (figures.pssBeforeIoMiB === undefined
+          ? ''
+          : ` (Pss before I/O ${format(figures.pssBeforeIoMiB, 1)} MiB)`) +
+        '; per device ' +
         `VmRSS ${format(figures.rssMiB / figures.devices, 1)} MiB, Pss ${format(figures.pssMiB / figures.devices, 1)} MiB`,
     );
     if (base && !('skipped' in base) && layout !== baseline) {

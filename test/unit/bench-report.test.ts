@@ -67,14 +67,22 @@ describe('bench: report', () => {
     const text = renderMemory(
       {
         qemu: { processes: 16, devices: 16, rssMiB: 160, pssMiB: 80, hwmMiB: 170, rssAnonMiB: 40 },
-        ours: { processes: 1, devices: 16, rssMiB: 96, pssMiB: 64, hwmMiB: 100, rssAnonMiB: 50 },
+        ours: {
+          processes: 1,
+          devices: 16,
+          rssMiB: 96,
+          pssMiB: 64,
+          hwmMiB: 100,
+          rssAnonMiB: 50,
+          pssBeforeIoMiB: 60,
+        },
       },
       'qemu',
       false,
     );
     assert.deepEqual(text.split('\n'), [
       'qemu: 16 process(es), 16 devices: total VmRSS 160.0 MiB, total Pss 80.0 MiB, total VmHWM 170.0 MiB, total RssAnon 40.0 MiB; per device VmRSS 10.0 MiB, Pss 5.0 MiB',
-      'ours: 1 process(es), 16 devices: total VmRSS 96.0 MiB, total Pss 64.0 MiB, total VmHWM 100.0 MiB, total RssAnon 50.0 MiB; per device VmRSS 6.0 MiB, Pss 4.0 MiB',
+      'ours: 1 process(es), 16 devices: total VmRSS 96.0 MiB, total Pss 64.0 MiB, total VmHWM 100.0 MiB, total RssAnon 50.0 MiB (Pss before I/O 60.0 MiB); per device VmRSS 6.0 MiB, Pss 4.0 MiB',
       'ours / qemu: RSS 0.60, Pss 0.80',
     ]);
   });
