@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
 import { log } from '../log';
 import * as libc from '../sys/libc';
+import { placeQueues } from './queue-placement';
 import { ThreadLogRecord } from './thread-log';
 import { DeviceRegistration, ThreadCommand, ThreadData, ThreadEvent, ThreadReply } from './worker-data';
 
@@ -102,10 +103,11 @@ export class DeviceThreads {
   async attach(device: Omit<DeviceRegistration, 'queueWakeFds'>, oneThread: boolean): Promise<void> {
     this.control ??= new DeviceThread('control-worker.js', this.logLevel);
     const { queues } = device.geometry;
-    const hosts = oneThread
-      ? Array<DeviceThread>(queues).fill(this.pickQueueThread())
-      : Array.from({ length: queues }, () => this.pickQueueThread());
-    for (const host of hosts) host.load++;
+    const hosts = placeQueues(this.queueThreads, queues, {
+      oneThread,
+      maxThreads: this.maxQueueThreads,
+      start: () => new DeviceThread('queue-worker.js', this.logLevel),
+    });
     this.placement.set(device.name, hosts);
     const registration: DeviceRegistration = { ...device, queueWakeFds: hosts.map((host) => host.wakeFd) };
     await Promise.all(hosts.map((host, queue) => host.call({ type: 'attach', device: registration, queue })));
@@ -160,17 +162,6 @@ export class DeviceThreads {
     if (!this.control) throw new Error(`no device ${name}`);
     const reply = await this.control.call({ type: 'resize', name, bytes });
     return reply.notified ?? false;
-  }
-
-  private pickQueueThread(): DeviceThread {
-    const idle = this.queueThreads.find((thread) => thread.load === 0);
-    if (idle) return idle;
-    if (this.queueThreads.length < this.maxQueueThreads) {
-      const thread = new DeviceThread('queue-worker.js', this.logLevel);
-      this.queueThreads.push(thread);
-      return thread;
-    }
-    return this.queueThreads.reduce((least, thread) => (thread.load < least.load ? thread : least));
   }
 
   /** With no device left, the threads end, so a process that served its last device can exit. */
