@@ -5,22 +5,40 @@ const esbuild = require('esbuild');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
-esbuild.buildSync({
-  entryPoints: {
-    'vduse-csi': path.join(root, 'src/cli/main.ts'),
-    // What device servers run: the blk commands alone start faster than the whole CLI.
-    'vduse-blk': path.join(root, 'src/cli/blk-main.ts'),
-    'queue-worker': path.join(root, 'src/daemon/queue-worker.ts'),
-    'control-worker': path.join(root, 'src/daemon/control-worker.ts'),
-    'vdpa-bind': path.join(root, 'src/daemon/vdpa-bind.ts'),
-    'large-io-worker': path.join(root, 'src/backend/large-io-worker.ts'),
-  },
-  outdir: path.join(root, 'dist/bundle'),
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  external: ['koffi'],
-  sourcemap: true,
-  logLevel: 'warning',
-});
+esbuild
+  .build({
+    entryPoints: {
+      'vduse-csi': path.join(root, 'src/cli/main.ts'),
+      // The CSI plugin (gRPC, the CSI services, the Kubernetes client) in its own file, which the
+      // CLI loads for `plugin` only: a daemon run from vduse-csi.js (the chart's) would otherwise
+      // parse and keep it all, about 30 MiB per process.
+      plugin: path.join(root, 'src/cli/plugin.ts'),
+      // What device servers run: the blk commands alone start faster than the whole CLI.
+      'vduse-blk': path.join(root, 'src/cli/blk-main.ts'),
+      'queue-worker': path.join(root, 'src/daemon/queue-worker.ts'),
+      'control-worker': path.join(root, 'src/daemon/control-worker.ts'),
+      'vdpa-bind': path.join(root, 'src/daemon/vdpa-bind.ts'),
+      'large-io-worker': path.join(root, 'src/backend/large-io-worker.ts'),
+    },
+    outdir: path.join(root, 'dist/bundle'),
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    external: ['koffi'],
+    plugins: [
+      {
+        name: 'plugin-apart',
+        setup(build) {
+          build.onResolve({ filter: /^\.\/plugin$/ }, (args) =>
+            args.importer.endsWith(path.join('src', 'cli', 'main.ts'))
+              ? { path: './plugin.js', external: true }
+              : undefined,
+          );
+        },
+      },
+    ],
+    sourcemap: true,
+    logLevel: 'warning',
+  })
+  .catch(() => process.exit(1));

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { BLK_USAGE, runBlkCommand } from './blk-commands';
-import { PLUGIN_USAGE, plugin } from './plugin';
+import { PLUGIN_USAGE } from './plugin-usage';
 import { DAEMON_USAGE, runDaemonCommand } from './daemon';
 import { runMain } from './run-main';
 
@@ -11,6 +11,9 @@ runMain(USAGE, async (argv) => {
   if (group === 'blk') return runBlkCommand(command, rest);
   if (group === 'daemon') return runDaemonCommand(command, rest);
   if (group !== 'plugin') return false;
+  // Loaded only here: gRPC, the CSI services and their protos would cost every daemon (which runs
+  // this same CLI in the chart) about 30 MiB.
+  const { plugin } = await import('./plugin');
   await plugin(argv.slice(1));
   return true;
 });

@@ -7,23 +7,24 @@ import { SysError } from './errors';
  * addresses (inside our own mmaps), which keeps the data path free of per-request allocations.
  */
 const libc = koffi.load('libc.so.6');
-koffi.alias('ssize_t', 'intptr_t');
+// ssize_t is spelled intptr_t: a koffi type name is the process's, and the CLI's bundle and the
+// plugin's each load this module.
 
 export const raw = {
   open: libc.func('int open(const char *path, int flags, uint32_t mode)'),
   close: libc.func('int close(int fd)'),
-  read: libc.func('ssize_t read(int fd, _Out_ void *buf, size_t count)'),
-  write: libc.func('ssize_t write(int fd, const void *buf, size_t count)'),
+  read: libc.func('intptr_t read(int fd, _Out_ void *buf, size_t count)'),
+  write: libc.func('intptr_t write(int fd, const void *buf, size_t count)'),
   ioctlPtr: libc.func('int ioctl(int fd, unsigned long request, void *arg)'),
   ioctlInt: libc.func('int ioctl(int fd, unsigned long request, uintptr_t arg)'),
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
   poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
-  preadAddr: libc.func('ssize_t pread(int fd, uintptr_t buf, size_t count, int64_t offset)'),
-  pwriteAddr: libc.func('ssize_t pwrite(int fd, uintptr_t buf, size_t count, int64_t offset)'),
-  preadvAddr: libc.func('ssize_t preadv(int fd, uintptr_t iov, int iovcnt, int64_t offset)'),
-  pwritevAddr: libc.func('ssize_t pwritev(int fd, uintptr_t iov, int iovcnt, int64_t offset)'),
+  preadAddr: libc.func('intptr_t pread(int fd, uintptr_t buf, size_t count, int64_t offset)'),
+  pwriteAddr: libc.func('intptr_t pwrite(int fd, uintptr_t buf, size_t count, int64_t offset)'),
+  preadvAddr: libc.func('intptr_t preadv(int fd, uintptr_t iov, int iovcnt, int64_t offset)'),
+  pwritevAddr: libc.func('intptr_t pwritev(int fd, uintptr_t iov, int iovcnt, int64_t offset)'),
   fdatasync: libc.func('int fdatasync(int fd)'),
   fallocate: libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
   ftruncate: libc.func('int ftruncate(int fd, int64_t length)'),
@@ -32,8 +33,8 @@ export const raw = {
   pthreadSetName: libc.func('int pthread_setname_np(uintptr_t thread, const char *name)'),
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   bind: libc.func('int bind(int fd, const void *addr, uint32_t addrlen)'),
-  send: libc.func('ssize_t send(int fd, const void *buf, size_t len, int flags)'),
-  recv: libc.func('ssize_t recv(int fd, _Out_ void *buf, size_t len, int flags)'),
+  send: libc.func('intptr_t send(int fd, const void *buf, size_t len, int flags)'),
+  recv: libc.func('intptr_t recv(int fd, _Out_ void *buf, size_t len, int flags)'),
   setsockopt: libc.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
 };
 
