@@ -183,12 +183,13 @@ export function renderMemoryByCount(
   const sections = counts.map(
     (count) => `${count} volumes:\n${renderMemory(results.memory[count]!, results.baseline, markdown)}`,
   );
+  if (counts.length < 2) return sections.join('\n\n');
   const fewest = results.memory[counts[0]!]!;
   const most = results.memory[counts[counts.length - 1]!]!;
   const lines: string[] = [];
   for (const [layout, low] of Object.entries(fewest)) {
     const high = most[layout];
-    if (counts.length < 2 || 'skipped' in low || !high || 'skipped' in high) continue;
+    if ('skipped' in low || !high || 'skipped' in high) continue;
     const perVolume = (high.pssMiB - low.pssMiB) / (high.devices - low.devices);
     lines.push(
       `${layout}: Pss ${format(low.pssMiB - perVolume * low.devices, 1)} MiB fixed + ` +

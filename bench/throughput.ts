@@ -17,7 +17,7 @@ export interface RunFigures extends FioFigures {
   hwmMiB: number | null;
   cpuS: number;
   /** Share of the machine's CPU time left idle over the run, in %: what parallel work could still use. */
-  idlePct?: number;
+  idlePct: number;
   /** The serving processes' CPU seconds over the run per thread name, largest first. */
   threadCpuS?: Record<string, number>;
   deviceIos: number;
@@ -87,7 +87,7 @@ function runLine(figures: RunFigures): string {
   return (
     `${figures.iops.toFixed(0).padStart(7)} IOPS ${figures.mibS.toFixed(1).padStart(7)} MiB/s ` +
     `p50 ${figures.p50Us.toFixed(0).padStart(7)}us p99 ${figures.p99Us.toFixed(0).padStart(8)}us ` +
-    `cpu/io ${orDash(figures.cpuUsPerIo)}us rss ${orDash(figures.rssMiB)}MiB idle ${orDash(figures.idlePct ?? null)}%`
+    `cpu/io ${orDash(figures.cpuUsPerIo)}us rss ${orDash(figures.rssMiB)}MiB idle ${orDash(figures.idlePct)}%`
   );
 }
 

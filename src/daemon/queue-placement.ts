@@ -5,9 +5,9 @@ export interface QueueHost {
 
 /**
  * Chooses the threads for a device's `queues` queues and counts them into their loads: each queue
- * goes to an idle thread, else to a new one (`start`, while fewer than `maxThreads` run), else to
- * the least loaded; with `oneThread` all go where the first does. Each choice sees the queues
- * placed before it, so the queues of one device spread over the threads.
+ * goes to an idle thread, else to a new one (`start`, appended to `threads` while fewer than
+ * `maxThreads` run), else to the least loaded; with `oneThread` all go where the first does. Each
+ * choice sees the queues placed before it, so the queues of one device spread over the threads.
  */
 export function placeQueues<T extends QueueHost>(
   threads: T[],

@@ -39,7 +39,8 @@ function chainBytes(chain: Chain): number {
 /**
  * Serves one virtqueue: on each kick, runs every available chain through the virtio-blk handler
  * and returns it on the used ring, with one interrupt per batch (and per INTERRUPT_EVERY_BYTES
- * moved) at most. Every chain taken and returned is recorded in the device's in-flight log, so a successor can finish the run.
+ * moved) at most. Every chain taken and returned is recorded in the device's in-flight log, so a
+ * successor can finish the run.
  */
 class QueueServer {
   private readonly state: SharedDeviceState;

@@ -42,8 +42,7 @@ function median(values: number[]): number {
 }
 
 function pssKiB(pid: number): number {
-  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-  return Number(/^Pss:\s+(\d+) kB/m.exec(rollup)![1]);
+  return statusField(pid, 'Pss', 'smaps_rollup');
 }
 
 describe('one device daemon serves every volume of a node', function () {

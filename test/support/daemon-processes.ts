@@ -1,5 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { callDaemon } from '../../src/daemon/control-client';
+import { procFields } from '../../src/sys/proc-files';
 import { eventually } from './eventually';
 
 export interface DaemonStatus {
@@ -48,10 +49,11 @@ function liveProcesses(match: (stat: string[], argv: string[]) => boolean): numb
     });
 }
 
-/** A number of a process's /proc/PID/status (`Threads`, `VmRSS` in KiB, ...). */
-export function statusField(pid: number, field: string): number {
-  const match = new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match![1]);
+/** A number of a process's /proc/PID/FILE (`Threads` or `VmRSS` of status, in KiB; `Pss` of smaps_rollup). */
+export function statusField(pid: number, field: string, file = 'status'): number {
+  const value = procFields(readFileSync(`/proc/${pid}/${file}`, 'utf8')).get(field);
+  if (value === undefined) throw new Error(`no ${field} in /proc/${pid}/${file}`);
+  return value;
 }
 
 /** The names of a process's threads (as top -H shows them). */

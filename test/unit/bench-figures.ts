@@ -13,6 +13,7 @@ export function runFigures(iops: number, cpuUsPerIo: number | null, rssMiB: numb
     rssMiB,
     hwmMiB: rssMiB === null ? null : rssMiB + 10,
     cpuS: 1,
+    idlePct: 20,
     deviceIos: iops * 12,
     wallS: 12,
   };
