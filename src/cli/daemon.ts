@@ -1,7 +1,6 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { log, setLogLevel } from '../log';
-import { BlkDeviceServer } from '../daemon/blk-device-server';
 import { callDaemon, controlSocketPath } from '../daemon/control-client';
 import { validControlRequest } from '../daemon/control-protocol';
 import { DaemonLock } from '../daemon/daemon-lock';
@@ -215,7 +214,7 @@ async function answerObserved(
   }
 }
 
-/** Loads what a takeover needs (threads for the largest recorded device) and says so. */
+/** Loads what a takeover needs (its queue threads) and says so. */
 async function warmUp(stateDir: string, logLevel: string): Promise<void> {
   const queues = recordedDeviceNames(stateDir).map((name) => {
     try {
@@ -224,7 +223,7 @@ async function warmUp(stateDir: string, logLevel: string): Promise<void> {
       return 1; // an unusable record is the takeover's to report
     }
   });
-  await BlkDeviceServer.warmThreads(logLevel, Math.max(1, ...queues));
+  await NodeDaemon.warmStandbyThreads(logLevel, Math.max(1, ...queues));
   process.stdout.write(`${JSON.stringify({ standby: 'daemon', pid: process.pid })}\n`);
   log.info('standing by for the device daemon', { stateDir, pid: process.pid });
 }

@@ -155,6 +155,11 @@ export class BlkDeviceServer {
     return deviceThreads(logLevel).warm(queues);
   }
 
+  /** warmThreads without the control thread (DeviceThreads.warmQueueThreads). */
+  static warmQueueThreads(logLevel: string, queues: number): Promise<void> {
+    return deviceThreads(logLevel).warmQueueThreads(queues);
+  }
+
   /** warmThreads for a process that serves devices as they come and go: the threads stay when idle. */
   static keepThreadsWarm(logLevel: string, queues: number): Promise<void> {
     return deviceThreads(logLevel).keepWarm(queues);

@@ -101,7 +101,6 @@ export class DeviceThreads {
    * loaded one when they must share a thread.
    */
   async attach(device: Omit<DeviceRegistration, 'queueWakeFds'>, oneThread: boolean): Promise<void> {
-    this.control ??= new DeviceThread('control-worker.js', this.logLevel);
     const { queues } = device.geometry;
     const hosts = placeQueues(this.queueThreads, queues, {
       oneThread,
@@ -111,6 +110,9 @@ export class DeviceThreads {
     this.placement.set(device.name, hosts);
     const registration: DeviceRegistration = { ...device, queueWakeFds: hosts.map((host) => host.wakeFd) };
     await Promise.all(hosts.map((host, queue) => host.call({ type: 'attach', device: registration, queue })));
+    // Started only now if it was not yet: the device's I/O resumes once its queues are attached
+    // (the kernel's control messages wait in the device fd meanwhile).
+    this.control ??= new DeviceThread('control-worker.js', this.logLevel);
     await this.control.call({ type: 'attach', device: registration, queue: -1 });
   }
 
@@ -120,10 +122,15 @@ export class DeviceThreads {
    */
   async warm(queues: number): Promise<void> {
     this.control ??= new DeviceThread('control-worker.js', this.logLevel);
+    await Promise.all([this.control.ready, this.warmQueueThreads(queues)]);
+  }
+
+  /** Starts the queue threads of warm, not the control thread (which attach starts if need be). */
+  async warmQueueThreads(queues: number): Promise<void> {
     while (this.queueThreads.length < Math.min(queues, this.maxQueueThreads)) {
       this.queueThreads.push(new DeviceThread('queue-worker.js', this.logLevel));
     }
-    await Promise.all([this.control, ...this.queueThreads].map((thread) => thread.ready));
+    await Promise.all(this.queueThreads.map((thread) => thread.ready));
   }
 
   /**

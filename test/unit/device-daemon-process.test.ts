@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { AddressInfo, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { callDaemon } from '../../src/daemon/control-client';
 import { controlSocketPath } from '../../src/daemon/control-client';
@@ -95,6 +95,9 @@ describe('device daemon process (no VDUSE needed: no device is served)', functio
     const second = startDaemon(stateDir);
     started.push(second);
     assert.deepEqual(await readyAs(second, 'standby'), { status: 200, body: 'standby\n' });
+    // Ready means warm: the queue threads a serving daemon keeps; the control thread comes later.
+    const deviceThreads = threadNamesOf(second.child.pid!).filter((name) => name.startsWith('vduse-'));
+    assert.deepEqual(deviceThreads, Array(Math.min(2, availableParallelism())).fill('vduse-queue'));
     assert.equal(
       (await callDaemon(stateDir, { op: 'status' })).pid,
       first.child.pid,
