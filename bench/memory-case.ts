@@ -1,6 +1,8 @@
 import { truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../test/kernel/support';
+import { bindProcessesOf } from '../test/support/daemon-processes';
+import { eventually } from '../test/support/eventually';
 import { BenchConfig } from './config';
 import { MiB } from './fio';
 import { devicePath, Layout, ServedVolumes, Volume } from './layout';
@@ -28,7 +30,22 @@ function touch(devices: string[]): void {
   }
 }
 
+/** How long the daemon's bind process may take to end after the last add (it ends 10 s after it). */
+const BIND_END_TIMEOUT_MS = 60_000;
+
+/**
+ * Memory is read with the volumes idle, so once the bind processes the adds started are gone (the
+ * daemon's ends when binds stop: src/daemon/node-daemon.ts BIND_PROCESS_IDLE_MS).
+ */
+async function bindProcessesEnded(served: ServedVolumes): Promise<void> {
+  await eventually(async () => {
+    const binding = served.pids().flatMap(bindProcessesOf);
+    if (binding.length > 0) throw new Error(`bind processes ${binding.join(', ')} still run`);
+  }, BIND_END_TIMEOUT_MS);
+}
+
 async function measure(served: ServedVolumes): Promise<MemoryFigures> {
+  await bindProcessesEnded(served);
   const pssBeforeIoMiB = memoryFigures(served).pssMiB;
   touch([...served.targets.values()].map(devicePath));
   await new Promise((resolve) => setTimeout(resolve, 1000));

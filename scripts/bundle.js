@@ -38,6 +38,12 @@ esbuild
         },
       },
     ],
+    // Every isolate keeps the source of its bundle as a string, one byte per character if it is
+    // all ASCII, else two: without comments and indentation, and with the licence comments in
+    // NAME.js.LEGAL.txt (one names a person with a non-ASCII letter), the CLI's source takes
+    // 0.48 MB in each daemon process instead of 1.44 MB, the plugin's 4.25 MB instead of 16 MB.
+    minifyWhitespace: true,
+    legalComments: 'external',
     sourcemap: true,
     logLevel: 'warning',
   })

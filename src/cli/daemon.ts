@@ -149,7 +149,7 @@ async function serveDevices(
   );
   life.become('serving');
   daemon.prepareForAdds().catch((error: unknown) =>
-    log.warn('could not start the device threads or the bind process ahead of adds', {
+    log.warn('could not start the device threads ahead of adds', {
       error: String(error),
     }),
   );

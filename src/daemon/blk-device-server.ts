@@ -45,7 +45,7 @@ export interface BlkServeOptions {
   logLevel: string;
   /** Device records, in-flight logs and admin sockets (DEFAULT_STATE_DIR). */
   stateDir: string;
-  /** Binds through this long-lived bind process (a daemon's); else through one started per bind. */
+  /** Binds through this binder (a daemon's); else through a bind process started for the bind. */
   binder?: VdpaBinder;
   /** The queue threads count requests, bytes, errors and latency (false: to measure what that costs). */
   countRequests?: boolean;

@@ -40,6 +40,11 @@ const RELEASE_TIMEOUT_MS = 30_000;
 const RELEASE_POLL_MS = 10;
 /** Queue threads a serving daemon starts before its first add (warm caps them at one per CPU). */
 const WARM_QUEUE_THREADS = 2;
+/**
+ * The bind process ends this long after the last bind: a burst of adds (a node's pods scheduled
+ * together, kubelet's retries) shares one, a node with nothing to add does not keep it.
+ */
+const BIND_PROCESS_IDLE_MS = 10_000;
 
 /**
  * Serves every device of a node from one process (one set of device threads): devices are added
@@ -51,8 +56,8 @@ export class NodeDaemon {
   /** One operation at a time per device; others wait their turn. */
   private readonly turns = new Map<string, { serial: Serial; waiting: number }>();
   private readonly startedAtMs = Date.now();
-  /** Every add and takeover of this daemon binds through one bind process (no start-up per add). */
-  private readonly binder = new VdpaBinder();
+  /** Every add and takeover of this daemon binds through one bind process while binds keep coming. */
+  private readonly binder = new VdpaBinder(BIND_PROCESS_IDLE_MS);
   private takeover: Takeover | null = null;
 
   constructor(private readonly options: NodeDaemonOptions) {}
@@ -81,18 +86,16 @@ export class NodeDaemon {
   }
 
   /**
-   * Starts what the first add would otherwise start itself (the control thread, a queue thread, the
-   * bind process), so adds do not queue behind those starts: with 16 adds at once under emulation,
-   * the threads took 7 s and the bind process 4 s to start, and every add waited for them. Two
-   * queue threads (one on a single CPU): with one, the second device of a burst starts the second
-   * thread and every device placed on it waits for that (1.6 s median under load). They stay when
-   * the last device goes, for the next add. Further queue threads start with the devices they serve.
+   * Starts the device threads the first add would otherwise start itself (the control thread and
+   * queue threads), so adds do not queue behind those starts: with 16 adds at once under emulation,
+   * the threads took 7 s to start, and every add waited for them. Two queue threads (one on a single
+   * CPU): with one, the second device of a burst starts the second thread and every device placed on
+   * it waits for that (1.6 s median under load). They stay when the last device goes, for the next
+   * add. Further queue threads start with the devices they serve. The bind process is not started
+   * here: it starts with the first bind and ends once binds stop (BIND_PROCESS_IDLE_MS).
    */
-  async prepareForAdds(): Promise<void> {
-    await Promise.all([
-      BlkDeviceServer.keepThreadsWarm(this.options.logLevel, WARM_QUEUE_THREADS),
-      this.binder.warm(),
-    ]);
+  prepareForAdds(): Promise<void> {
+    return BlkDeviceServer.keepThreadsWarm(this.options.logLevel, WARM_QUEUE_THREADS);
   }
 
   /**

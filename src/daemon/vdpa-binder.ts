@@ -15,23 +15,29 @@ interface BindProcess {
 
 /**
  * vdpa DEV_NEW through a bind process of its own (dist/bundle/vdpa-bind.js; see vdpa-bind.ts for
- * why), started by `warm` or at the first bind and kept for the next ones until `close`: a device
- * added to a running daemon costs no process start. One bind at a time, as the kernel runs them. A
- * bind process that died is replaced at the next bind.
+ * why), started at the first bind and kept for the next ones: the adds of a burst cost one process
+ * start. Given `idleMs`, it ends that long after the last bind, so a node whose volumes are all
+ * staged does not keep a whole Node process (about 9 MiB of its own) for binds that may never come;
+ * else it lasts until `close`. One bind at a time, as the kernel runs them. A bind process that died
+ * is replaced at the next bind.
  */
 export class VdpaBinder {
   private process: BindProcess | undefined;
   private readonly turns = new Serial();
+  private bindsUnderWay = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly idleMs?: number) {}
 
   bind(name: string): Promise<void> {
-    return this.turns.run(() => this.request(name));
-  }
-
-  /** Starts the bind process now, so that the first bind does not wait for a process to start. */
-  warm(): Promise<void> {
-    return this.turns.run(async () => {
-      this.running();
-    });
+    this.bindsUnderWay++;
+    clearTimeout(this.idleTimer);
+    return this.turns
+      .run(() => this.request(name))
+      .finally(() => {
+        if (--this.bindsUnderWay === 0 && this.idleMs !== undefined)
+          this.idleTimer = setTimeout(() => void this.close(), this.idleMs).unref();
+      });
   }
 
   /** One bind through a bind process started for it alone (a process serving one device, say). */
@@ -44,12 +50,14 @@ export class VdpaBinder {
     }
   }
 
-  /** Ends the bind process once its binds are answered. */
+  /** Ends the bind process once its binds are answered; a later bind starts another. */
   close(): Promise<void> {
+    clearTimeout(this.idleTimer);
     return this.turns.run(async () => {
       const running = this.process;
       this.process = undefined;
-      if (!running) return;
+      // Gone already (killed, say): its close event has passed, and waiting for it would hang.
+      if (!running || running.closed()) return;
       const exited = new Promise<void>((resolve) => running.child.once('close', () => resolve()));
       running.child.stdin.end();
       await exited;

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path';
 import { CsiHarness, MiB, blockCapability } from '../support/csi-harness';
 import { assertNothingLeft } from '../e2e/kubelet-flow';
-import { daemonStatus, statusField } from '../support/daemon-processes';
+import { bindProcessesOf, daemonStatus, statusField } from '../support/daemon-processes';
 import { eventually } from '../support/eventually';
 import { CLI, requireVduse, scratchDir, vdpaDevices, vduseDevices } from './support';
 
@@ -87,6 +87,9 @@ describe('stage/unstage cycles through the CSI plugin', function () {
       deviceRecords: listing(join(csi.options.stateDir, 'devices')),
       inflightLogs: listing(join(csi.options.stateDir, 'inflight')),
     });
+    /** The daemon's bind process ends once binds stop (BIND_PROCESS_IDLE_MS): counts are taken without it. */
+    const bindProcessEnded = (): Promise<void> =>
+      eventually(async () => assert.deepEqual(bindProcessesOf(daemonPid), []), SETTLE_MS);
     /**
      * The plugin checks every staged volume's server once a second (a status call on the daemon's
      * socket, the daemon log's rotation), so one sample can count that call's socket. Those only
@@ -108,11 +111,13 @@ describe('stage/unstage cycles through the CSI plugin', function () {
 
     // The first cycles load what any stage needs once (modules, buffers, V8's code).
     for (let warm = 0; warm < WARM_UP_CYCLES; warm++) await cycle();
+    await bindProcessEnded();
     const before = await restingCounts();
     const rssBefore = rssMiB();
     assert.equal(before.vduseDevices, 1, 'the neighbour alone is served');
     for (let done = 0; done < CYCLES; done++) await cycle();
     const rssAfter = rssMiB();
+    await bindProcessEnded();
     await eventually(async () => assert.deepEqual(counts(), before), SETTLE_MS);
     assert.equal((await daemonStatus(csi.options.stateDir))!.pid, daemonPid, 'one daemon served every cycle');
     const growth = {

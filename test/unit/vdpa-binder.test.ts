@@ -2,6 +2,12 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { VdpaBinder } from '../../src/daemon/vdpa-binder';
 import { bindProcessesOf } from '../support/daemon-processes';
+import { eventually } from '../support/eventually';
+
+/** Short, so the idle end comes soon; no bind in that case is asked while the process runs. */
+const IDLE_MS = 200;
+/** Far longer than any close takes: a close still waiting then would wait for good. */
+const HANG_MS = 30_000;
 
 /** This process's live vdpa-bind children. */
 function bindProcesses(): number[] {
@@ -30,14 +36,19 @@ describe('VdpaBinder (one bind process for many binds)', function () {
     assert.equal(openFds(), fdsBefore, 'its pipes are closed');
   });
 
-  it('starts its bind process when warmed, once however often, and answers the first bind from it', async () => {
-    const binder = new VdpaBinder();
-    await Promise.all([binder.warm(), binder.warm()]);
-    const warmed = bindProcesses();
-    assert.equal(warmed.length, 1, 'one bind process, started by warm');
-    await binder.warm();
-    await assert.rejects(binder.bind('no-such-device-3'));
-    assert.deepEqual(bindProcesses(), warmed, 'the warmed process answers the bind');
+  it('ends its bind process once binds stop for its idle time, closing its pipes, and starts another for the next bind', async () => {
+    const binder = new VdpaBinder(IDLE_MS);
+    const fdsBefore = openFds();
+    await assert.rejects(binder.bind('idle-1'));
+    const [first] = bindProcesses();
+    assert.ok(first !== undefined, 'a bind process answered');
+    await eventually(async () => {
+      assert.deepEqual(bindProcesses(), [], 'the bind process ended');
+      assert.equal(openFds(), fdsBefore, 'its pipes are closed');
+    }, 60_000);
+    await assert.rejects(binder.bind('idle-2'));
+    const [second] = bindProcesses();
+    assert.ok(second !== undefined && second !== first, 'a new bind process answered');
     await binder.close();
   });
 
@@ -72,5 +83,24 @@ describe('VdpaBinder (one bind process for many binds)', function () {
     process.kill(running!, 'SIGKILL');
     await assert.rejects(pending, /vdpa-bind exited with SIGKILL/);
     await binder.close();
+  });
+
+  it('closes at once when its bind process is already gone (a daemon stopping must not hang on it)', async () => {
+    const binder = new VdpaBinder();
+    const fdsBefore = openFds();
+    await assert.rejects(binder.bind('before-the-kill'));
+    const [running] = bindProcesses();
+    process.kill(running!, 'SIGKILL');
+    await eventually(async () => {
+      assert.deepEqual(bindProcesses(), []);
+      assert.equal(openFds(), fdsBefore);
+    }, 60_000);
+    // Its pipes are closed; their close callbacks, then the child's close event, follow within a
+    // turn or two of the event loop: close is asked after them, as a stopping daemon did.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('hung'), HANG_MS)));
+    assert.equal(await Promise.race([binder.close().then(() => 'closed'), hung]), 'closed');
+    clearTimeout(timer);
   });
 });
