@@ -16,7 +16,6 @@ esbuild
       // What device servers run: the blk commands alone start faster than the whole CLI.
       'vduse-blk': path.join(root, 'src/cli/blk-main.ts'),
       'queue-worker': path.join(root, 'src/daemon/queue-worker.ts'),
-      'control-worker': path.join(root, 'src/daemon/control-worker.ts'),
       'vdpa-bind': path.join(root, 'src/daemon/vdpa-bind.ts'),
       'large-io-worker': path.join(root, 'src/backend/large-io-worker.ts'),
     },

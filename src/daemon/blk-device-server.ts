@@ -59,8 +59,9 @@ const DESTROY_RETRIES = 50;
 const STANDBY_POLL_MS = 20;
 
 /**
- * Serves one image file as a virtio-blk device: creates the VDUSE device, runs a control thread
- * and one thread per queue, binds it to virtio-vdpa and tears all of it down again.
+ * Serves one image file as a virtio-blk device: creates the VDUSE device, has its queues and control
+ * messages served by the process's device threads, binds it to virtio-vdpa and tears all of it
+ * down again.
  */
 export class BlkDeviceServer {
   private threads: DeviceThreads | undefined;
@@ -153,11 +154,6 @@ export class BlkDeviceServer {
   /** Starts the threads devices of `queues` queues will need, so a takeover does not wait for them. */
   static warmThreads(logLevel: string, queues: number): Promise<void> {
     return deviceThreads(logLevel).warm(queues);
-  }
-
-  /** warmThreads without the control thread (DeviceThreads.warmQueueThreads). */
-  static warmQueueThreads(logLevel: string, queues: number): Promise<void> {
-    return deviceThreads(logLevel).warmQueueThreads(queues);
   }
 
   /** warmThreads for a process that serves devices as they come and go: the threads stay when idle. */

@@ -25,7 +25,7 @@ class DeviceThread {
   private readonly pending = new Map<number, (reply: ThreadReply) => void>();
   private nextId = 1;
   readonly ready: Promise<void>;
-  /** Queues (or devices, for the control thread) this thread serves. */
+  /** Queues this thread serves. */
   load = 0;
 
   constructor(script: string, logLevel: string) {
@@ -78,14 +78,14 @@ class DeviceThread {
 }
 
 /**
- * The threads that serve every device of this process: one control thread for all devices and a
- * pool of queue threads (up to one per CPU), each serving the queues given to it. Sharing them
- * keeps a process with many devices small; spreading one device's queues keeps them parallel.
+ * The threads that serve every device of this process: a pool of queue threads (up to one per
+ * CPU), each serving the queues given to it, one of which also answers each device's control
+ * messages. Sharing them keeps a process with many devices small; spreading one device's queues
+ * keeps them parallel.
  */
 export class DeviceThreads {
-  private control: DeviceThread | undefined;
   private readonly queueThreads: DeviceThread[] = [];
-  private readonly placement = new Map<string, DeviceThread[]>();
+  private readonly placement = new Map<string, { queues: DeviceThread[]; control: DeviceThread }>();
   /** Detaches under way: the threads they talk to must outlive them. */
   private detaching = 0;
   /** A long-lived daemon keeps its threads when its last device goes (see keepWarm). */
@@ -98,36 +98,38 @@ export class DeviceThreads {
 
   /**
    * Starts serving a device: its queues go to the least loaded queue threads, or all to the least
-   * loaded one when they must share a thread.
+   * loaded one when they must share a thread; its control messages to the first queue thread.
    */
-  async attach(device: Omit<DeviceRegistration, 'queueWakeFds'>, oneThread: boolean): Promise<void> {
+  async attach(
+    device: Omit<DeviceRegistration, 'queueWakeFds' | 'controlWakeFd'>,
+    oneThread: boolean,
+  ): Promise<void> {
     const { queues } = device.geometry;
     const hosts = placeQueues(this.queueThreads, queues, {
       oneThread,
       maxThreads: this.maxQueueThreads,
       start: () => new DeviceThread('queue-worker.js', this.logLevel),
     });
-    this.placement.set(device.name, hosts);
-    const registration: DeviceRegistration = { ...device, queueWakeFds: hosts.map((host) => host.wakeFd) };
+    // Control messages are few and answered between two turns of a queue (a few ms at most).
+    const control = this.queueThreads[0]!;
+    this.placement.set(device.name, { queues: hosts, control });
+    const registration: DeviceRegistration = {
+      ...device,
+      queueWakeFds: hosts.map((host) => host.wakeFd),
+      controlWakeFd: control.wakeFd,
+    };
     await Promise.all(hosts.map((host, queue) => host.call({ type: 'attach', device: registration, queue })));
-    // Started only now if it was not yet: the device's I/O resumes once its queues are attached
-    // (the kernel's control messages wait in the device fd meanwhile).
-    this.control ??= new DeviceThread('control-worker.js', this.logLevel);
-    await this.control.call({ type: 'attach', device: registration, queue: -1 });
+    // Only now: the device's I/O resumes once its queues are attached (the kernel's control
+    // messages wait in the device fd meanwhile).
+    await control.call({ type: 'attach-control', device: registration });
   }
 
   /**
-   * Starts the threads `queues` queues of a device will need before there is a device, so a
-   * standby server takes over without waiting for threads to load.
+   * Starts the threads `queues` queues of a device will need before there is a device (at most
+   * one per CPU), so a standby server takes over without waiting for threads to load.
    */
   async warm(queues: number): Promise<void> {
-    this.control ??= new DeviceThread('control-worker.js', this.logLevel);
-    await Promise.all([this.control.ready, this.warmQueueThreads(queues)]);
-  }
-
-  /** Starts the queue threads of warm, not the control thread (which attach starts if need be). */
-  async warmQueueThreads(queues: number): Promise<void> {
-    while (this.queueThreads.length < Math.min(queues, this.maxQueueThreads)) {
+    while (this.queueThreads.length < Math.min(Math.max(1, queues), this.maxQueueThreads)) {
       this.queueThreads.push(new DeviceThread('queue-worker.js', this.logLevel));
     }
     await Promise.all(this.queueThreads.map((thread) => thread.ready));
@@ -147,13 +149,17 @@ export class DeviceThreads {
    * the threads end with the last device, once no other detach still talks to them.
    */
   async detach(name: string): Promise<void> {
-    const hosts = this.placement.get(name) ?? [];
+    const placed = this.placement.get(name);
     this.placement.delete(name);
     this.detaching++;
     try {
-      await this.control?.call({ type: 'detach', name });
-      await Promise.all([...new Set(hosts)].map((host) => host.call({ type: 'detach', name })));
-      for (const host of hosts) host.load--;
+      if (placed) {
+        // Its control messages first (a reset still waiting is answered), then its queues.
+        await placed.control.call({ type: 'detach', name });
+        const others = new Set(placed.queues.filter((host) => host !== placed.control));
+        await Promise.all([...others].map((host) => host.call({ type: 'detach', name })));
+        for (const host of placed.queues) host.load--;
+      }
     } finally {
       this.detaching--;
     }
@@ -162,20 +168,20 @@ export class DeviceThreads {
 
   /** Makes the threads serving `name`'s queues look at its shared state now. */
   wakeQueues(name: string): void {
-    for (const host of new Set(this.placement.get(name))) libc.signalEventFd(host.wakeFd);
+    for (const host of new Set(this.placement.get(name)?.queues)) libc.signalEventFd(host.wakeFd);
   }
 
   async resize(name: string, bytes: number): Promise<boolean> {
-    if (!this.control) throw new Error(`no device ${name}`);
-    const reply = await this.control.call({ type: 'resize', name, bytes });
+    const placed = this.placement.get(name);
+    if (!placed) throw new Error(`no device ${name}`);
+    const reply = await placed.control.call({ type: 'resize', name, bytes });
     return reply.notified ?? false;
   }
 
   /** With no device left, the threads end, so a process that served its last device can exit. */
   private async shutdown(): Promise<void> {
-    const threads = [...this.queueThreads, ...(this.control ? [this.control] : [])];
+    const threads = [...this.queueThreads];
     this.queueThreads.length = 0;
-    this.control = undefined;
     await Promise.all(threads.map((thread) => thread.exit()));
   }
 }

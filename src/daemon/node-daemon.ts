@@ -86,13 +86,13 @@ export class NodeDaemon {
   }
 
   /**
-   * Starts the device threads the first add would otherwise start itself (the control thread and
-   * queue threads), so adds do not queue behind those starts: with 16 adds at once under emulation,
-   * the threads took 7 s to start, and every add waited for them. Two queue threads (one on a single
-   * CPU): with one, the second device of a burst starts the second thread and every device placed on
-   * it waits for that (1.6 s median under load). They stay when the last device goes, for the next
-   * add. Further queue threads start with the devices they serve. The bind process is not started
-   * here: it starts with the first bind and ends once binds stop (BIND_PROCESS_IDLE_MS).
+   * Starts the device threads the first add would otherwise start itself, so adds do not queue
+   * behind those starts: with 16 adds at once under emulation, the threads took 7 s to start, and
+   * every add waited for them. Two queue threads (one on a single CPU): with one, the second device
+   * of a burst starts the second thread and every device placed on it waits for that (1.6 s median
+   * under load). They stay when the last device goes, for the next add. Further queue threads start
+   * with the devices they serve. The bind process is not started here: it starts with the first
+   * bind and ends once binds stop (BIND_PROCESS_IDLE_MS).
    */
   prepareForAdds(): Promise<void> {
     return BlkDeviceServer.keepThreadsWarm(this.options.logLevel, WARM_QUEUE_THREADS);
@@ -100,12 +100,11 @@ export class NodeDaemon {
 
   /**
    * What a standby starts while it waits: as many queue threads as a serving daemon keeps (or the
-   * largest recorded device needs), and not the control thread. With one queue thread warm, every
-   * device placed on the second waited for it to start (16 idle devices: half back after 0.7 s, the
-   * other half after 1.3 s); the control thread is attached after the queues, once I/O flows again.
+   * largest recorded device needs). With one queue thread warm, every device placed on the second
+   * waited for it to start (16 idle devices: half back after 0.7 s, the other half after 1.3 s).
    */
   static warmStandbyThreads(logLevel: string, recordedQueues: number): Promise<void> {
-    return BlkDeviceServer.warmQueueThreads(logLevel, Math.max(WARM_QUEUE_THREADS, recordedQueues));
+    return BlkDeviceServer.warmThreads(logLevel, Math.max(WARM_QUEUE_THREADS, recordedQueues));
   }
 
   /** Remembers the takeover this daemon started with, for `status` (the node plugin reports it). */

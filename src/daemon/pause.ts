@@ -5,8 +5,8 @@ export const PAUSE_DRAIN_TIMEOUT_MS = 10_000;
 
 /**
  * The main thread's side of pausing one device: its queues stop taking chains and finish those in
- * flight, the action runs, and the queues resume whatever the action does. The control thread is
- * not involved, so the driver's control messages (a reset too) are answered throughout. One pause
+ * flight, the action runs, and the queues resume whatever the action does. Their threads keep
+ * running, so the driver's control messages (a reset too) are answered throughout. One pause
  * at a time: a second caller waits for the first.
  */
 export class DevicePause {

@@ -3,6 +3,7 @@ import { LargeIoPool } from '../backend/large-io-pool';
 import { openQueueBackend } from '../backend/queue-backend';
 import { BlockBackend, FdWatcher } from '../backend/types';
 import { threadLog } from './thread-log';
+import { ControlServer } from './control-server';
 import * as libc from '../sys/libc';
 import { isErrno } from '../sys/errors';
 import { VduseDevice } from '../vduse/device';
@@ -150,6 +151,9 @@ class QueueServer {
       else if (epoch === this.takeoverEpoch) this.resumeRun();
       else this.startRun();
       this.state.acknowledge(this.index, epoch);
+      // The device's control messages are answered on one of the queue threads, whose reset
+      // answer waits for this acknowledgement.
+      libc.signalEventFd(this.data.controlWakeFd);
       // Kicks that came before the kick eventfd was installed are not repeated: look now.
       this.serve();
     }
@@ -370,6 +374,8 @@ const data = workerData as ThreadData;
 threadLog.setLevel(data.logLevel);
 libc.nameThisThread('vduse-queue');
 const servers = new Map<string, QueueServer[]>();
+/** The devices whose control messages this thread answers (DeviceThreads picks one thread per device). */
+const controls = new Map<string, ControlServer>();
 /** Detached servers whose last requests are still in flight. */
 const draining = new Set<QueueServer>();
 const thread: EventThread = new EventThread(
@@ -388,7 +394,18 @@ const thread: EventThread = new EventThread(
       servers.set(command.device.name, list);
       thread.watch(server.kickFd, () => server.onKick());
       server.followControl();
+    } else if (command.type === 'attach-control') {
+      const control = new ControlServer(command.device);
+      controls.set(command.device.name, control);
+      thread.watch(control.fd, () => control.onReadable());
+      control.onReadable();
     } else if (command.type === 'detach') {
+      const control = controls.get(command.name);
+      if (control) {
+        thread.unwatch(control.fd);
+        control.close();
+        controls.delete(command.name);
+      }
       const detached = servers.get(command.name) ?? [];
       for (const server of detached) {
         thread.unwatch(server.kickFd);
@@ -398,15 +415,23 @@ const thread: EventThread = new EventThread(
       servers.delete(command.name);
       // The main thread closes the storage once this answers: no request of it may still be in flight.
       return Promise.all(detached.map((server) => server.whenClosed)).then(() => undefined);
+    } else if (command.type === 'resize') {
+      const control = controls.get(command.name);
+      if (!control) throw new Error(`no device ${command.name}`);
+      return { notified: control.resize(command.bytes) };
     }
     return undefined;
   },
   () => {
     for (const server of draining) if (server.inFlight === 0) draining.delete(server);
     for (const list of servers.values()) for (const server of list) server.followControl();
+    // After the queues above: a reset of a device whose queues are all on this thread is answered
+    // in the same wake-up as their acknowledgement.
+    for (const control of controls.values()) control.settle();
   },
   () => {
     if (draining.size > 0) return true;
+    for (const control of controls.values()) if (control.waiting) return true;
     for (const list of servers.values()) for (const server of list) if (server.inFlight > 0) return true;
     return false;
   },

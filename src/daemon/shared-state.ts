@@ -1,7 +1,7 @@
 /// <reference lib="es2024.sharedmemory" />
 
 /**
- * State the threads serving one device share through a SharedArrayBuffer: the control thread
+ * State the threads serving one device share through a SharedArrayBuffer: its control server
  * publishes the driver's status and IOTLB invalidations, the main thread pauses, queue threads
  * publish their progress.
  */
@@ -66,21 +66,12 @@ export class SharedDeviceState {
 
   acknowledge(queue: number, epoch: number): void {
     Atomics.store(this.cells, this.queueCell(queue, QUEUE_ACK), epoch);
-    Atomics.notify(this.cells, this.queueCell(queue, QUEUE_ACK));
   }
 
-  /** Waits until every queue thread has seen `epoch`; false on timeout. */
-  awaitAcknowledged(epoch: number, timeoutMs: number): boolean {
-    const deadline = Date.now() + timeoutMs;
+  /** Whether every queue thread has seen `epoch`. */
+  acknowledged(epoch: number): boolean {
     for (let queue = 0; queue < this.queueCount; queue++) {
-      const cell = this.queueCell(queue, QUEUE_ACK);
-      for (;;) {
-        const seen = Atomics.load(this.cells, cell);
-        if (seen >= epoch) break;
-        const left = deadline - Date.now();
-        if (left <= 0) return false;
-        Atomics.wait(this.cells, cell, seen, left);
-      }
+      if (Atomics.load(this.cells, this.queueCell(queue, QUEUE_ACK)) < epoch) return false;
     }
     return true;
   }

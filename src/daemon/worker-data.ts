@@ -22,10 +22,13 @@ export interface DeviceRegistration {
   takeover: boolean;
   /** The wake eventfd of the thread serving each queue. */
   queueWakeFds: number[];
+  /** The wake eventfd of the thread answering the device's control messages. */
+  controlWakeFd: number;
 }
 
 export type ThreadCommand =
   | { type: 'attach'; id: number; device: DeviceRegistration; queue: number }
+  | { type: 'attach-control'; id: number; device: DeviceRegistration }
   | { type: 'detach'; id: number; name: string }
   | { type: 'resize'; id: number; name: string; bytes: number }
   | { type: 'exit'; id: number };
@@ -33,7 +36,7 @@ export type ThreadCommand =
 export type ThreadReply =
   { type: 'done'; id: number; notified?: boolean } | { type: 'failed'; id: number; error: string };
 
-/** workerData of a device thread. */
+/** workerData of a device thread (queue-worker.ts). */
 export interface ThreadData {
   wakeFd: number;
   commands: MessagePort;

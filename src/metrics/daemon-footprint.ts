@@ -17,7 +17,7 @@ interface Footprint extends FootprintProcess {
 /**
  * What a device daemon costs the node beyond process_resident_memory_bytes: its proportional set
  * size (shared pages split among the processes sharing them, so a daemon and its standby add up to
- * what they take together) and its threads (one per device queue thread and control thread, plus
+ * what they take together) and its threads (one per device queue thread, plus
  * Node.js's own), for itself and its standby. A process gone meanwhile has no series.
  */
 export function registerDaemonFootprint(registry: Registry, processes: () => FootprintProcess[]): void {
