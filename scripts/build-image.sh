@@ -460,7 +460,7 @@ printf '    entrypoint + cmd printed usage (%s lines): %s\n' "$(wc -l <<<"$usage
 usage=$(bh run "$vc" -- node /app/dist/bundle/vduse-csi.js --help) || die "vduse-csi.js --help failed"
 grep -q '^vduse-csi: ' <<<"$usage" || die "vduse-csi.js --help printed no usage"
 echo "    node /app/dist/bundle/vduse-csi.js --help: ok"
-for b in vduse-blk plugin queue-worker control-worker vdpa-bind large-io-worker; do
+for b in vduse-blk plugin queue-worker vdpa-bind large-io-worker; do
   [ -f "$vm/app/dist/bundle/$b.js" ] || die "dist/bundle/$b.js missing"
 done
 
