@@ -19,6 +19,8 @@ export interface BenchConfig {
   fileCase: boolean;
   /** The memory case: once per count of volumes (the fixed and per-volume costs come from two). */
   memory: { enabled: boolean; deviceCounts: number[]; imageMiB: number };
+  /** The stage case: NodeStageVolume of this many volumes at once, then one after another. */
+  stage: { enabled: boolean; volumes: number };
   /** The RBD case: its clients (none: off), each one's image size, the kill case's verified MiB. */
   rbd: { layouts: string[]; imageMiB: number; killMiB: number };
 }
@@ -31,6 +33,12 @@ function envInt(env: Env, name: string, fallback: number): number {
   const value = Number(text);
   if (!Number.isInteger(value))
     throw new Error(`${name} must be a whole number, not ${JSON.stringify(text)}`);
+  return value;
+}
+
+function envCount(env: Env, name: string, fallback: number): number {
+  const value = envInt(env, name, fallback);
+  if (value < 1) throw new Error(`${name}: ${value} is not a count`);
   return value;
 }
 
@@ -92,6 +100,10 @@ export function readConfig(env: Env, knownLayouts: string[], knownRbdLayouts: st
         envList(env, 'VDUSE_CSI_BENCH_MEM_DEVICES', ['16', '64']),
       ),
       imageMiB: envInt(env, 'VDUSE_CSI_BENCH_MEM_SIZE_MIB', 64),
+    },
+    stage: {
+      enabled: envInt(env, 'VDUSE_CSI_BENCH_STAGE', 1) !== 0,
+      volumes: envCount(env, 'VDUSE_CSI_BENCH_STAGE_VOLUMES', 16),
     },
     rbd: {
       layouts: rbdLayouts(env, knownRbdLayouts),

@@ -10,12 +10,14 @@ import { daemonLayout, largeIoDaemonLayout, uncountedDaemonLayout } from './daem
 import { oursLayout } from './ours-layout';
 import { qemuLayout } from './qemu-layout';
 import { rbdCase } from './rbd-case';
+import { stageCase } from './stage-case';
 import { fioRbdLayout, krbdLayout, rbdNbdLayout } from './rbd-layouts';
 import {
   BenchResults,
   overBaseline,
   renderKills,
   renderMemoryByCount,
+  renderStages,
   renderTable,
   subjectOver,
   summarise,
@@ -108,6 +110,10 @@ async function main(): Promise<number> {
     results.memory = await memoryCase(config, layouts, rawDir);
     writeResults(config.outDir, results, method);
   }
+  if (config.stage.enabled) {
+    results.stage = await stageCase(config.scratchDir, config.stage.volumes);
+    writeResults(config.outDir, results, method);
+  }
   if (rbdLayouts.length > 0) {
     const rbd = await rbdCase(config, rbdLayouts, rawDir, failures);
     results.rbd = {
@@ -119,7 +125,9 @@ async function main(): Promise<number> {
     writeResults(config.outDir, results, method);
   }
 
-  console.log(`\n${renderTable(results, false)}\n\n${renderMemoryByCount(results, false)}\n`);
+  console.log(
+    `\n${renderTable(results, false)}\n\n${renderMemoryByCount(results, false)}\n\n${renderStages(results.stage, false)}\n`,
+  );
   if (results.rbd)
     console.log(`RBD\n${renderTable(results.rbd, false)}\n\n${renderKills(results.rbd.kills, false)}\n`);
   for (const failure of failures) console.log(failure);

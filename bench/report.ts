@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { KillFigures } from './kill-case';
 import { MemoryByCount, MemoryFigures } from './memory-case';
 import { RbdResults } from './rbd-case';
+import { StageComparison, StageFigures } from './stage-case';
 import { RunFigures, ThroughputRuns } from './throughput';
 
 type MetricKey = 'iops' | 'mibS' | 'p50Us' | 'p99Us' | 'cpuUsPerIo' | 'rssMiB' | 'hwmMiB';
@@ -37,6 +38,8 @@ export interface BenchResults extends ThroughputTable {
   raw: ThroughputRuns;
   /** The RBD case, when it ran: its own table (ours over each other client) and kill figures. */
   rbd?: ThroughputTable & RbdResults;
+  /** The stage case, when it ran: NodeStageVolume beside the qemu-storage-daemon flow. */
+  stage?: StageFigures;
 }
 
 /** Every layout over the baseline. */
@@ -200,6 +203,21 @@ export function renderMemoryByCount(
   return [...sections, ...(lines.length > 0 ? [`fixed and per-volume cost:\n${fit}`] : [])].join('\n\n');
 }
 
+/** The stage case's lines: our median and p95 and the reference flow's, for each order. */
+export function renderStages(figures: StageFigures | undefined, markdown: boolean): string {
+  if (!figures) return '(not measured)';
+  const line = (
+    label: string,
+    { nodeStageMs, qemuStorageDaemonVdpaMkfsMountMs: qemu, ratioMedian, ratioP95 }: StageComparison,
+  ): string =>
+    `${figures.volumes} ${label}: NodeStageVolume median ${nodeStageMs.median} ms, p95 ${nodeStageMs.p95} ms; ` +
+    `qemu-storage-daemon + vdpa dev add + mkfs + mount median ${qemu.median} ms, p95 ${qemu.p95} ms; ` +
+    `ratio median ${ratioMedian.toFixed(2)}x, p95 ${ratioP95.toFixed(2)}x`;
+  return [line('at once', figures.atOnce), line('one after another', figures.oneAfterAnother)]
+    .map((text) => (markdown ? `- ${text}` : text))
+    .join('\n');
+}
+
 /** results.json and results.md in `outDir`. */
 export function writeResults(outDir: string, results: BenchResults, method: string): void {
   writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
@@ -219,6 +237,10 @@ export function writeResults(outDir: string, results: BenchResults, method: stri
     '## Memory',
     '',
     renderMemoryByCount(results, true),
+    '',
+    '## NodeStageVolume',
+    '',
+    renderStages(results.stage, true),
     '',
     ...(results.rbd ? rbdMarkdown(results.rbd, results.baseline) : []),
   ];

@@ -20,6 +20,9 @@
 #   VDUSE_CSI_BENCH_DAEMONS  layouts ("qemu ours daemon daemon-uncounted daemon-large-io")
 #   VDUSE_CSI_BENCH_MEMORY   1/0 memory case (1)
 #   VDUSE_CSI_BENCH_MEM_DEVICES counts of volumes in the memory case (16,64), VDUSE_CSI_BENCH_MEM_SIZE_MIB their MiB (64)
+#   VDUSE_CSI_BENCH_STAGE    1/0 the stage case: NodeStageVolume through the plugin beside the
+#                            qemu-storage-daemon + vdpa dev add + mkfs + mount flow (1)
+#   VDUSE_CSI_BENCH_STAGE_VOLUMES volumes staged at once, then one after another (16)
 #   VDUSE_CSI_BENCH_READY_TIMEOUT seconds a layout may take to serve its volumes (400)
 #   VDUSE_CSI_BENCH_FILE     1/0 the file case (the layouts above on a tmpfs image) (1)
 #   VDUSE_CSI_BENCH_RBD      RBD clients: 0 none, 1 all, or a subset of
