@@ -26,6 +26,12 @@ const SETTLE_MS = 60_000;
  */
 const RSS_GROWTH_LIMIT_MIB = 48;
 
+/** A volume and the staging path it is staged at. */
+interface StagingVolume {
+  id: string;
+  staging: string;
+}
+
 function median(samples: number[]): number {
   const sorted = [...samples].sort((a, b) => a - b);
   return Math.round(sorted[Math.floor(sorted.length / 2)]!);
@@ -45,7 +51,7 @@ describe('stage/unstage cycles through the CSI plugin', function () {
 
   it(`${CYCLES} NodeStageVolume/NodeUnstageVolume cycles (${STREAMS} volumes at once) beside a staged volume leave no fd, thread, device, mount, record or memory growth behind`, async () => {
     const capability = blockCapability();
-    const staged = async (name: string): Promise<{ id: string; staging: string }> => {
+    const staged = async (name: string): Promise<StagingVolume> => {
       const { volume } = await csi.call('controller', 'CreateVolume', {
         name,
         capacity_range: { required_bytes: 16 * MiB },
@@ -55,22 +61,22 @@ describe('stage/unstage cycles through the CSI plugin', function () {
       mkdirSync(staging);
       return { id: volume.volume_id, staging };
     };
-    const stage = ({ id, staging }: { id: string; staging: string }): Promise<unknown> =>
+    const stage = ({ id, staging }: StagingVolume): Promise<unknown> =>
       csi.call('node', 'NodeStageVolume', {
         volume_id: id,
         staging_target_path: staging,
         volume_capability: capability,
       });
-    const unstage = ({ id, staging }: { id: string; staging: string }): Promise<unknown> =>
+    const unstage = ({ id, staging }: StagingVolume): Promise<unknown> =>
       csi.call('node', 'NodeUnstageVolume', { volume_id: id, staging_target_path: staging });
 
     const neighbour = await staged('neighbour');
     await stage(neighbour);
-    const cycling: Array<{ id: string; staging: string }> = [];
+    const cycling: Array<StagingVolume> = [];
     for (let stream = 0; stream < STREAMS; stream++) cycling.push(await staged(`cycling-${stream}`));
     const stageMs: number[] = [];
     const unstageMs: number[] = [];
-    const cycle = async (volume: { id: string; staging: string }): Promise<void> => {
+    const cycle = async (volume: StagingVolume): Promise<void> => {
       const staging = performance.now();
       await stage(volume);
       stageMs.push(performance.now() - staging);
